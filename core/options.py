@@ -1,0 +1,158 @@
+"""Matting options: one validated, immutable object shared by the CLI, the HTTP API and the workers.
+
+Names match the design contract: ``preset``, ``background``, ``format``, ``alpha_threshold``, ``erode``,
+``feather``, ``max_side``, ``mask``. A preset fills defaults; explicitly given options override it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .errors import InvalidOptionError
+
+FORMATS = ("png", "jpeg", "webp")
+FORMAT_ALIASES = {"jpg": "jpeg"}
+FORMAT_EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
+MAX_ERODE = 64
+MAX_SIDE_LIMIT = 16384
+_HEX_COLOUR = re.compile(r"^#?([0-9a-fA-F]{6})$")
+
+# The seeds' presets. A preset only supplies defaults: anything the caller sets explicitly wins.
+PRESETS: dict[str, dict[str, Any]] = {
+    # Passport/ID photos: flat white background, crisp edge, no stray fringe.
+    "id-photo": {"background": "#ffffff", "format": "jpeg", "alpha_threshold": 18, "erode": 2, "feather": False},
+    # Product/catalogue cut-outs: transparent PNG with a soft anti-aliased edge.
+    "ecommerce": {"background": "transparent", "format": "png", "alpha_threshold": 10, "feather": True},
+    # Profile pictures: keep fine hair, barely touch the edge.
+    "avatar": {"background": "transparent", "format": "png", "alpha_threshold": 6, "erode": 1, "feather": False},
+}
+
+OPTION_NAMES = ("preset", "background", "format", "alpha_threshold", "erode", "feather", "max_side", "mask")
+
+
+@dataclass(frozen=True)
+class MatteOptions:
+    """Post-processing and output options, already validated.
+
+    ``background`` is ``None`` for transparent output or an ``(r, g, b)`` tuple of 0-255 ints.
+    ``max_side`` of ``None`` keeps the input size; otherwise the output's long side is at most that.
+    """
+
+    preset: str | None = None
+    background: tuple[int, int, int] | None = None
+    format: str = "png"
+    alpha_threshold: int = 0
+    erode: int = 0
+    feather: bool = False
+    max_side: int | None = None
+    mask: bool = False
+
+    @property
+    def extension(self) -> str:
+        return FORMAT_EXTENSIONS[self.format]
+
+    @property
+    def media_type(self) -> str:
+        return f"image/{self.format}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict that :func:`parse_options` turns back into an equal object."""
+        data = asdict(self)
+        data["background"] = format_colour(self.background)
+        return data
+
+
+def format_colour(colour: tuple[int, int, int] | None) -> str:
+    if colour is None:
+        return "transparent"
+    return "#{:02x}{:02x}{:02x}".format(*colour)
+
+
+def parse_colour(value: Any) -> tuple[int, int, int] | None:
+    """``transparent`` / ``none`` -> None; ``#rrggbb`` (or ``rrggbb``) -> (r, g, b)."""
+    if value is None:
+        return None
+    if isinstance(value, (tuple, list)) and len(value) == 3 and all(isinstance(v, int) for v in value):
+        if all(0 <= v <= 255 for v in value):
+            return (int(value[0]), int(value[1]), int(value[2]))
+    text = str(value).strip()
+    if text.lower() in ("transparent", "none", ""):
+        return None
+    match = _HEX_COLOUR.match(text)
+    if not match:
+        raise InvalidOptionError(f"background must be 'transparent' or a colour like '#ffffff', got {value!r}")
+    hex_digits = match.group(1)
+    return (int(hex_digits[0:2], 16), int(hex_digits[2:4], 16), int(hex_digits[4:6], 16))
+
+
+def _parse_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise InvalidOptionError(f"{name} must be true or false, got {value!r}")
+
+
+def _parse_int(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool):
+        raise InvalidOptionError(f"{name} must be a whole number from {low} to {high}, got {value!r}")
+    try:
+        number = int(str(value).strip()) if not isinstance(value, int) else value
+    except ValueError:
+        raise InvalidOptionError(f"{name} must be a whole number from {low} to {high}, got {value!r}") from None
+    if not low <= number <= high:
+        raise InvalidOptionError(f"{name} must be from {low} to {high}, got {number}")
+    return number
+
+
+def _parse_format(value: Any) -> str:
+    text = str(value).strip().lower()
+    text = FORMAT_ALIASES.get(text, text)
+    if text not in FORMATS:
+        raise InvalidOptionError(f"format must be one of {', '.join(FORMATS)}, got {value!r}")
+    return text
+
+
+def parse_options(values: Mapping[str, Any] | None = None, **overrides: Any) -> MatteOptions:
+    """Validate raw option values (strings from a form or CLI, or typed values) into :class:`MatteOptions`.
+
+    Keys that are ``None`` count as not given. Unknown names and bad values raise
+    :class:`InvalidOptionError` with a message that names the option.
+    """
+    raw: dict[str, Any] = {k: v for k, v in {**(values or {}), **overrides}.items() if v is not None}
+    unknown = sorted(set(raw) - set(OPTION_NAMES))
+    if unknown:
+        raise InvalidOptionError(f"unknown option(s): {', '.join(unknown)}; known: {', '.join(OPTION_NAMES)}")
+
+    preset = raw.get("preset")
+    if preset is not None:
+        preset = str(preset).strip().lower()
+        if preset in ("", "none"):
+            preset = None
+        elif preset not in PRESETS:
+            raise InvalidOptionError(f"preset must be one of {', '.join(PRESETS)}, got {raw['preset']!r}")
+    merged: dict[str, Any] = {**(PRESETS[preset] if preset else {}), **raw}
+
+    max_side = merged.get("max_side")
+    if max_side is not None and str(max_side).strip() in ("", "0", "none"):
+        max_side = None
+    options = MatteOptions(
+        preset=preset,
+        background=parse_colour(merged.get("background", "transparent")),
+        format=_parse_format(merged.get("format", "png")),
+        alpha_threshold=_parse_int("alpha_threshold", merged.get("alpha_threshold", 0), 0, 255),
+        erode=_parse_int("erode", merged.get("erode", 0), 0, MAX_ERODE),
+        feather=_parse_bool("feather", merged.get("feather", False)),
+        max_side=None if max_side is None else _parse_int("max_side", max_side, 16, MAX_SIDE_LIMIT),
+        mask=_parse_bool("mask", merged.get("mask", False)),
+    )
+    if options.format == "jpeg" and options.background is None:
+        # JPEG has no alpha channel: a transparent request would silently turn black.
+        options = MatteOptions(**{**asdict(options), "background": (255, 255, 255)})
+    return options

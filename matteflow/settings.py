@@ -1,0 +1,84 @@
+"""One settings object, read once from ``MATTEFLOW_*`` environment variables at each entry point."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+PREFIX = "MATTEFLOW_"
+
+
+def _default_concurrency() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with defaults for one machine.
+
+    Each field maps to ``MATTEFLOW_<FIELD NAME IN CAPITALS>``. Build it with :meth:`from_env` at an entry
+    point (CLI, web app factory, worker) and pass it down; tests build their own with :meth:`replace`.
+    """
+
+    redis_url: str = ""  # empty: `matteflow up` starts an embedded Redis
+    storage_dir: Path = Path("var")
+    model: str = "default"  # model registry spec: default | onnx:<path> | torch:<path>
+    device: str = "auto"  # auto | cpu | cuda | cuda:<n>
+    max_upload_mb: int = 200
+    max_pixels: int = 60_000_000  # ~ 7746 x 7746; checked from the header before decoding
+    max_files_per_job: int = 5000
+    result_ttl_hours: float = 24 * 7
+    worker_concurrency: int = field(default_factory=_default_concurrency)
+    worker_queue: str = "matteflow"
+    worker_max_tasks_per_child: int = 2000
+    worker_metrics_port: int = 9808
+    task_time_limit_s: int = 300
+    task_max_retries: int = 5
+    gpu_batch_size: int = 8
+    single_image_timeout_s: float = 120.0
+    web_host: str = "127.0.0.1"
+    web_port: int = 7860
+    web_threads: int = 8
+    reconcile_interval_s: float = 30.0
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read every field from ``environ`` (default ``os.environ``); ``overrides`` win over both."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(PREFIX + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _coerce(f.name, f.type, raw)
+        values.update(overrides)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def jobs_dir(self) -> Path:
+        return Path(self.storage_dir) / "jobs"
+
+
+def _coerce(name: str, type_name: Any, raw: str) -> Any:
+    kind = type_name if isinstance(type_name, str) else getattr(type_name, "__name__", str(type_name))
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "Path":
+            return Path(raw)
+        return raw
+    except ValueError as exc:
+        raise ValueError(f"{PREFIX}{name.upper()}={raw!r} is not a valid {kind}") from exc
