@@ -23,11 +23,23 @@ _HEX_COLOUR = re.compile(r"^#?([0-9a-fA-F]{6})$")
 # The seeds' presets. A preset only supplies defaults: anything the caller sets explicitly wins.
 PRESETS: dict[str, dict[str, Any]] = {
     # Passport/ID photos: flat white background, crisp edge, no stray fringe.
-    "id-photo": {"background": "#ffffff", "format": "jpeg", "alpha_threshold": 18, "erode": 2, "feather": False},
+    "id-photo": {
+        "background": "#ffffff",
+        "format": "jpeg",
+        "alpha_threshold": 18,
+        "erode": 2,
+        "feather": False,
+    },
     # Product/catalogue cut-outs: transparent PNG with a soft anti-aliased edge.
     "ecommerce": {"background": "transparent", "format": "png", "alpha_threshold": 10, "feather": True},
     # Profile pictures: keep fine hair, barely touch the edge.
-    "avatar": {"background": "transparent", "format": "png", "alpha_threshold": 6, "erode": 1, "feather": False},
+    "avatar": {
+        "background": "transparent",
+        "format": "png",
+        "alpha_threshold": 6,
+        "erode": 1,
+        "feather": False,
+    },
 }
 
 OPTION_NAMES = ("preset", "background", "format", "alpha_threshold", "erode", "feather", "max_side", "mask")
@@ -75,15 +87,17 @@ def parse_colour(value: Any) -> tuple[int, int, int] | None:
     """``transparent`` / ``none`` -> None; ``#rrggbb`` (or ``rrggbb``) -> (r, g, b)."""
     if value is None:
         return None
-    if isinstance(value, (tuple, list)) and len(value) == 3 and all(isinstance(v, int) for v in value):
-        if all(0 <= v <= 255 for v in value):
-            return (int(value[0]), int(value[1]), int(value[2]))
+    is_triplet = isinstance(value, (tuple, list)) and len(value) == 3
+    if is_triplet and all(isinstance(v, int) and 0 <= v <= 255 for v in value):
+        return (int(value[0]), int(value[1]), int(value[2]))
     text = str(value).strip()
     if text.lower() in ("transparent", "none", ""):
         return None
     match = _HEX_COLOUR.match(text)
     if not match:
-        raise InvalidOptionError(f"background must be 'transparent' or a colour like '#ffffff', got {value!r}")
+        raise InvalidOptionError(
+            f"background must be 'transparent' or a colour like '#ffffff', got {value!r}"
+        )
     hex_digits = match.group(1)
     return (int(hex_digits[0:2], 16), int(hex_digits[2:4], 16), int(hex_digits[4:6], 16))
 
@@ -105,7 +119,9 @@ def _parse_int(name: str, value: Any, low: int, high: int) -> int:
     try:
         number = int(str(value).strip()) if not isinstance(value, int) else value
     except ValueError:
-        raise InvalidOptionError(f"{name} must be a whole number from {low} to {high}, got {value!r}") from None
+        raise InvalidOptionError(
+            f"{name} must be a whole number from {low} to {high}, got {value!r}"
+        ) from None
     if not low <= number <= high:
         raise InvalidOptionError(f"{name} must be from {low} to {high}, got {number}")
     return number
@@ -153,6 +169,9 @@ def parse_options(values: Mapping[str, Any] | None = None, **overrides: Any) -> 
         mask=_parse_bool("mask", merged.get("mask", False)),
     )
     if options.format == "jpeg" and options.background is None:
-        # JPEG has no alpha channel: a transparent request would silently turn black.
+        # JPEG has no alpha channel. Asked for explicitly, that is a contradiction to report; left unset (or
+        # from a transparent preset), white is the expected default.
+        if "background" in raw:
+            raise InvalidOptionError("format jpeg cannot be transparent: give a background colour or use png/webp")
         options = MatteOptions(**{**asdict(options), "background": (255, 255, 255)})
     return options

@@ -1,0 +1,181 @@
+"""The matting pipeline for one image or a batch: decode -> network -> edge-aware upsampling -> finish -> encode.
+
+The network runs at a reduced size (``model.input_size`` on the long side) and the alpha is brought back to
+full resolution by a guided filter on the full-size photo, so hair and edges follow the real image.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from . import postprocess
+from .errors import MattingError
+from .imageio import DecodedImage, decode_image, encode_image, encode_mask
+from .model import STRIDE, MattingModel
+from .options import MatteOptions
+
+
+@dataclass
+class MatteResult:
+    """An encoded result. ``timings`` has the seconds spent in decode, inference, postprocess, encode."""
+
+    image: bytes
+    mask: bytes | None
+    extension: str
+    media_type: str
+    width: int
+    height: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Prepared:
+    rgb: np.ndarray  # full-size (after max_side) H x W x 3 uint8
+    input_alpha: np.ndarray | None
+    net_input: np.ndarray  # 3 x h x w float32, h and w multiples of STRIDE
+    valid: tuple[int, int]  # (h, w) of the image inside the padded network input
+    timings: dict[str, float]
+
+
+def resize_to_max_side(rgb: np.ndarray, max_side: int | None) -> np.ndarray:
+    """Downscale (never upscale) so the long side is at most ``max_side``; area interpolation."""
+    height, width = rgb.shape[:2]
+    if max_side is None or max(height, width) <= max_side:
+        return rgb
+    scale = max_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+
+
+def make_network_input(rgb: np.ndarray, input_size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Resize so the long side is ``input_size`` and pad the short side up to a multiple of ``STRIDE``.
+
+    Returns a 3 x h x w float32 array in [0, 1] and the (h, w) of the unpadded content. Padding replicates
+    the border so the network does not see an artificial edge.
+    """
+    height, width = rgb.shape[:2]
+    scale = input_size / max(height, width)
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    small = cv2.resize(rgb, (new_w, new_h), interpolation=interpolation)
+    pad_h, pad_w = -new_h % STRIDE, -new_w % STRIDE
+    if pad_h or pad_w:
+        small = cv2.copyMakeBorder(small, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE)
+    tensor = small.astype(np.float32).transpose(2, 0, 1) * (1.0 / 255.0)
+    return np.ascontiguousarray(tensor), (new_h, new_w)
+
+
+class MatteEngine:
+    """Runs the whole pipeline with one loaded model. Thread-safe: the CLI runs several images at once."""
+
+    def __init__(self, model: MattingModel, max_pixels: int) -> None:
+        self.model = model
+        self.max_pixels = max_pixels
+
+    def _prepare(self, decoded: DecodedImage, options: MatteOptions, decode_s: float = 0.0) -> _Prepared:
+        rgb = resize_to_max_side(decoded.rgb, options.max_side)
+        input_alpha = decoded.alpha
+        if input_alpha is not None and input_alpha.shape != rgb.shape[:2]:
+            input_alpha = cv2.resize(input_alpha, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_AREA)
+        net_input, valid = make_network_input(rgb, self.model.input_size)
+        return _Prepared(rgb, input_alpha, net_input, valid, {"decode": decode_s})
+
+    def _decode(self, data: bytes, options: MatteOptions) -> _Prepared:
+        start = time.perf_counter()
+        decoded = decode_image(data, self.max_pixels)
+        return self._prepare(decoded, options, time.perf_counter() - start)
+
+    def _render(
+        self, prepared: _Prepared, alpha_low: np.ndarray, options: MatteOptions
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Full-size matte + post-processing -> (output pixels RGB or RGBA uint8, alpha H x W float32)."""
+        h, w = prepared.valid
+        alpha = postprocess.upsample_alpha_guided(alpha_low[:h, :w], prepared.rgb)
+        if prepared.input_alpha is not None:
+            # An input that is already partly transparent keeps its transparency.
+            alpha *= prepared.input_alpha.astype(np.float32) / 255.0
+        alpha = postprocess.apply_alpha_threshold(alpha, options.alpha_threshold)
+        alpha = postprocess.erode_alpha(alpha, options.erode)
+        if options.feather:
+            alpha = postprocess.feather_alpha(alpha)
+        foreground = postprocess.finish_foreground(prepared.rgb, alpha)
+        if options.background is None:
+            return postprocess.compose_rgba(foreground, alpha), alpha
+        return postprocess.composite_over_color(foreground, alpha, options.background), alpha
+
+    def _finish(self, prepared: _Prepared, alpha_low: np.ndarray, options: MatteOptions) -> MatteResult:
+        start = time.perf_counter()
+        pixels, alpha = self._render(prepared, alpha_low, options)
+        mid = time.perf_counter()
+        image = encode_image(pixels, options.format)
+        mask = encode_mask(postprocess.alpha_to_uint8(alpha)) if options.mask else None
+        timings = {**prepared.timings, "postprocess": mid - start, "encode": time.perf_counter() - mid}
+        height, width = alpha.shape
+        return MatteResult(image, mask, options.extension, options.media_type, width, height, timings)
+
+    def _infer_one(self, prepared: _Prepared) -> np.ndarray:
+        start = time.perf_counter()
+        alpha_low = self.model.predict(prepared.net_input[None])[0]
+        prepared.timings["inference"] = time.perf_counter() - start
+        return alpha_low
+
+    def process_array(
+        self, rgb: np.ndarray, options: MatteOptions, input_alpha: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Cut out an ``H x W x 3`` uint8 RGB array (optionally with its own H x W uint8 alpha).
+
+        Returns the output pixels (H x W x 4 RGBA when the background is transparent, else H x W x 3 RGB,
+        uint8; ``max_side`` applied) and the final matte (H x W uint8). No encoding.
+        """
+        if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError(f"expected an H x W x 3 uint8 RGB array, got {rgb.shape} {rgb.dtype}")
+        prepared = self._prepare(DecodedImage(np.ascontiguousarray(rgb), input_alpha), options)
+        pixels, alpha = self._render(prepared, self._infer_one(prepared), options)
+        return pixels, postprocess.alpha_to_uint8(alpha)
+
+    def process_bytes(self, data: bytes, options: MatteOptions) -> MatteResult:
+        """Cut out one encoded image. Raises :class:`InvalidImageError` / :class:`ImageTooLargeError`."""
+        prepared = self._decode(data, options)
+        return self._finish(prepared, self._infer_one(prepared), options)
+
+    def predict_alpha(self, rgb: np.ndarray) -> np.ndarray:
+        """The full-resolution matte of an ``H x W x 3`` uint8 RGB image: H x W float32 in [0, 1].
+
+        No threshold/erosion/feathering: the raw quality the evaluation measures.
+        """
+        net_input, (h, w) = make_network_input(rgb, self.model.input_size)
+        alpha_low = self.model.predict(net_input[None])[0]
+        return postprocess.upsample_alpha_guided(alpha_low[:h, :w], rgb)
+
+    def process_many(self, datas: list[bytes], options: MatteOptions) -> list[MatteResult | MattingError]:
+        """Cut out several images, batching the network call over images of the same padded shape.
+
+        Each entry of the result is a :class:`MatteResult` or the :class:`MattingError` that image raised;
+        one bad image never costs the others their result. Batching pays off on a GPU.
+        """
+        outcomes: list[MatteResult | MattingError | None] = [None] * len(datas)
+        prepared: dict[int, _Prepared] = {}
+        for index, data in enumerate(datas):
+            try:
+                prepared[index] = self._decode(data, options)
+            except MattingError as exc:
+                outcomes[index] = exc
+        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for index, item in prepared.items():
+            groups[item.net_input.shape[1:]].append(index)
+        for indices in groups.values():
+            start = time.perf_counter()
+            alphas = self.model.predict(np.stack([prepared[i].net_input for i in indices]))
+            share = (time.perf_counter() - start) / len(indices)
+            for i, alpha_low in zip(indices, alphas, strict=True):
+                prepared[i].timings["inference"] = share
+                try:
+                    outcomes[i] = self._finish(prepared[i], alpha_low, options)
+                except MattingError as exc:
+                    outcomes[i] = exc
+        return [o for o in outcomes if o is not None]

@@ -1,0 +1,171 @@
+"""Reading untrusted image bytes safely, and encoding results.
+
+Every decoded image comes out as an ``H x W x 3`` uint8 RGB array, upright (EXIF orientation applied), whatever
+the input's mode (CMYK, grayscale, 16-bit, palette, RGBA). The pixel limit is checked from the header, before
+any pixel is decoded, so a "pixel bomb" costs nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from .errors import ImageTooLargeError, InvalidImageError
+
+# Formats we accept. MPO is the multi-picture JPEG many phone cameras write.
+SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+
+# Truncated files must fail loudly rather than come out with a grey bottom half.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+PNG_COMPRESSION = 1  # zlib level 1: PNG encoding is the largest fixed cost per 1080p image
+JPEG_QUALITY = 93
+WEBP_QUALITY = 90
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the header says: size in pixels (before EXIF rotation) and the container format."""
+
+    width: int
+    height: int
+    format: str
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """A decoded upright image: ``rgb`` is H x W x 3 uint8; ``alpha`` is H x W uint8 or None when opaque."""
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    if not data:
+        raise InvalidImageError("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            # Our own limit below replaces Pillow's decompression-bomb warning.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"image has too many pixels ({exc})") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise InvalidImageError("not a supported image (JPEG, PNG, WebP, BMP or TIFF)") from exc
+    if image.format not in SUPPORTED_FORMATS:
+        raise InvalidImageError(f"unsupported image format {image.format}; use JPEG, PNG, WebP, BMP or TIFF")
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise InvalidImageError(f"image has an invalid size {width}x{height}")
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,}"
+        )
+    return image
+
+
+def probe_image(data: bytes, max_pixels: int) -> ImageInfo:
+    """Check an upload from its header alone (cheap: no pixel is decoded).
+
+    Raises :class:`InvalidImageError` for empty or non-image bytes or an unsupported format, and
+    :class:`ImageTooLargeError` when ``width * height > max_pixels``. A truncated body is only found by
+    :func:`read_image`.
+    """
+    image = _open(data, max_pixels)
+    return ImageInfo(width=image.size[0], height=image.size[1], format=str(image.format))
+
+
+def _to_uint8(array: np.ndarray) -> np.ndarray:
+    """Scale a 16/32-bit integer or float channel array down to uint8 without clipping highlights."""
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8) * 255
+    if np.issubdtype(array.dtype, np.floating):
+        peak = float(np.nanmax(array)) if array.size else 1.0
+        scale = 255.0 if peak <= 1.0 else 255.0 / peak
+        return np.clip(np.nan_to_num(array) * scale, 0, 255).astype(np.uint8)
+    # Integer: 16-bit data may live in a 32-bit container (Pillow's mode "I"); divide by the true range.
+    peak = int(array.max()) if array.size else 0
+    bits = 8 if peak < 256 else 16 if peak < 65536 else 32
+    return (array.astype(np.float64) / (2**bits - 1) * 255.0 + 0.5).astype(np.uint8)
+
+
+def _pixels(image: Image.Image) -> DecodedImage:
+    mode = image.mode
+    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        gray = _to_uint8(np.asarray(image))
+        return DecodedImage(rgb=np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2)), alpha=None)
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info)
+    if has_alpha:
+        rgba = np.asarray(image.convert("RGBA"))
+        alpha = rgba[:, :, 3]
+        if alpha.min() == 255:
+            return DecodedImage(rgb=np.ascontiguousarray(rgba[:, :, :3]), alpha=None)
+        return DecodedImage(rgb=np.ascontiguousarray(rgba[:, :, :3]), alpha=np.ascontiguousarray(alpha))
+    if mode != "RGB":
+        image = image.convert("RGB")  # CMYK, YCbCr, L, 1, P without transparency
+    return DecodedImage(rgb=np.asarray(image), alpha=None)
+
+
+def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
+    """Decode untrusted bytes to an upright RGB array plus the input's own alpha, if it has one.
+
+    Raises :class:`InvalidImageError` (empty, not an image, truncated, corrupt) or
+    :class:`ImageTooLargeError` (over ``max_pixels``, checked before decoding).
+    """
+    image = _open(data, max_pixels)
+    try:
+        image.load()
+        image = ImageOps.exif_transpose(image) or image
+        return _pixels(image)
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(str(exc)) from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        reason = "truncated" if "truncated" in str(exc).lower() else "corrupt"
+        raise InvalidImageError(f"image data is {reason} ({exc})") from None
+
+
+def read_image(data: bytes, max_pixels: int) -> np.ndarray:
+    """Decode untrusted bytes to an upright ``H x W x 3`` uint8 RGB array (see :func:`decode_image`)."""
+    return decode_image(data, max_pixels).rgb
+
+
+def encode_image(pixels: np.ndarray, fmt: str) -> bytes:
+    """Encode ``H x W x 3`` (RGB) or ``H x W x 4`` (RGBA) uint8 pixels as ``png``, ``jpeg`` or ``webp``.
+
+    JPEG drops an alpha channel, so callers composite first. OpenCV wants BGR(A) channel order.
+    """
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] not in (3, 4):
+        raise ValueError(f"expected H x W x 3|4 uint8 pixels, got {pixels.shape} {pixels.dtype}")
+    if fmt == "jpeg" and pixels.shape[2] == 4:
+        raise ValueError("JPEG has no alpha channel: composite over a background colour first")
+    code = cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR
+    bgr = cv2.cvtColor(pixels, code)
+    if fmt == "png":
+        ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
+    elif fmt == "jpeg":
+        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    elif fmt == "webp":
+        ok, buf = cv2.imencode(".webp", bgr, [cv2.IMWRITE_WEBP_QUALITY, WEBP_QUALITY])
+    else:
+        raise ValueError(f"unknown output format {fmt!r}")
+    if not ok:
+        raise ValueError(f"OpenCV could not encode a {pixels.shape} image as {fmt}")
+    return buf.tobytes()
+
+
+def encode_mask(alpha: np.ndarray) -> bytes:
+    """Encode an ``H x W`` uint8 alpha matte as an 8-bit grayscale PNG."""
+    if alpha.dtype != np.uint8 or alpha.ndim != 2:
+        raise ValueError(f"expected an H x W uint8 mask, got {alpha.shape} {alpha.dtype}")
+    ok, buf = cv2.imencode(".png", alpha, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
+    if not ok:
+        raise ValueError("OpenCV could not encode the mask")
+    return buf.tobytes()

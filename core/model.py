@@ -1,0 +1,206 @@
+"""Model registry: matting networks built by name, loaded once and reused.
+
+Specs understood by :func:`load_model`:
+
+- ``default``: the model shipped in ``matteflow/models`` (ONNX through onnxruntime on the CPU; the
+  safetensors weights through torch in fp16 on a CUDA device).
+- ``onnx:<path>``: any ONNX file with input ``image`` (N x 3 x H x W float32 RGB in [0, 1]) and output
+  ``alpha`` (N x 1 x H x W in [0, 1]); a ``<path>.json`` sidecar may give ``input_size``.
+- ``torch:<path>``: a safetensors file of an architecture from :mod:`matteflow.core.unet`, with sidecar.
+- ``unet-random``: an untrained network of the shipped architecture (tests and benchmarks of plumbing).
+
+Only the torch backend imports torch, and only when it is asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from .errors import ModelError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_NAME = "matteflow-unet"
+DEFAULT_INPUT_SIZE = 320
+STRIDE = 32
+
+
+class MattingModel(Protocol):
+    """What the engine needs of a network."""
+
+    device: str  # "cpu", "cuda:0", ...
+    input_size: int  # long side, in pixels, the network runs at (a multiple of 32)
+    name: str
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """``batch``: N x 3 x H x W float32 RGB in [0, 1], H and W multiples of 32 -> N x H x W float32 alpha."""
+        ...
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    onnx: Path | None
+    weights: Path | None
+    sidecar: dict
+
+
+def _read_sidecar(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"model sidecar {path} is unreadable: {exc}") from exc
+
+
+def shipped_model_files() -> ModelFiles:
+    """The files of the model shipped inside the package (``matteflow/models``)."""
+    folder = Path(str(resources.files("matteflow.models")))
+    onnx = folder / f"{DEFAULT_MODEL_NAME}.onnx"
+    weights = folder / f"{DEFAULT_MODEL_NAME}.safetensors"
+    return ModelFiles(
+        onnx=onnx if onnx.is_file() else None,
+        weights=weights if weights.is_file() else None,
+        sidecar=_read_sidecar(folder / f"{DEFAULT_MODEL_NAME}.json"),
+    )
+
+
+def _check_batch(batch: np.ndarray) -> None:
+    if batch.ndim != 4 or batch.shape[1] != 3:
+        raise ValueError(f"expected a N x 3 x H x W batch, got shape {batch.shape}")
+    if batch.shape[2] % STRIDE or batch.shape[3] % STRIDE:
+        raise ValueError(
+            f"height and width must be multiples of {STRIDE}, got {batch.shape[2]}x{batch.shape[3]}; "
+            "pad the image (the engine does this)"
+        )
+
+
+class OnnxMattingModel:
+    """An ONNX network run by onnxruntime on the CPU; one session shared by all threads."""
+
+    def __init__(self, path: Path, input_size: int, threads: int = 0, name: str | None = None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # 0 lets onnxruntime use every core; callers running several images at once ask for 1 each.
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
+            raise ModelError(f"cannot load ONNX model {path}: {exc}") from exc
+        inputs = {i.name for i in self._session.get_inputs()}
+        if "image" not in inputs:
+            raise ModelError(f"ONNX model {path} has inputs {sorted(inputs)}; expected one named 'image'")
+        self.device = "cpu"
+        self.input_size = input_size
+        self.name = name or path.stem
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        _check_batch(batch)
+        (alpha,) = self._session.run(["alpha"], {"image": np.ascontiguousarray(batch, dtype=np.float32)})
+        return alpha[:, 0]
+
+
+class TorchMattingModel:
+    """A torch network, in fp16 on CUDA (the GPU workers' path) or fp32 on the CPU."""
+
+    def __init__(self, module: object, device: str, input_size: int, name: str) -> None:
+        import torch
+
+        self._torch = torch
+        self._device = torch.device(device)
+        self._half = self._device.type == "cuda"
+        module = module.to(self._device).eval()  # type: ignore[attr-defined]
+        self._module = module.half() if self._half else module
+        self.device = str(self._device)
+        self.input_size = input_size
+        self.name = name
+        self._lock = threading.Lock()  # CPU torch already uses every core; one call at a time
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        _check_batch(batch)
+        torch = self._torch
+        with self._lock, torch.inference_mode():
+            tensor = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self._device)
+            if self._half:
+                tensor = tensor.half()
+            alpha = self._module(tensor)  # type: ignore[operator]
+            return alpha[:, 0].float().cpu().numpy()
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``. ``cuda`` without a GPU is an error."""
+    if device == "cpu":
+        return "cpu"
+    try:
+        import torch
+    except ImportError:
+        if device == "auto":
+            return "cpu"
+        raise ModelError(f"device {device!r} was asked for but torch is not installed") from None
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"device {device!r} was asked for but no CUDA GPU is available")
+    return device
+
+
+def _torch_model(weights: Path, sidecar: dict, device: str) -> TorchMattingModel:
+    from . import unet
+
+    arch = sidecar.get("arch", "matteflow-unet-s")
+    try:
+        module = unet.load_unet_safetensors(weights, arch=arch, device="cpu")
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ModelError(f"cannot load torch weights {weights}: {exc}") from exc
+    size = int(sidecar.get("input_size", DEFAULT_INPUT_SIZE))
+    return TorchMattingModel(module, device, size, name=weights.stem)
+
+
+def load_model(spec: str = "default", device: str = "auto", threads: int = 0) -> MattingModel:
+    """Build a model from its registry spec (see the module docstring). Call once per process.
+
+    ``threads`` bounds onnxruntime's intra-op threads (0 = all cores). Raises :class:`ModelError` when the
+    files are missing or unreadable, or a GPU was asked for and none exists.
+    """
+    wanted = resolve_device(device)
+    if spec in ("default", DEFAULT_MODEL_NAME):
+        files = shipped_model_files()
+        size = int(files.sidecar.get("input_size", DEFAULT_INPUT_SIZE))
+        if wanted != "cpu" and files.weights is not None:
+            return _torch_model(files.weights, files.sidecar, wanted)
+        if files.onnx is None:
+            raise ModelError(
+                "the shipped model is missing from matteflow/models; reinstall MatteFlow or pass "
+                "--model onnx:<path>"
+            )
+        return OnnxMattingModel(files.onnx, size, threads=threads, name=DEFAULT_MODEL_NAME)
+    if spec.startswith("onnx:"):
+        path = Path(spec[len("onnx:") :]).expanduser()
+        if not path.is_file():
+            raise ModelError(f"ONNX model file not found: {path}")
+        sidecar = _read_sidecar(path.with_suffix(".json"))
+        return OnnxMattingModel(path, int(sidecar.get("input_size", DEFAULT_INPUT_SIZE)), threads=threads)
+    if spec.startswith("torch:"):
+        path = Path(spec[len("torch:") :]).expanduser()
+        if not path.is_file():
+            raise ModelError(f"torch weights file not found: {path}")
+        return _torch_model(path, _read_sidecar(path.with_suffix(".json")), wanted)
+    if spec == "unet-random":
+        import torch
+
+        from . import unet
+
+        torch.manual_seed(0)
+        return TorchMattingModel(unet.build_unet(), wanted, DEFAULT_INPUT_SIZE, name="unet-random")
+    raise ModelError(f"unknown model spec {spec!r}; use default, onnx:<path>, torch:<path> or unet-random")

@@ -1,0 +1,226 @@
+"""Alpha-matte post-processing: edge-aware upsampling, threshold, erosion, feathering, colour compositing.
+
+Pure array functions. Alphas are ``H x W`` float32 in [0, 1] unless a docstring says uint8; images are
+``H x W x 3`` uint8 RGB. All filters are OpenCV box/Gaussian filters, so their cost does not grow with radius.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+_EPS = 1e-6
+
+
+def _box(array: np.ndarray, radius: int) -> np.ndarray:
+    """Mean over a (2r+1)^2 window; borders reflect so edges are not darkened."""
+    size = 2 * radius + 1
+    return cv2.boxFilter(array, -1, (size, size), normalize=True, borderType=cv2.BORDER_REFLECT)
+
+
+def upsample_alpha_guided(
+    alpha_low: np.ndarray,
+    image: np.ndarray,
+    guide_side: int = 768,
+    radius: int = 4,
+    eps: float = 1e-3,
+) -> np.ndarray:
+    """Bring a low-resolution alpha to the full size of ``image`` so that edges follow the real photo.
+
+    A colour guided filter (He et al., "Guided Image Filtering") computed at a working resolution whose long
+    side is ``guide_side`` (the fast guided filter of He & Sun: the linear coefficients are smooth, so they are
+    solved small and upsampled). ``alpha_low`` is h x w float32 in [0, 1] at any size; ``image`` is the
+    H x W x 3 uint8 full-size RGB guide. Returns H x W float32 in [0, 1]. ``eps`` trades edge adherence
+    (small) for smoothness (large), in units of squared intensity on a 0..1 scale.
+    """
+    full_h, full_w = image.shape[:2]
+    scale = min(1.0, guide_side / max(full_h, full_w))
+    work_w, work_h = max(1, round(full_w * scale)), max(1, round(full_h * scale))
+    guide = cv2.resize(image, (work_w, work_h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    p = cv2.resize(alpha_low.astype(np.float32), (work_w, work_h), interpolation=cv2.INTER_LINEAR)
+
+    mean_i = _box(guide, radius)
+    mean_p = _box(p, radius)
+    # Covariances of the guide's channels with p and with each other (3x3 symmetric per pixel).
+    cov_ip = _box(guide * p[:, :, None], radius) - mean_i * mean_p[:, :, None]
+    r, g, b = guide[:, :, 0], guide[:, :, 1], guide[:, :, 2]
+    mr, mg, mb = mean_i[:, :, 0], mean_i[:, :, 1], mean_i[:, :, 2]
+    var_rr = _box(r * r, radius) - mr * mr + eps
+    var_rg = _box(r * g, radius) - mr * mg
+    var_rb = _box(r * b, radius) - mr * mb
+    var_gg = _box(g * g, radius) - mg * mg + eps
+    var_gb = _box(g * b, radius) - mg * mb
+    var_bb = _box(b * b, radius) - mb * mb + eps
+    # Closed-form inverse of the symmetric 3x3 matrix, vectorised over pixels.
+    inv_rr = var_gg * var_bb - var_gb * var_gb
+    inv_rg = var_gb * var_rb - var_rg * var_bb
+    inv_rb = var_rg * var_gb - var_gg * var_rb
+    inv_gg = var_rr * var_bb - var_rb * var_rb
+    inv_gb = var_rb * var_rg - var_rr * var_gb
+    inv_bb = var_rr * var_gg - var_rg * var_rg
+    det = var_rr * inv_rr + var_rg * inv_rg + var_rb * inv_rb
+    cr, cg, cb = cov_ip[:, :, 0], cov_ip[:, :, 1], cov_ip[:, :, 2]
+    a = np.empty_like(guide)
+    a[:, :, 0] = (inv_rr * cr + inv_rg * cg + inv_rb * cb) / det
+    a[:, :, 1] = (inv_rg * cr + inv_gg * cg + inv_gb * cb) / det
+    a[:, :, 2] = (inv_rb * cr + inv_gb * cg + inv_bb * cb) / det
+    b_coef = mean_p - (a * mean_i).sum(axis=2)
+    mean_a = _box(a, radius)
+    mean_b = _box(b_coef, radius)
+
+    if (work_w, work_h) != (full_w, full_h):
+        mean_a = cv2.resize(mean_a, (full_w, full_h), interpolation=cv2.INTER_LINEAR)
+        mean_b = cv2.resize(mean_b, (full_w, full_h), interpolation=cv2.INTER_LINEAR)
+    # q = a . I + b at full resolution; cv2.transform would need a per-pixel matrix, so do it channel-wise.
+    full = image.astype(np.float32)
+    full *= 1.0 / 255.0
+    q = mean_a[:, :, 0] * full[:, :, 0]
+    q += mean_a[:, :, 1] * full[:, :, 1]
+    q += mean_a[:, :, 2] * full[:, :, 2]
+    q += mean_b
+    np.clip(q, 0.0, 1.0, out=q)
+    # The filter leaves a faint ripple in flat regions; snap what would round to 0 or 255 in 8 bits, so the
+    # subject stays solid and the background fully clear (and only the true edge band counts as soft).
+    q[q < 0.5 / 255.0] = 0.0
+    q[q > 254.5 / 255.0] = 1.0
+    return q
+
+
+def apply_alpha_threshold(alpha: np.ndarray, threshold: int) -> np.ndarray:
+    """Make every pixel whose alpha is below ``threshold`` (0-255 scale) fully transparent.
+
+    Removes the faint haze a network leaves over the background. ``alpha`` is float32 in [0, 1].
+    """
+    if threshold <= 0:
+        return alpha
+    out = alpha.copy()
+    out[out < threshold / 255.0] = 0.0
+    return out
+
+
+def erode_alpha(alpha: np.ndarray, pixels: int) -> np.ndarray:
+    """Shrink the matte by ``pixels`` with a grey-level erosion (an elliptical structuring element).
+
+    Cuts away a fringe of background colour around the subject; ``alpha`` is float32 in [0, 1].
+    """
+    if pixels <= 0:
+        return alpha
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * pixels + 1, 2 * pixels + 1))
+    return cv2.erode(alpha, kernel)
+
+
+def feather_alpha(alpha: np.ndarray, sigma: float | None = None) -> np.ndarray:
+    """Soften the matte's edge with a Gaussian blur; interior and far background stay as they were.
+
+    ``sigma`` defaults to ~1 px per 1000 px of the long side (at least 1), so the look is the same at any
+    resolution. ``alpha`` is float32 in [0, 1].
+    """
+    if sigma is None:
+        sigma = max(1.0, max(alpha.shape) / 1000.0)
+    blurred = cv2.GaussianBlur(alpha, (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REFLECT)
+    # Only the edge band changes: solid regions stay exactly solid (no dimming of the subject).
+    solid = (alpha >= 1.0) & (blurred > 0.999)
+    clear = (alpha <= 0.0) & (blurred < 0.001)
+    blurred[solid] = 1.0
+    blurred[clear] = 0.0
+    return blurred
+
+
+def _blur_fusion_pass(
+    image: np.ndarray, fg: np.ndarray, bg: np.ndarray, alpha: np.ndarray, radius: int
+) -> tuple[np.ndarray, np.ndarray]:
+    a = alpha[:, :, None]
+    size = (2 * radius + 1, 2 * radius + 1)
+    blurred_a = cv2.blur(alpha, size)[:, :, None]
+    blurred_fg = cv2.blur(fg * a, size) / (blurred_a + _EPS)
+    blurred_bg = cv2.blur(bg * (1.0 - a), size) / ((1.0 - blurred_a) + _EPS)
+    fg = blurred_fg + a * (image - a * blurred_fg - (1.0 - a) * blurred_bg)
+    return np.clip(fg, 0.0, 1.0), blurred_bg
+
+
+def _sample_bilinear(image: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Bilinear samples of an h x w x c float image at N points; returns N x c."""
+    # cv2.remap limits a map to 32767 columns, so lay the N points out as rows of 4096.
+    n = xs.size
+    width = 4096
+    rows = -(-n // width)
+    map_x = np.zeros(rows * width, np.float32)
+    map_y = np.zeros(rows * width, np.float32)
+    map_x[:n], map_y[:n] = xs, ys
+    sampled = cv2.remap(
+        image,
+        map_x.reshape(rows, width),
+        map_y.reshape(rows, width),
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    return sampled.reshape(rows * width, -1)[:n]
+
+
+def estimate_foreground_blur_fusion(
+    image: np.ndarray, alpha: np.ndarray, work_side: int = 1024, radii: tuple[int, int] = (90, 6)
+) -> np.ndarray:
+    """Estimate the subject's own colour at semi-transparent pixels, without the old background mixed in.
+
+    Blur-fusion foreground estimation (Forte & Pitié, "Approximate Fast Foreground Colour Estimation",
+    ICIP 2021): two box-filter passes, large then small radius. Its local means are smooth, so they are
+    computed at a working size (long side ``work_side``, radii scaled to match) and only the final per-pixel
+    correction runs at full size, and only on the semi-transparent pixels. ``image`` H x W x 3 uint8,
+    ``alpha`` H x W float32 [0, 1]; returns H x W x 3 uint8 equal to ``image`` wherever alpha is 0 or 1.
+    """
+    out = image.copy()
+    rows, cols = np.nonzero((alpha > 0.0) & (alpha < 1.0))
+    if rows.size == 0:
+        return out
+    height, width = alpha.shape
+    scale = min(1.0, work_side / max(height, width))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small_img = cv2.resize(image, size, interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    small_a = cv2.resize(alpha, size, interpolation=cv2.INTER_AREA)
+    fg, bg = small_img, small_img
+    for radius in radii[:-1]:
+        fg, bg = _blur_fusion_pass(small_img, fg, bg, small_a, max(1, round(radius * scale)))
+    # The last pass's local means, then its correction F = mF + a (I - a mF - (1 - a) mB) per soft pixel.
+    r = max(1, round(radii[-1] * scale))
+    k = (2 * r + 1, 2 * r + 1)
+    a_s = small_a[:, :, None]
+    blurred_a = cv2.blur(small_a, k)[:, :, None]
+    mean_fg = cv2.blur(fg * a_s, k) / (blurred_a + _EPS)
+    mean_bg = cv2.blur(bg * (1.0 - a_s), k) / ((1.0 - blurred_a) + _EPS)
+    # Sample the small maps at the soft pixels (bilinear via remap on just those coordinates).
+    map_x = (cols + 0.5) * (size[0] / width) - 0.5
+    map_y = (rows + 0.5) * (size[1] / height) - 0.5
+    m_fg = _sample_bilinear(mean_fg, map_x, map_y)
+    m_bg = _sample_bilinear(mean_bg, map_x, map_y)
+    a = alpha[rows, cols][:, None]
+    pixel = image[rows, cols].astype(np.float32) / 255.0
+    fg_soft = m_fg + a * (pixel - a * m_fg - (1.0 - a) * m_bg)
+    out[rows, cols] = (np.clip(fg_soft, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return out
+
+
+def finish_foreground(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Foreground colours for output (H x W x 3 uint8): estimated where the matte is soft, else the photo."""
+    return estimate_foreground_blur_fusion(image, alpha)
+
+
+def compose_rgba(foreground: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Transparent cut-out: H x W x 4 uint8 RGBA. Colour under alpha 0 is zeroed (smaller files, no leaks)."""
+    alpha8 = alpha_to_uint8(alpha)
+    rgba = cv2.merge([foreground[:, :, 0], foreground[:, :, 1], foreground[:, :, 2], alpha8])
+    return cv2.bitwise_and(rgba, rgba, mask=alpha8)
+
+
+def composite_over_color(
+    foreground: np.ndarray, alpha: np.ndarray, color: tuple[int, int, int]
+) -> np.ndarray:
+    """Composite the foreground over a flat colour: ``F * a + C * (1 - a)``; H x W x 3 uint8 RGB."""
+    weights = np.ascontiguousarray(alpha, dtype=np.float32)
+    background = np.empty_like(foreground)
+    background[:] = np.asarray(color, dtype=np.uint8)
+    return cv2.blendLinear(foreground, background, weights, 1.0 - weights)
+
+
+def alpha_to_uint8(alpha: np.ndarray) -> np.ndarray:
+    """float32 [0, 1] -> uint8 [0, 255], rounded and saturated."""
+    return cv2.convertScaleAbs(alpha, alpha=255.0)

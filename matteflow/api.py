@@ -1,0 +1,65 @@
+"""The Python API for people who embed MatteFlow: ``from matteflow import remove``."""
+
+from __future__ import annotations
+
+import functools
+import io
+from typing import TYPE_CHECKING, Any, overload
+
+import numpy as np
+from PIL import Image
+
+if TYPE_CHECKING:
+    from .core.engine import MatteEngine
+
+DEFAULT_MAX_PIXELS = 60_000_000
+
+
+@functools.lru_cache(maxsize=4)
+def get_engine(model: str = "default", device: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS) -> MatteEngine:
+    """A shared engine per (model, device): the network is loaded once per process, on first use."""
+    from .core.engine import MatteEngine
+    from .core.model import load_model
+
+    return MatteEngine(load_model(model, device), max_pixels=max_pixels)
+
+
+@overload
+def remove(image: bytes, *, engine: MatteEngine | None = ..., **options: Any) -> bytes: ...
+@overload
+def remove(image: Image.Image, *, engine: MatteEngine | None = ..., **options: Any) -> Image.Image: ...
+@overload
+def remove(image: np.ndarray, *, engine: MatteEngine | None = ..., **options: Any) -> np.ndarray: ...
+
+
+def remove(image: bytes | Image.Image | np.ndarray, *, engine: MatteEngine | None = None, **options: Any) -> Any:
+    """Remove the background of one image; the result has the type of the input.
+
+    - ``bytes`` (an encoded file) -> encoded bytes in ``format`` (png by default);
+    - ``PIL.Image`` -> a PIL image (RGBA when transparent, else RGB);
+    - ``numpy`` H x W x 3 (RGB) or H x W x 4 (RGBA) uint8 array -> an array (H x W x 4 or H x W x 3).
+
+    ``options`` are the matting options (preset, background, format, alpha_threshold, erode, feather,
+    max_side). ``engine`` defaults to a shared engine with the shipped model. Raises
+    :class:`matteflow.core.errors.InvalidImageError` / ``InvalidOptionError`` for bad input.
+    """
+    from .core.imageio import decode_image
+    from .core.options import parse_options
+
+    parsed = parse_options(options)
+    engine = engine or get_engine()
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return engine.process_bytes(bytes(image), parsed).image
+    if isinstance(image, Image.Image):
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", compress_level=0)
+        decoded = decode_image(buffer.getvalue(), engine.max_pixels)
+        pixels, _ = engine.process_array(decoded.rgb, parsed, decoded.alpha)
+        return Image.fromarray(pixels)
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (3, 4):
+            raise ValueError(f"expected an H x W x 3|4 uint8 array, got {image.shape} {image.dtype}")
+        alpha = image[:, :, 3] if image.shape[2] == 4 else None
+        pixels, _ = engine.process_array(image[:, :, :3], parsed, alpha)
+        return pixels
+    raise TypeError(f"remove() takes bytes, a PIL image or a numpy array, not {type(image).__name__}")

@@ -1,0 +1,229 @@
+"""The ``matteflow`` command.
+
+``matteflow matte`` runs in-process (no Redis); the other sub-commands belong to the module that implements
+them and are imported only when used, so ``matteflow matte`` never loads Flask or Celery and ``matteflow web``
+never loads the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+from .settings import Settings
+
+# Sub-commands implemented elsewhere: name -> (module, function, one-line help).
+DELEGATED: dict[str, tuple[str, str, str]] = {
+    "up": ("matteflow.service", "main", "run the whole service on this machine (Redis, worker, web)"),
+    "web": ("matteflow.web.server", "main", "run the web intake service (HTML page + HTTP API)"),
+    "worker": ("matteflow.workers.runner", "main", "run a Celery worker that processes images"),
+    "submit": ("matteflow.submit", "main", "send images to a MatteFlow server and download the ZIP"),
+    "train": ("matteflow.training.cli", "train_main", "train the matting model"),
+    "eval": ("matteflow.training.cli", "eval_main", "measure a model's quality (IoU, SAD, MSE)"),
+}
+
+
+def add_option_arguments(parser: argparse.ArgumentParser) -> None:
+    """The matting options as flags; the same names as the HTTP form fields (dashes for underscores)."""
+    from .core.options import FORMATS, PRESETS
+
+    group = parser.add_argument_group("matting options (explicit options override the preset)")
+    group.add_argument("--preset", choices=sorted(PRESETS), help="a named set of defaults")
+    group.add_argument("--background", metavar="COLOUR", help="'transparent' (default) or '#rrggbb'")
+    group.add_argument("--format", choices=[*FORMATS, "jpg"], help="output format (default png)")
+    group.add_argument("--alpha-threshold", type=int, metavar="0-255", help="alpha below this becomes 0")
+    group.add_argument("--erode", type=int, metavar="PX", help="shrink the matte edge by this many pixels")
+    group.add_argument("--feather", action=argparse.BooleanOptionalAction, default=None, help="soften the edge")
+    group.add_argument("--max-side", type=int, metavar="PX", help="downscale so the long side is at most PX")
+    group.add_argument("--mask", action="store_true", default=None, help="also write <stem>_mask.png")
+
+
+def option_values(args: argparse.Namespace) -> dict[str, object]:
+    names = ("preset", "background", "format", "alpha_threshold", "erode", "feather", "max_side", "mask")
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def _matte_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="matteflow matte",
+        description="Remove the background of images, in this process (no server needed).",
+    )
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders")
+    parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR", help="output folder")
+    parser.add_argument("--overwrite", action="store_true", help="redo images whose output already exists")
+    parser.add_argument("--model", help="model spec: default, onnx:<path>, torch:<path> (env MATTEFLOW_MODEL)")
+    parser.add_argument("--device", help="auto, cpu, cuda (env MATTEFLOW_DEVICE)")
+    parser.add_argument("-j", "--jobs", type=int, default=0, help="images in flight at once (default: cores + 1)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_option_arguments(parser)
+    return parser
+
+
+@dataclass(frozen=True)
+class MatteTask:
+    source: Path
+    target: Path
+    mask_target: Path | None
+
+
+def iter_input_files(inputs: Sequence[Path]) -> Iterator[tuple[Path, Path]]:
+    """Yield (file, its path relative to the output folder's root) for files and folders (recursively)."""
+    from .core.imageio import IMAGE_SUFFIXES
+
+    for item in inputs:
+        if item.is_dir():
+            for path in sorted(item.rglob("*")):
+                if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("."):
+                    yield path, path.relative_to(item)
+        else:
+            # An explicitly named file is tried whatever its suffix; a missing one is reported by the worker.
+            yield item, Path(item.name)
+
+
+def plan_tasks(inputs: Sequence[Path], outdir: Path, extension: str, mask: bool) -> list[MatteTask]:
+    """Map inputs to outputs ``OUTDIR/<relative folder>/<stem>.<ext>``; name clashes get the source suffix."""
+    tasks: list[MatteTask] = []
+    taken: set[Path] = set()
+    for source, relative in iter_input_files(inputs):
+        stem = relative.with_suffix("")
+        target = outdir / f"{stem}.{extension}"
+        if target in taken:  # photo.jpg and photo.png in one folder
+            stem = relative.with_name(f"{relative.stem}_{relative.suffix.lstrip('.').lower()}")
+            target = outdir / f"{stem}.{extension}"
+        taken.add(target)
+        mask_target = outdir / f"{stem}_mask.png" if mask else None
+        tasks.append(MatteTask(source, target, mask_target))
+    return tasks
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Temp file + rename, so an interrupted run never leaves a half-written file that a resume would skip."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run_matte(argv: Sequence[str]) -> int:
+    from tqdm import tqdm
+
+    from .core.engine import MatteEngine
+    from .core.errors import InvalidOptionError, MattingError, ModelError
+    from .core.model import load_model
+    from .core.options import parse_options
+
+    parser = _matte_parser()
+    args = parser.parse_args(argv)
+    try:
+        options = parse_options(option_values(args))
+    except InvalidOptionError as exc:
+        parser.error(str(exc))
+    if args.jobs < 0:
+        parser.error("--jobs must be 0 (automatic) or more")
+    settings = Settings.from_env()
+    jobs = args.jobs or (os.cpu_count() or 1) + 1
+
+    tasks = plan_tasks(args.inputs, args.output, options.extension, options.mask)
+    pending = [
+        t
+        for t in tasks
+        if args.overwrite or not (t.target.exists() and (t.mask_target is None or t.mask_target.exists()))
+    ]
+    skipped = len(tasks) - len(pending)
+    if not tasks:
+        print(f"matteflow: error: no images found in {', '.join(map(str, args.inputs))}", file=sys.stderr)
+        return 1
+    try:
+        # Several images in flight, each on one onnxruntime thread: decoding, inference and encoding of
+        # different images overlap and every core stays busy.
+        model = load_model(args.model or settings.model, args.device or settings.device, threads=1 if jobs > 1 else 0)
+    except ModelError as exc:
+        print(f"matteflow: error: {exc}", file=sys.stderr)
+        return 1
+    engine = MatteEngine(model, max_pixels=settings.max_pixels)
+    failures = 0
+
+    def process(task: MatteTask) -> None:
+        try:
+            data = task.source.read_bytes()
+        except OSError as exc:
+            raise MattingError(f"cannot read: {exc.strerror or exc}") from None
+        result = engine.process_bytes(data, options)
+        write_atomically(task.target, result.image)
+        if task.mask_target is not None and result.mask is not None:
+            write_atomically(task.mask_target, result.mask)
+
+    progress = tqdm(total=len(tasks), initial=skipped, unit="img", disable=args.quiet or None, file=sys.stderr)
+    with progress, ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="matte") as pool:
+        # Keep a bounded window in flight so thousands of files are never all in memory at once.
+        in_flight: dict[Future[None], MatteTask] = {}
+        queue = iter(pending)
+        while True:
+            while len(in_flight) < jobs * 2:
+                task = next(queue, None)
+                if task is None:
+                    break
+                in_flight[pool.submit(process, task)] = task
+            if not in_flight:
+                break
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                task = in_flight.pop(future)
+                error = future.exception()
+                if error is not None:
+                    if not isinstance(error, (MattingError, OSError)):
+                        raise error
+                    failures += 1
+                    progress.write(f"matteflow: error: {task.source}: {error}", file=sys.stderr)
+                progress.update(1)
+    if failures:
+        print(f"matteflow: {failures} of {len(tasks)} images failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="matteflow", description="MatteFlow: background removal for photo pipelines.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("matte", help="remove the background of files or folders, in this process", add_help=False)
+    for name, (_, _, help_text) in DELEGATED.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if argv and argv[0] == "matte":
+        return run_matte(argv[1:])
+    if argv and argv[0] in DELEGATED:
+        module_name, function_name, _ = DELEGATED[argv[0]]
+        function = getattr(importlib.import_module(module_name), function_name)
+        return int(function(argv[1:]) or 0)
+    parser = _top_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from . import __version__
+
+        print(f"matteflow {__version__}")
+        return 0
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
