@@ -8,6 +8,7 @@ any pixel is decoded, so a "pixel bomb" costs nothing.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -55,7 +56,10 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(f"image has too many pixels ({exc})") from None
+        # Pillow's own bomb guard fired before ours could read the size: report it in our words.
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+        raise ImageTooLargeError(f"image is {pixels}; the limit is {max_pixels:,}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise InvalidImageError("not a supported image (JPEG, PNG, WebP, BMP or TIFF)") from exc
     if image.format not in SUPPORTED_FORMATS:

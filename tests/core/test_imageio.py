@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from matteflow.core.errors import ImageTooLargeError, InvalidImageError
+from matteflow.core.imageio import decode_image, encode_image, encode_mask, probe_image, read_image
+
+from .conftest import encode
+
+LIMIT = 10_000_000
+
+
+@pytest.mark.parametrize(
+    ("fmt", "lossless"), [("PNG", True), ("BMP", True), ("TIFF", True), ("WEBP", False), ("JPEG", False)]
+)
+def test_reads_every_supported_format(portrait_rgb: np.ndarray, fmt: str, lossless: bool) -> None:
+    params = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    data = encode(Image.fromarray(portrait_rgb), fmt, **params)
+    rgb = read_image(data, LIMIT)
+    assert rgb.shape == portrait_rgb.shape and rgb.dtype == np.uint8
+    error = np.abs(rgb.astype(int) - portrait_rgb.astype(int)).mean()
+    assert error == 0 if lossless else error < 4
+    assert probe_image(data, LIMIT).format in (fmt, "MPO")
+
+
+def test_exif_orientation_is_applied(portrait_rgb: np.ndarray) -> None:
+    image = Image.fromarray(portrait_rgb)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to view": stored landscape-on-its-side, shown upright
+    data = encode(image, "JPEG", quality=95, exif=exif.tobytes())
+    rgb = read_image(data, LIMIT)
+    assert rgb.shape == (portrait_rgb.shape[1], portrait_rgb.shape[0], 3)
+    expected = np.asarray(image.transpose(Image.Transpose.ROTATE_270))
+    assert np.abs(rgb.astype(int) - expected.astype(int)).mean() < 4
+
+
+def test_cmyk_jpeg_becomes_rgb(portrait_rgb: np.ndarray) -> None:
+    data = encode(Image.fromarray(portrait_rgb).convert("CMYK"), "JPEG", quality=95)
+    rgb = read_image(data, LIMIT)
+    assert rgb.shape == portrait_rgb.shape
+    assert np.abs(rgb.astype(int) - portrait_rgb.astype(int)).mean() < 8
+
+
+def test_sixteen_bit_grayscale_is_scaled_not_clipped() -> None:
+    values = np.array([[0, 256, 32768, 65535]], dtype=np.uint16).repeat(4, axis=0)
+    data = encode(Image.fromarray(values), "PNG")  # Pillow stores uint16 as a 16-bit PNG
+    rgb = read_image(data, LIMIT)
+    assert rgb.shape == (4, 4, 3)
+    assert rgb[0, :, 0].tolist() == [0, 1, 128, 255]
+
+
+def test_grayscale_and_palette_inputs() -> None:
+    gray = Image.linear_gradient("L").resize((64, 64))
+    rgb = read_image(encode(gray, "PNG"), LIMIT)
+    assert rgb.shape == (64, 64, 3) and (rgb[:, :, 0] == rgb[:, :, 2]).all()
+    palette = gray.convert("P")
+    assert read_image(encode(palette, "PNG"), LIMIT).shape == (64, 64, 3)
+
+
+def test_rgba_input_keeps_its_alpha(portrait_rgb: np.ndarray) -> None:
+    rgba = np.dstack([portrait_rgb, np.full(portrait_rgb.shape[:2], 255, np.uint8)])
+    rgba[:, :40, 3] = 0
+    decoded = decode_image(encode(Image.fromarray(rgba), "PNG"), LIMIT)
+    assert decoded.alpha is not None and (decoded.alpha[:, :40] == 0).all() and (decoded.alpha[:, 40:] == 255).all()
+    opaque = decode_image(encode(Image.fromarray(portrait_rgb).convert("RGBA"), "PNG"), LIMIT)
+    assert opaque.alpha is None
+
+
+def test_empty_text_truncated_and_unsupported_inputs_raise_clear_errors(portrait_jpeg: bytes) -> None:
+    with pytest.raises(InvalidImageError, match="empty"):
+        read_image(b"", LIMIT)
+    with pytest.raises(InvalidImageError, match="not a supported image"):
+        read_image(b"hello, I am a text file named photo.png\n", LIMIT)
+    with pytest.raises(InvalidImageError, match="truncated"):
+        read_image(portrait_jpeg[: len(portrait_jpeg) // 2], LIMIT)
+    gif = encode(Image.new("RGB", (8, 8)), "GIF")
+    with pytest.raises(InvalidImageError, match="unsupported image format GIF"):
+        probe_image(gif, LIMIT)
+
+
+def _png_claiming_size(width: int, height: int) -> bytes:
+    """A tiny valid-looking PNG whose header claims width x height (a 'pixel bomb')."""
+    data = encode(Image.new("L", (1, 1)), "PNG")
+    ihdr = data[8 + 8 : 8 + 8 + 13]
+    new_ihdr = struct.pack(">II", width, height) + ihdr[8:]
+    chunk = b"IHDR" + new_ihdr
+    patched = data[:8] + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    return patched + data[8 + 4 + 4 + 13 + 4 :]
+
+
+def test_pixel_bomb_is_refused_from_the_header() -> None:
+    bomb = _png_claiming_size(30000, 30000)
+    with pytest.raises(ImageTooLargeError, match="900,000,000 pixels"):
+        probe_image(bomb, LIMIT)
+    with pytest.raises(ImageTooLargeError):
+        read_image(bomb, LIMIT)
+    assert probe_image(_png_claiming_size(100, 100), LIMIT).width == 100
+
+
+def test_encoders_round_trip(portrait_rgb: np.ndarray) -> None:
+    rgba = np.dstack([portrait_rgb, np.tile(np.arange(160, dtype=np.uint8), (240, 1))])
+    png = encode_image(rgba, "png")
+    back = np.asarray(Image.open(__import__("io").BytesIO(png)))
+    assert back.shape == (240, 160, 4) and np.array_equal(back, rgba)
+    assert Image.open(__import__("io").BytesIO(encode_image(portrait_rgb, "jpeg"))).format == "JPEG"
+    assert Image.open(__import__("io").BytesIO(encode_image(rgba, "webp"))).mode == "RGBA"
+    with pytest.raises(ValueError, match="JPEG has no alpha"):
+        encode_image(rgba, "jpeg")
+    mask = Image.open(__import__("io").BytesIO(encode_mask(rgba[:, :, 3])))
+    assert mask.mode == "L" and np.array_equal(np.asarray(mask), rgba[:, :, 3])

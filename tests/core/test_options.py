@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import pytest
+
+from matteflow.core.errors import InvalidOptionError
+from matteflow.core.options import PRESETS, MatteOptions, parse_options
+
+
+def test_defaults_are_a_transparent_png() -> None:
+    options = parse_options()
+    assert options == MatteOptions()
+    assert options.background is None and options.format == "png" and options.extension == "png"
+
+
+def test_presets_match_the_seeds() -> None:
+    id_photo = parse_options(preset="id-photo")
+    assert id_photo.format == "jpeg" and id_photo.background == (255, 255, 255)
+    assert 15 <= id_photo.alpha_threshold <= 20 and id_photo.erode == 2
+    ecommerce = parse_options(preset="ecommerce")
+    assert ecommerce.background is None and ecommerce.format == "png"
+    assert ecommerce.alpha_threshold == 10 and ecommerce.feather
+    avatar = parse_options(preset="avatar")
+    assert 5 <= avatar.alpha_threshold <= 8 and avatar.erode in (0, 1)
+    assert set(PRESETS) == {"id-photo", "ecommerce", "avatar"}
+
+
+def test_explicit_options_override_a_preset() -> None:
+    options = parse_options({"preset": "id-photo", "background": "#00ff00", "erode": "0", "format": "png"})
+    assert options.background == (0, 255, 0) and options.erode == 0 and options.format == "png"
+    assert options.alpha_threshold == PRESETS["id-photo"]["alpha_threshold"]
+
+
+def test_form_strings_are_parsed() -> None:
+    options = parse_options(
+        {
+            "alpha_threshold": "12",
+            "feather": "true",
+            "mask": "1",
+            "max_side": "1024",
+            "format": "JPG",
+            "background": "ABCDEF",
+        }
+    )
+    assert options.alpha_threshold == 12 and options.feather and options.mask
+    assert options.max_side == 1024 and options.format == "jpeg" and options.background == (0xAB, 0xCD, 0xEF)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"preset": "wedding"}, "preset must be one of"),
+        ({"format": "gif"}, "format must be one of"),
+        ({"background": "pink"}, "background must be"),
+        ({"alpha_threshold": "256"}, "alpha_threshold must be from 0 to 255"),
+        ({"alpha_threshold": "soft"}, "alpha_threshold must be a whole number"),
+        ({"erode": -1}, "erode must be from 0"),
+        ({"feather": "maybe"}, "feather must be true or false"),
+        ({"max_side": 8}, "max_side must be from 16"),
+        ({"colour": "#fff"}, "unknown option"),
+        ({"format": "jpeg", "background": "transparent"}, "jpeg cannot be transparent"),
+    ],
+)
+def test_bad_values_name_the_option(values: dict, message: str) -> None:
+    with pytest.raises(InvalidOptionError, match=message):
+        parse_options(values)
+
+
+def test_jpeg_without_a_background_gets_white() -> None:
+    assert parse_options(format="jpeg").background == (255, 255, 255)
+    assert parse_options(preset="ecommerce", format="jpeg").background == (255, 255, 255)
+
+
+def test_to_dict_round_trips() -> None:
+    options = parse_options(preset="avatar", background="#102030", max_side=800, mask=True)
+    assert parse_options(options.to_dict()) == options

@@ -1,0 +1,85 @@
+"""`matteflow matte` as a user runs it: a real subprocess on real files."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ENV = {**os.environ, "MATTEFLOW_MODEL": "unet-random"}
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "matteflow", *args], capture_output=True, text=True, env=ENV, timeout=240
+    )
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(1)
+    for name in ("a.jpg", "b.png", "nested/c.webp"):
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pixels = rng.integers(0, 255, (90, 120, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(path)
+    (folder / "notes.txt").write_text("not an image, and not picked up from a folder")
+    (folder / "broken.png").write_text("a text file named .png")
+    (folder / "empty.jpg").write_bytes(b"")
+    return folder
+
+
+def test_folder_with_bad_files(photo_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run_cli("matte", str(photo_folder), "-o", str(out), "--mask", "-q")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("matteflow: error:")]
+    assert len(error_lines) == 2
+    assert any("broken.png" in line and "not a supported image" in line for line in error_lines)
+    assert any("empty.jpg" in line and "empty file" in line for line in error_lines)
+    for stem in ("a", "b", "nested/c"):
+        image = Image.open(out / f"{stem}.png")
+        assert image.mode == "RGBA" and image.size == (120, 90)
+        assert Image.open(out / f"{stem}_mask.png").mode == "L"
+    assert not (out / "notes.png").exists()
+
+
+def test_resume_skips_done_outputs_unless_overwrite(photo_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    source = photo_folder / "a.jpg"
+    assert run_cli("matte", str(source), "-o", str(out), "-q").returncode == 0
+    target = out / "a.png"
+    target.write_bytes(b"sentinel")  # a resumed run must not touch a finished output
+    assert run_cli("matte", str(source), "-o", str(out), "-q").returncode == 0
+    assert target.read_bytes() == b"sentinel"
+    assert run_cli("matte", str(source), "-o", str(out), "-q", "--overwrite").returncode == 0
+    assert Image.open(io.BytesIO(target.read_bytes())).format == "PNG"
+
+
+def test_preset_writes_jpeg_on_white(photo_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run_cli("matte", str(photo_folder / "b.png"), "-o", str(out), "--preset", "id-photo", "--max-side", "60")
+    assert result.returncode == 0, result.stderr
+    image = Image.open(out / "b.jpg")
+    assert image.format == "JPEG" and image.size == (60, 45)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--format", "gif"], ["--background", "pink"], ["--alpha-threshold", "300"], ["--frobnicate"], []],
+)
+def test_usage_errors_exit_2(photo_folder: Path, tmp_path: Path, args: list[str]) -> None:
+    argv = ["matte", str(photo_folder / "a.jpg"), *args]
+    if args:
+        argv += ["-o", str(tmp_path)]
+    result = run_cli(*argv)
+    assert result.returncode == 2
+    assert "usage:" in result.stderr and "Traceback" not in result.stderr
