@@ -21,7 +21,7 @@ def _box(array: np.ndarray, radius: int) -> np.ndarray:
 def upsample_alpha_guided(
     alpha_low: np.ndarray,
     image: np.ndarray,
-    guide_side: int = 768,
+    guide_side: int = 640,
     radius: int = 4,
     eps: float = 1e-3,
 ) -> np.ndarray:
@@ -64,26 +64,36 @@ def upsample_alpha_guided(
     a[:, :, 0] = (inv_rr * cr + inv_rg * cg + inv_rb * cb) / det
     a[:, :, 1] = (inv_rg * cr + inv_gg * cg + inv_gb * cb) / det
     a[:, :, 2] = (inv_rb * cr + inv_gb * cg + inv_bb * cb) / det
-    b_coef = mean_p - (a * mean_i).sum(axis=2)
+    b_coef = mean_p - (a[:, :, 0] * mr + a[:, :, 1] * mg + a[:, :, 2] * mb)
     mean_a = _box(a, radius)
     mean_b = _box(b_coef, radius)
+    q_work = mean_a[:, :, 0] * r + mean_a[:, :, 1] * g + mean_a[:, :, 2] * b + mean_b
+    if (work_w, work_h) == (full_w, full_h):
+        return _snap(q_work)
 
-    if (work_w, work_h) != (full_w, full_h):
-        mean_a = cv2.resize(mean_a, (full_w, full_h), interpolation=cv2.INTER_LINEAR)
-        mean_b = cv2.resize(mean_b, (full_w, full_h), interpolation=cv2.INTER_LINEAR)
-    # q = a . I + b at full resolution; cv2.transform would need a per-pixel matrix, so do it channel-wise.
-    full = image.astype(np.float32)
-    full *= 1.0 / 255.0
-    q = mean_a[:, :, 0] * full[:, :, 0]
-    q += mean_a[:, :, 1] * full[:, :, 1]
-    q += mean_a[:, :, 2] * full[:, :, 2]
-    q += mean_b
-    np.clip(q, 0.0, 1.0, out=q)
-    # The filter leaves a faint ripple in flat regions; snap what would round to 0 or 255 in 8 bits, so the
-    # subject stays solid and the background fully clear (and only the true edge band counts as soft).
-    q[q < 0.5 / 255.0] = 0.0
-    q[q > 254.5 / 255.0] = 1.0
-    return q
+    # Full resolution: q = a . I + b with a, b upsampled. Away from the edge the matte is flat (0 or 1 at the
+    # working size), so the per-pixel work is done only in the band around the edge: a few % of a photo.
+    flat_low = (q_work <= 0.0) | (q_work >= 1.0)
+    band_work = cv2.dilate((~flat_low).astype(np.uint8), np.ones((3, 3), np.uint8))
+    alpha = cv2.resize(np.clip(q_work, 0.0, 1.0), (full_w, full_h), interpolation=cv2.INTER_NEAREST)
+    band = cv2.resize(band_work, (full_w, full_h), interpolation=cv2.INTER_NEAREST)
+    rows, cols = np.nonzero(band)
+    if rows.size:
+        xs = (cols + 0.5) * (work_w / full_w) - 0.5
+        ys = (rows + 0.5) * (work_h / full_h) - 0.5
+        coefficients = _sample_bilinear(np.dstack([mean_a, mean_b]), xs, ys)
+        pixels = image[rows, cols].astype(np.float32) * (1.0 / 255.0)
+        alpha[rows, cols] = np.einsum("nc,nc->n", coefficients[:, :3], pixels) + coefficients[:, 3]
+    return _snap(alpha)
+
+
+def _snap(alpha: np.ndarray) -> np.ndarray:
+    """Clip to [0, 1] and snap what would round to 0 or 255 in 8 bits: the filter leaves a faint ripple in flat
+    regions, and the subject must stay solid, the background fully clear, only the true edge band soft."""
+    np.clip(alpha, 0.0, 1.0, out=alpha)
+    alpha[alpha < 0.5 / 255.0] = 0.0
+    alpha[alpha > 254.5 / 255.0] = 1.0
+    return alpha
 
 
 def apply_alpha_threshold(alpha: np.ndarray, threshold: int) -> np.ndarray:
@@ -211,9 +221,7 @@ def compose_rgba(foreground: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return cv2.bitwise_and(rgba, rgba, mask=alpha8)
 
 
-def composite_over_color(
-    foreground: np.ndarray, alpha: np.ndarray, color: tuple[int, int, int]
-) -> np.ndarray:
+def composite_over_color(foreground: np.ndarray, alpha: np.ndarray, color: tuple[int, int, int]) -> np.ndarray:
     """Composite the foreground over a flat colour: ``F * a + C * (1 - a)``; H x W x 3 uint8 RGB."""
     weights = np.ascontiguousarray(alpha, dtype=np.float32)
     background = np.empty_like(foreground)
