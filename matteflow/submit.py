@@ -1,0 +1,245 @@
+"""``matteflow submit INPUT... --server URL -o OUT.zip [options]``: the HTTP API's own client.
+
+Uploads files (folders recursively) as one job, follows its progress with a progress bar, and downloads the
+results ZIP. Failures end with one clear line on stderr and exit status 1; usage errors exit 2. Failed items
+are listed one per line and also make the exit status 1, but the ZIP with the other results is still written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
+
+import requests
+from tqdm import tqdm
+from urllib3 import encode_multipart_formdata
+
+from matteflow.core.errors import InvalidOptionError
+from matteflow.core.imageio import IMAGE_SUFFIXES
+from matteflow.core.options import FORMAT_ALIASES, FORMATS, PRESETS, parse_options
+from matteflow.settings import Settings
+
+# Connect quickly, but give a large upload or a busy server time to answer.
+CONNECT_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 600.0
+DOWNLOAD_CHUNK = 1 << 20
+
+
+class _ProgressBody(io.BytesIO):
+    """A request body that advances a progress bar as requests reads it (requests streams file-like bodies
+    and takes their length from seek/tell, so Content-Length stays exact)."""
+
+    def __init__(self, data: bytes, bar: tqdm) -> None:
+        super().__init__(data)
+        self._bar = bar
+
+    def read(self, size: int | None = -1) -> bytes:
+        chunk = super().read(size)
+        self._bar.update(len(chunk))
+        return chunk
+
+
+class SubmitError(Exception):
+    """A failure to report as one line (server unreachable, refused request, timeout)."""
+
+
+@dataclass(frozen=True)
+class Upload:
+    name: str
+    path: Path
+
+
+def collect_inputs(inputs: list[str]) -> list[Upload]:
+    """Files as given, plus the images found (recursively, sorted) in the folders given.
+
+    A file named explicitly is always sent (the server judges it); inside folders only image suffixes are
+    taken, so sidecar files and ``.DS_Store`` are skipped.
+    """
+    uploads: list[Upload] = []
+    for raw in inputs:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            uploads.extend(Upload(p.name, p) for p in found)
+        elif path.is_file():
+            uploads.append(Upload(path.name, path))
+        else:
+            raise SubmitError(f"no such file or folder: {raw}")
+    if not uploads:
+        raise SubmitError("no images found in " + ", ".join(inputs))
+    return uploads
+
+
+def _api_error(response: requests.Response) -> str:
+    """The server's JSON error message, or the status line when the body is not ours (a proxy's page)."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and body.get("message"):
+        return f"{body['message']} (HTTP {response.status_code} {body.get('error', '')})".replace(" )", ")")
+    return f"HTTP {response.status_code} {response.reason}"
+
+
+class ApiClient:
+    """Thin wrapper over the JSON API: one session, absolute URLs, errors as :class:`SubmitError`."""
+
+    def __init__(self, server: str) -> None:
+        self.server = server.rstrip("/") + "/"
+        self.session = requests.Session()
+
+    def url(self, path: str) -> str:
+        return urljoin(self.server, path.lstrip("/"))
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        try:
+            return self.session.request(method, self.url(path), timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S), **kwargs)
+        except requests.ConnectionError as exc:
+            raise SubmitError(f"cannot reach the server at {self.server} ({type(exc).__name__})") from exc
+        except requests.Timeout as exc:
+            raise SubmitError(f"the server at {self.server} did not answer in time") from exc
+        except requests.RequestException as exc:  # a malformed URL, too many redirects, ...
+            raise SubmitError(f"request to {self.server} failed: {exc}") from exc
+
+    def create_job(self, uploads: list[Upload], fields: dict[str, str], progress: bool) -> dict[str, Any]:
+        parts: list[tuple[str, Any]] = [(name, value) for name, value in fields.items()]
+        parts += [("files", (u.name, u.path.read_bytes())) for u in uploads]
+        body, content_type = encode_multipart_formdata(parts)
+        with tqdm(
+            total=len(body), unit="B", unit_scale=True, desc="uploading", disable=not progress, file=sys.stderr
+        ) as bar:
+            response = self._request(
+                "POST", "/api/v1/jobs", data=_ProgressBody(body, bar), headers={"Content-Type": content_type}
+            )
+        if response.status_code != 202:
+            raise SubmitError(f"the server refused the job: {_api_error(response)}")
+        return response.json()
+
+    def job_status(self, status_url: str) -> dict[str, Any]:
+        response = self._request("GET", status_url)
+        if response.status_code != 200:
+            raise SubmitError(f"cannot read the job status: {_api_error(response)}")
+        return response.json()
+
+    def download(self, url: str, out: Path) -> None:
+        """Stream ``url`` to ``out`` through a temp file, so a broken download never leaves a partial ZIP."""
+        response = self._request("GET", url, stream=True)
+        if response.status_code != 200:
+            raise SubmitError(f"cannot download the results: {_api_error(response)}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                for chunk in response.iter_content(DOWNLOAD_CHUNK):
+                    handle.write(chunk)
+            os.replace(tmp, out)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def wait_for_job(client: ApiClient, status_url: str, timeout_s: float, poll_s: float, progress: bool) -> dict[str, Any]:
+    """Poll until the job is done or failed; :class:`SubmitError` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    status = client.job_status(status_url)
+    with tqdm(total=status["total"], unit="img", desc="matting", disable=not progress, file=sys.stderr) as bar:
+        while True:
+            bar.update(status["done"] + status["failed"] - bar.n)
+            if status["state"] in ("done", "failed"):
+                return status
+            if time.monotonic() >= deadline:
+                finished = status["done"] + status["failed"]
+                raise SubmitError(
+                    f"timed out after {timeout_s:g} s: {finished} of {status['total']} images finished; "
+                    f"the job goes on at {client.url(status_url)}"
+                )
+            time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+            status = client.job_status(status_url)
+
+
+def build_parser(settings: Settings) -> argparse.ArgumentParser:
+    default_server = f"http://{settings.web_host}:{settings.web_port}"
+    parser = argparse.ArgumentParser(
+        prog="matteflow submit",
+        description="Send images to a MatteFlow server as one batch job and download the results ZIP.",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
+    parser.add_argument("--server", default=default_server, help=f"server URL (default {default_server})")
+    parser.add_argument("-o", "--output", required=True, type=Path, help="where to write the results ZIP")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the job (default 3600)")
+    parser.add_argument("--poll-interval", type=float, default=1.0, help="seconds between status checks")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    group = parser.add_argument_group("matting options (as in the API)")
+    group.add_argument("--preset", choices=list(PRESETS))
+    group.add_argument("--background", help="'transparent' or a colour like '#ffffff'")
+    group.add_argument("--format", choices=[*FORMATS, *FORMAT_ALIASES])
+    group.add_argument("--alpha-threshold", type=int, metavar="0-255")
+    group.add_argument("--erode", type=int, metavar="PX")
+    group.add_argument("--feather", action=argparse.BooleanOptionalAction, default=None)
+    group.add_argument("--max-side", type=int, metavar="PX")
+    group.add_argument("--mask", action=argparse.BooleanOptionalAction, default=None, help="also keep alpha masks")
+    return parser
+
+
+def option_fields(args: argparse.Namespace) -> dict[str, str]:
+    """The options the user gave, as the API's form fields (validated here first: a bad value is a usage
+    error before anything is uploaded)."""
+    given = {
+        "preset": args.preset,
+        "background": args.background,
+        "format": args.format,
+        "alpha_threshold": args.alpha_threshold,
+        "erode": args.erode,
+        "feather": args.feather,
+        "max_side": args.max_side,
+        "mask": args.mask,
+    }
+    given = {name: value for name, value in given.items() if value is not None}
+    parse_options(given)
+    return {name: str(value).lower() if isinstance(value, bool) else str(value) for name, value in given.items()}
+
+
+def run(args: argparse.Namespace, fields: dict[str, str]) -> int:
+    uploads = collect_inputs(args.inputs)
+    client = ApiClient(args.server)
+    progress = not args.no_progress
+    created = client.create_job(uploads, fields, progress)
+    status = wait_for_job(client, created["status_url"], args.timeout, args.poll_interval, progress)
+    if status["state"] == "failed":
+        raise SubmitError(f"the job failed on the server: {status.get('error') or 'no reason given'}")
+    client.download(created["results_url"], args.output)
+    for item in status["items"]:
+        if item["state"] == "failed":
+            print(f"failed: {item['name']}: {item.get('error') or 'no reason given'}", file=sys.stderr)
+    print(f"wrote {args.output}: {status['done']} done, {status['failed']} failed", file=sys.stderr)
+    return 1 if status["failed"] else 0
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of ``matteflow submit``."""
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        print(f"matteflow submit: {exc}", file=sys.stderr)
+        return 2
+    parser = build_parser(settings)
+    args = parser.parse_args(argv)
+    try:
+        fields = option_fields(args)
+    except InvalidOptionError as exc:
+        parser.error(str(exc))
+    if args.timeout <= 0 or args.poll_interval <= 0:
+        parser.error("--timeout and --poll-interval must be positive")
+    try:
+        return run(args, fields)
+    except (SubmitError, OSError) as exc:  # OSError: an input unreadable or the output not writable
+        print(f"matteflow submit: {exc}", file=sys.stderr)
+        return 1

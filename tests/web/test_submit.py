@@ -1,0 +1,83 @@
+"""``matteflow submit`` against the live server (waitress + real Redis + real worker)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from matteflow.submit import main
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker")]
+
+
+def test_submit_folder_and_files_with_one_bad(live_server: Any, samples: Any, tmp_path: Path, capsys: Any) -> None:
+    photos = tmp_path / "photos"
+    (photos / "day2").mkdir(parents=True)
+    (photos / "alice.jpg").write_bytes(samples.jpeg)
+    (photos / "day2" / "bob.png").write_bytes(samples.png)
+    (photos / "day2" / "notes.txt").write_text("sidecar, skipped inside folders")
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(samples.text)
+    out = tmp_path / "out" / "results.zip"
+
+    code = main([str(photos), str(bad), "--server", live_server.url, "-o", str(out), "--poll-interval", "0.2"])
+
+    err = capsys.readouterr().err
+    assert code == 1, err  # one image failed: reported, and the exit status says so
+    assert "failed: broken.png: not a supported image" in err
+    assert f"wrote {out}: 2 done, 1 failed" in err
+    with zipfile.ZipFile(out) as archive:
+        assert set(archive.namelist()) == {"alice.png", "bob.png", "manifest.json"}
+        manifest = json.loads(archive.read("manifest.json"))
+    assert "broken.png" in json.dumps(manifest)
+    assert not list(out.parent.glob("*.part"))
+
+
+def test_submit_all_good_with_options(live_server: Any, samples: Any, tmp_path: Path, capsys: Any) -> None:
+    image = tmp_path / "portrait.jpg"
+    image.write_bytes(samples.jpeg)
+    out = tmp_path / "r.zip"
+    args = [str(image), "--server", live_server.url + "/", "-o", str(out), "--format", "webp", "--no-progress"]
+    assert main([*args, "--background", "#00ff00", "--erode", "2"]) == 0, capsys.readouterr().err
+    with zipfile.ZipFile(out) as archive:
+        assert set(archive.namelist()) == {"portrait.webp", "manifest.json"}
+
+
+def test_submit_unreachable_server_is_one_line(samples: Any, tmp_path: Path, capsys: Any) -> None:
+    image = tmp_path / "a.jpg"
+    image.write_bytes(samples.jpeg)
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code = main([str(image), "--server", f"http://127.0.0.1:{port}", "-o", str(tmp_path / "r.zip")])
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 1
+    assert last_line.startswith("matteflow submit: cannot reach the server")
+    assert not (tmp_path / "r.zip").exists()
+
+
+def test_submit_missing_input(tmp_path: Path, capsys: Any) -> None:
+    code = main([str(tmp_path / "nope.jpg"), "-o", str(tmp_path / "r.zip")])
+    assert code == 1
+    assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_submit_server_refusal_is_reported(live_server: Any, tmp_path: Path, capsys: Any) -> None:
+    empty_folder = tmp_path / "empty"
+    empty_folder.mkdir()
+    (empty_folder / "readme.txt").write_text("no images here")
+    code = main([str(empty_folder), "--server", live_server.url, "-o", str(tmp_path / "r.zip")])
+    assert code == 1
+    assert "no images found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", [["--format", "gif"], ["--alpha-threshold", "999"], ["--background", "blueish"]])
+def test_submit_bad_option_is_a_usage_error(tmp_path: Path, bad: list[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path), "-o", str(tmp_path / "r.zip"), *bad])
+    assert exit_info.value.code == 2

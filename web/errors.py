@@ -1,0 +1,115 @@
+"""One place that turns every failure into the JSON error body ``{"error": code, "message": text}``.
+
+Registered once on the app (not per blueprint) so 404/405 for unknown routes, 413 raised by Werkzeug while
+parsing an oversize body, and core's input errors all answer the same way — never an HTML page, and never a
+500 for bad input.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from kombu.exceptions import OperationalError as KombuOperationalError
+from matteflow.core.errors import (
+    ImageTooLargeError,
+    InputError,
+    InvalidImageError,
+    InvalidOptionError,
+    MattingError,
+    ModelError,
+)
+from redis.exceptions import RedisError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+# Status + machine-readable code for each core error (docs/internal-api.md "HTTP mapping"). Most specific
+# first: the lookup walks the exception's MRO, so a subclass never falls through to its parent's entry.
+CORE_ERROR_STATUS: dict[type[MattingError], tuple[int, str]] = {
+    InvalidImageError: (422, "invalid_image"),
+    ImageTooLargeError: (413, "image_too_large"),
+    InvalidOptionError: (400, "invalid_option"),
+    InputError: (400, "invalid_input"),
+    ModelError: (503, "model_unavailable"),
+    MattingError: (500, "matting_error"),
+}
+
+# Werkzeug's exception names are long phrases; the API uses short snake_case codes.
+HTTP_CODES: dict[int, str] = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+}
+
+
+class ApiError(Exception):
+    """An error the API raises on purpose: it carries its status, code, message and optional extra fields."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> Response:
+    """The JSON error body every failure uses."""
+    response = jsonify({"error": code, "message": message, **extra})
+    response.status_code = status
+    return response
+
+
+def status_for_core_error(exc: MattingError) -> tuple[int, str]:
+    for cls in type(exc).__mro__:
+        if cls in CORE_ERROR_STATUS:
+            return CORE_ERROR_STATUS[cls]
+    return 500, "matting_error"
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Install the single error mapping on ``app``."""
+
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError) -> Response:
+        return error_response(exc.status, exc.code, exc.message, **exc.extra)
+
+    @app.errorhandler(MattingError)
+    def _core_error(exc: MattingError) -> Response:
+        status, code = status_for_core_error(exc)
+        if status >= 500:
+            log.error("matting failed: %s", exc)
+        return error_response(status, code, str(exc) or code)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        code = HTTP_CODES.get(status, (exc.name or "error").lower().replace(" ", "_"))
+        message = exc.description or exc.name or code
+        valid_methods = getattr(exc, "valid_methods", None) or []
+        if status == 404:
+            message = f"no such URL: {request.path} (the API is described at /api/v1/openapi.json)"
+        elif status == 405:
+            message = f"{request.method} is not allowed on {request.path}; allowed: {', '.join(valid_methods)}"
+        elif status == 413:
+            limit_mb = app.config.get("MAX_CONTENT_LENGTH", 0) // (1024 * 1024)
+            message = f"the request body is larger than the limit of {limit_mb} MB (MATTEFLOW_MAX_UPLOAD_MB)"
+        response = error_response(status, code, message)
+        if status == 405 and valid_methods:
+            response.headers["Allow"] = ", ".join(valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        # A bug or an outage (e.g. Redis down), never the caller's fault: log the traceback, answer JSON.
+        if isinstance(exc, (RedisError, KombuOperationalError)):
+            log.error("redis unavailable: %s", exc)
+            return error_response(503, "unavailable", "the job store (Redis) is not reachable; try again later")
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "internal server error")

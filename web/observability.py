@@ -1,0 +1,67 @@
+"""Probes and metrics: ``/healthz`` (the process answers), ``/readyz`` (it can do work), ``/metrics``.
+
+Also the per-request HTTP metrics. Their ``endpoint`` label is the matched URL rule (``/api/v1/jobs/<job_id>``),
+never the raw path, so job ids never become label values and the series count stays small.
+"""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, Flask, Response, g, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from matteflow import metrics
+
+from .context import web_context
+from .errors import error_response
+
+bp = Blueprint("ops", __name__)
+
+# Label for requests that matched no route (404s): one value, whatever path was asked for.
+UNMATCHED_ENDPOINT = "<unmatched>"
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """Liveness: answers while the process serves requests; checks nothing else on purpose (a Redis outage
+    must not make Kubernetes restart every web pod)."""
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    """Readiness: Redis answers and at least one worker replied to a ping."""
+    jobs = web_context().jobs
+    redis_ok = jobs.redis_ok()
+    workers = jobs.workers_alive(timeout=1.0) if redis_ok else 0
+    if redis_ok and workers >= 1:
+        return jsonify({"status": "ready", "redis": True, "workers": workers})
+    reason = "Redis is not reachable" if not redis_ok else "no worker answered"
+    response = error_response(503, "not_ready", reason, redis=redis_ok, workers=workers)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/metrics")
+def metrics_endpoint() -> Response:
+    # The registry (HTTP/upload metrics + queue length read from Redis at scrape time) is built once per app;
+    # its queue collector leaves the gauge out, and sets matteflow_redis_up 0, while Redis is down.
+    return Response(generate_latest(web_context().metrics_registry), content_type=CONTENT_TYPE_LATEST)
+
+
+def install_request_metrics(app: Flask) -> None:
+    """Time every request and count it by method, URL rule and status."""
+
+    @app.before_request
+    def _start_timer() -> None:
+        g.matteflow_started = time.perf_counter()
+
+    @app.after_request
+    def _observe(response: Response) -> Response:
+        started = g.pop("matteflow_started", None)
+        rule = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ENDPOINT
+        metrics.HTTP_REQUESTS_TOTAL.labels(request.method, rule, str(response.status_code)).inc()
+        if started is not None:
+            metrics.HTTP_REQUEST_SECONDS.labels(request.method, rule).observe(time.perf_counter() - started)
+        return response

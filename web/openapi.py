@@ -1,0 +1,314 @@
+"""The OpenAPI 3 description of the HTTP API, built from the same constants the code validates with.
+
+Option enums and limits come from ``matteflow.core.options`` and the settings, so the document cannot drift
+from what the server accepts. A test validates it with openapi-spec-validator.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from matteflow.core.options import FORMATS, MAX_ERODE, MAX_SIDE_LIMIT, PRESETS
+
+from matteflow import __version__
+from matteflow.settings import Settings
+
+_JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {_JSON: {"schema": _ref("Error")}}}
+
+
+def _option_properties() -> dict[str, Any]:
+    return {
+        "preset": {
+            "type": "string",
+            "enum": list(PRESETS),
+            "description": "Fills defaults for the other options; options given explicitly win.",
+        },
+        "background": {
+            "type": "string",
+            "pattern": "^(transparent|none|#?[0-9a-fA-F]{6})$",
+            "description": "'transparent' or a colour '#rrggbb' to composite onto.",
+            "example": "#ffffff",
+        },
+        "format": {"type": "string", "enum": [*FORMATS, "jpg"], "default": "png"},
+        "alpha_threshold": {"type": "integer", "minimum": 0, "maximum": 255, "default": 0},
+        "erode": {"type": "integer", "minimum": 0, "maximum": MAX_ERODE, "default": 0},
+        "feather": {"type": "boolean", "default": False},
+        "max_side": {
+            "type": "integer",
+            "minimum": 16,
+            "maximum": MAX_SIDE_LIMIT,
+            "description": "Long side of the output in pixels; omitted keeps the input size.",
+        },
+        "mask": {
+            "type": "boolean",
+            "default": False,
+            "description": "Jobs: also keep the 8-bit alpha mask of each item (GET .../items/{index}?mask=1).",
+        },
+    }
+
+
+def _schemas() -> dict[str, Any]:
+    state = {"type": "string", "enum": ["queued", "running", "done", "failed"]}
+    return {
+        "Error": {
+            "type": "object",
+            "required": ["error", "message"],
+            "properties": {
+                "error": {"type": "string", "description": "Machine-readable code, e.g. invalid_option."},
+                "message": {"type": "string", "description": "What went wrong and how to fix it."},
+            },
+            "additionalProperties": True,
+        },
+        "JobCreated": {
+            "type": "object",
+            "required": ["id", "status_url", "results_url"],
+            "properties": {
+                "id": {"type": "string"},
+                "status_url": {"type": "string"},
+                "results_url": {"type": "string"},
+            },
+        },
+        "Item": {
+            "type": "object",
+            "required": ["index", "name", "state", "error", "result_url", "mask_url"],
+            "properties": {
+                "index": {"type": "integer", "minimum": 0},
+                "name": {"type": "string", "description": "The upload's sanitised file name."},
+                "state": state,
+                "error": {"type": "string", "nullable": True},
+                "result_url": {"type": "string", "nullable": True},
+                "mask_url": {"type": "string", "nullable": True},
+            },
+        },
+        "Job": {
+            "type": "object",
+            "required": ["id", "state", "total", "done", "failed", "items"],
+            "properties": {
+                "id": {"type": "string"},
+                "state": {
+                    **state,
+                    "description": "'done' once every item ended (some may have failed); "
+                    "'failed' only when the job itself could not run.",
+                },
+                "total": {"type": "integer"},
+                "done": {"type": "integer"},
+                "failed": {"type": "integer"},
+                "created_at": {"type": "number", "nullable": True},
+                "finished_at": {"type": "number", "nullable": True},
+                "error": {"type": "string", "nullable": True, "description": "Why the job could not run."},
+                "options": {"type": "object", "nullable": True},
+                "items": {"type": "array", "items": _ref("Item")},
+                "status_url": {"type": "string"},
+                "results_url": {"type": "string"},
+            },
+        },
+    }
+
+
+def build_openapi(settings: Settings) -> dict[str, Any]:
+    """The OpenAPI 3.0 document of this server."""
+    options = _option_properties()
+    job_id = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    image_content = {
+        media: {"schema": {"type": "string", "format": "binary"}} for media in ("image/png", "image/jpeg", "image/webp")
+    }
+    too_large = _error(
+        f"Body over {settings.max_upload_mb} MB (MATTEFLOW_MAX_UPLOAD_MB), or an image over "
+        f"{settings.max_pixels} pixels (error image_too_large)."
+    )
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "MatteFlow",
+            "version": __version__,
+            "description": "Background removal for photos of people: one image at once, or batches "
+            "through a queue with progress and a ZIP of the results. Errors are JSON "
+            '`{"error": code, "message": text}`.',
+        },
+        "paths": {
+            "/api/v1/jobs": {
+                "post": {
+                    "summary": "Create a batch job",
+                    "description": "Each upload is checked from its header; a bad file becomes a failed item "
+                    "with its reason and the rest of the batch runs.",
+                    "operationId": "createJob",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "multipart/form-data": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["files"],
+                                    "properties": {
+                                        "files": {
+                                            "type": "array",
+                                            "items": {"type": "string", "format": "binary"},
+                                            "maxItems": settings.max_files_per_job,
+                                        },
+                                        **options,
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "202": {
+                            "description": "Accepted; poll status_url.",
+                            "headers": {"Location": {"schema": {"type": "string"}}},
+                            "content": {_JSON: {"schema": _ref("JobCreated")}},
+                        },
+                        "400": _error("No files, too many files, or an unknown option or value."),
+                        "413": too_large,
+                    },
+                }
+            },
+            "/api/v1/jobs/{job_id}": {
+                "parameters": [job_id],
+                "get": {
+                    "summary": "Job status and per-item progress",
+                    "operationId": "getJob",
+                    "responses": {
+                        "200": {"description": "The job.", "content": {_JSON: {"schema": _ref("Job")}}},
+                        "404": _error("Unknown job id."),
+                    },
+                },
+                "delete": {
+                    "summary": "Delete a job, its inputs and its results",
+                    "operationId": "deleteJob",
+                    "responses": {
+                        "200": {
+                            "description": "Deleted.",
+                            "content": {
+                                _JSON: {
+                                    "schema": {
+                                        "type": "object",
+                                        "properties": {"id": {"type": "string"}, "deleted": {"type": "boolean"}},
+                                    }
+                                }
+                            },
+                        },
+                        "404": _error("Unknown job id."),
+                    },
+                },
+            },
+            "/api/v1/jobs/{job_id}/results.zip": {
+                "parameters": [job_id],
+                "get": {
+                    "summary": "ZIP of the results",
+                    "description": "Served as batch_results_<YYYYMMDDHHMMSS>.zip: one result per done item, "
+                    "named as its upload, plus manifest.json with every item's state and error.",
+                    "operationId": "getResults",
+                    "responses": {
+                        "200": {
+                            "description": "The ZIP.",
+                            "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+                        },
+                        "404": _error("Unknown job id."),
+                        "409": _error("Not ready yet (error not_ready); poll the status."),
+                    },
+                },
+            },
+            "/api/v1/jobs/{job_id}/items/{index}": {
+                "parameters": [
+                    job_id,
+                    {"name": "index", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}},
+                    {
+                        "name": "mask",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "boolean"},
+                        "description": "The 8-bit alpha mask instead (jobs created with mask=true).",
+                    },
+                    {
+                        "name": "download",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "boolean"},
+                        "description": "Send as an attachment named after the upload.",
+                    },
+                ],
+                "get": {
+                    "summary": "One result image",
+                    "operationId": "getItem",
+                    "responses": {
+                        "200": {"description": "The image.", "content": image_content},
+                        "404": _error("Unknown job or item."),
+                        "409": _error("Not done yet (not_ready) or failed (item_failed, with its reason)."),
+                    },
+                },
+            },
+            "/api/v1/matte": {
+                "post": {
+                    "summary": "Cut out one image and wait for it",
+                    "description": "Runs through the same queue and workers as jobs; waits up to "
+                    f"{settings.single_image_timeout_s:g} s (MATTEFLOW_SINGLE_IMAGE_TIMEOUT_S). Option fields "
+                    "may also be sent as query parameters.",
+                    "operationId": "matte",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "multipart/form-data": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["file"],
+                                    "properties": {"file": {"type": "string", "format": "binary"}, **options},
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {"description": "The result image.", "content": image_content},
+                        "400": _error("No file or an unknown option or value."),
+                        "413": too_large,
+                        "422": _error("Not a decodable image (empty, truncated, not an image)."),
+                        "504": _error("No worker finished the image in time."),
+                    },
+                }
+            },
+            "/api/v1/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "operationId": "openapi",
+                    "responses": {"200": {"description": "OpenAPI 3 document.", "content": {_JSON: {}}}},
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "summary": "Liveness",
+                    "operationId": "healthz",
+                    "responses": {"200": {"description": "The process serves requests."}},
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "summary": "Readiness: Redis reachable and at least one worker alive",
+                    "operationId": "readyz",
+                    "responses": {
+                        "200": {"description": "Ready."},
+                        "503": _error("Redis unreachable or no worker alive (error not_ready)."),
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "operationId": "metrics",
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus text exposition.",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+        },
+        "components": {"schemas": _schemas()},
+    }

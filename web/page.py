@@ -1,0 +1,32 @@
+"""The HTML page (``/``): one template plus static JS/CSS, no build step."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, make_response, render_template
+from matteflow.core.options import FORMATS, MAX_ERODE, MAX_SIDE_LIMIT, PRESETS
+
+from .context import web_context
+
+bp = Blueprint("page", __name__)
+
+# The page loads only its own script and styles; images come from the API or from blob: URLs it makes.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+@bp.get("/")
+def index() -> Response:
+    settings = web_context().settings
+    config = {
+        "presets": PRESETS,
+        "formats": list(FORMATS),
+        "maxErode": MAX_ERODE,
+        "maxSide": MAX_SIDE_LIMIT,
+        "maxUploadMb": settings.max_upload_mb,
+        "maxFiles": settings.max_files_per_job,
+    }
+    response = make_response(render_template("index.html", config=config))
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    return response
