@@ -3,14 +3,43 @@
 No job ids or file names in labels: label values come from small fixed sets (state, stage, queue,
 method, endpoint, status, device). In multi-process servers (gunicorn, Celery prefork) set
 ``PROMETHEUS_MULTIPROC_DIR`` before the first import; :func:`make_registry` then aggregates the files.
+
+Three kinds of metrics live here:
+
+* metric objects the code updates (counters, histograms, the RSS gauge), shared by all processes;
+* collectors that read their value at scrape time (queue length from Redis, GPU memory from NVML,
+  worker up), registered only in the registry a process exposes;
+* helpers that build those registries: :func:`web_registry` for the Flask ``/metrics`` and
+  :func:`start_worker_metrics_server` for a worker's own port.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client import multiprocess as _multiprocess
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    import redis
+
+    from matteflow.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own switch, not a MatteFlow setting
+
+# Multi-process mode opens one file per process as each unlabelled metric below is defined; without the
+# directory that definition (hence this import) would fail, so it is the one thing done at import time.
+if os.environ.get(_MULTIPROC_ENV):
+    os.makedirs(os.environ[_MULTIPROC_ENV], exist_ok=True)
 
 STAGES = ("decode", "inference", "postprocess", "encode")
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -24,9 +53,7 @@ STAGE_SECONDS = Histogram(
     ["stage"],
     buckets=_LATENCY_BUCKETS,
 )
-ITEM_SECONDS = Histogram(
-    "matteflow_item_seconds", "Whole time a worker spent on one image.", buckets=_LATENCY_BUCKETS
-)
+ITEM_SECONDS = Histogram("matteflow_item_seconds", "Whole time a worker spent on one image.", buckets=_LATENCY_BUCKETS)
 HTTP_REQUESTS_TOTAL = Counter(
     "matteflow_http_requests_total", "HTTP requests answered.", ["method", "endpoint", "status"]
 )
@@ -41,14 +68,275 @@ WORKER_RSS_BYTES = Gauge(
     "matteflow_worker_rss_bytes", "Resident memory of a worker process.", multiprocess_mode="livesum"
 )
 
+# Celery's Redis transport keeps a queue as a LIST named after it, plus one list per non-zero priority
+# step named "<queue>\x06\x16<step>" (kombu's separator; steps 0..9 at most).
+_PRIORITY_SEPARATOR = "\x06\x16"
+_PRIORITY_STEPS = range(1, 10)
+
 
 def make_registry() -> CollectorRegistry:
-    """A registry to expose: the multi-process aggregate when PROMETHEUS_MULTIPROC_DIR is set, else a
-    fresh registry that collects the default (single-process) metrics."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    """A registry to expose: the multi-process aggregate when PROMETHEUS_MULTIPROC_DIR is set, else
+    prometheus_client's default registry (this process' metrics). Wrap it, never register into it, when
+    adding collectors: see :func:`web_registry`."""
+    if os.environ.get(_MULTIPROC_ENV):
         registry = CollectorRegistry()
         _multiprocess.MultiProcessCollector(registry)
         return registry
     from prometheus_client import REGISTRY
 
     return REGISTRY
+
+
+# --- multi-process bookkeeping -------------------------------------------------------------------------
+
+_DB_FILE = re.compile(r"^[a-z_]+_(\d+)\.db$")
+
+
+def prepare_multiprocess_dir() -> Path | None:
+    """Create PROMETHEUS_MULTIPROC_DIR and delete what earlier runs left in it; call once at the start of
+    a process tree (the Celery main process before it forks, a gunicorn master), never from a child.
+
+    Files of the calling process are kept: its unlabelled metrics opened them when this module was
+    imported. Returns the directory, or None when multi-process mode is off. A parent that starts its
+    children with ``subprocess`` instead sets the variable in their environment and calls this first.
+    """
+    raw = os.environ.get(_MULTIPROC_ENV)
+    if not raw:
+        return None
+    directory = Path(raw)
+    directory.mkdir(parents=True, exist_ok=True)
+    own_pid = os.getpid()
+    for path in directory.iterdir():
+        match = _DB_FILE.match(path.name)
+        if match and int(match.group(1)) != own_pid:
+            path.unlink(missing_ok=True)
+    return directory
+
+
+def mark_process_dead(pid: int | None = None) -> None:
+    """Forget the live gauges (RSS) of an exited child; call it from Celery's ``worker_process_shutdown``
+    (or gunicorn's ``child_exit``). Counters of the dead process stay, so totals never go down."""
+    if os.environ.get(_MULTIPROC_ENV):
+        _multiprocess.mark_process_dead(os.getpid() if pid is None else pid)
+
+
+def update_worker_rss() -> int:
+    """Set ``matteflow_worker_rss_bytes`` for the calling process from psutil; returns the bytes.
+
+    Cheap (one /proc read): call it after each task in every worker process; the multi-process
+    aggregate sums the live processes."""
+    import psutil
+
+    rss = int(psutil.Process().memory_info().rss)
+    WORKER_RSS_BYTES.set(rss)
+    return rss
+
+
+# --- scrape-time collectors ----------------------------------------------------------------------------
+
+
+class QueueLengthCollector(Collector):
+    """``matteflow_queue_length{queue}``: messages waiting in each Celery queue, read from Redis.
+
+    Also ``matteflow_redis_up``: 1 when Redis answered this scrape. A scrape never fails because Redis
+    is down (the queue gauge is then left out), so the other metrics still arrive.
+    """
+
+    def __init__(self, redis_url_or_client: str | redis.Redis, queues: Iterable[str]) -> None:
+        self._queues = tuple(queues)
+        if not self._queues:
+            raise ValueError("QueueLengthCollector needs at least one queue name")
+        self._client_or_url = redis_url_or_client
+        self._client: redis.Redis | None = None
+
+    def _redis(self) -> redis.Redis:
+        if self._client is None:
+            if isinstance(self._client_or_url, str):
+                import redis as redis_lib
+
+                # Short timeouts: a scrape must answer well inside Prometheus' scrape timeout.
+                self._client = redis_lib.Redis.from_url(
+                    self._client_or_url, socket_timeout=2.0, socket_connect_timeout=2.0
+                )
+            else:
+                self._client = self._client_or_url
+        return self._client
+
+    def queue_lengths(self) -> dict[str, int]:
+        """Length of every queue (all priority lists together). Raises redis errors."""
+        pipe = self._redis().pipeline(transaction=False)
+        for queue in self._queues:
+            pipe.llen(queue)
+            for step in _PRIORITY_STEPS:
+                pipe.llen(f"{queue}{_PRIORITY_SEPARATOR}{step}")
+        counts = pipe.execute()
+        per_queue = 1 + len(_PRIORITY_STEPS)
+        return {queue: int(sum(counts[i * per_queue : (i + 1) * per_queue])) for i, queue in enumerate(self._queues)}
+
+    def describe(self) -> list[Metric]:
+        # Registering must not touch Redis (the registry calls describe, not collect, when present).
+        return [_queue_family(), _redis_up_family()]
+
+    def collect(self) -> Iterator[Metric]:
+        import redis as redis_lib
+
+        up = _redis_up_family()
+        lengths: dict[str, int] | None = None
+        if self._client_or_url == "":
+            log.debug("queue length unavailable: no Redis URL configured")
+        else:
+            try:
+                lengths = self.queue_lengths()
+            except (redis_lib.RedisError, OSError) as exc:
+                log.warning("queue length unavailable: %s", exc)
+        if lengths is not None:
+            family = _queue_family()
+            for queue, length in lengths.items():
+                family.add_metric([queue], length)
+            yield family
+        up.add_metric([], 0 if lengths is None else 1)
+        yield up
+
+
+def _queue_family() -> GaugeMetricFamily:
+    return GaugeMetricFamily(
+        "matteflow_queue_length", "Tasks waiting in a Celery queue (Redis list length).", labels=["queue"]
+    )
+
+
+def _redis_up_family() -> GaugeMetricFamily:
+    return GaugeMetricFamily("matteflow_redis_up", "1 when Redis answered the last scrape, else 0.")
+
+
+class GpuMemoryCollector(Collector):
+    """``matteflow_gpu_memory_used_bytes{device}`` and ``..._total_bytes{device}`` per NVIDIA GPU.
+
+    Reads NVML (the ``nvidia-ml-py`` package, the ``gpu`` extra) at scrape time. Without the package, the
+    driver or a GPU it yields nothing and raises nothing, so CPU workers expose the rest as usual.
+    "Used" is total minus free, so it includes the driver's reserved memory (~0.5 GiB on an H100, which
+    nvidia-smi leaves out): used/total reaching 1 means no allocation can succeed.
+    """
+
+    def __init__(self) -> None:
+        self._nvml: Any = None
+        self._unavailable = False
+
+    def _init_nvml(self) -> Any:
+        if self._nvml is None and not self._unavailable:
+            try:
+                import pynvml
+            except ImportError:
+                log.info("GPU metrics off: nvidia-ml-py is not installed")
+                self._unavailable = True
+                return None
+            try:
+                pynvml.nvmlInit()
+            except pynvml.NVMLError as exc:  # no driver / library / GPU: a CPU worker
+                log.info("GPU metrics off: NVML unavailable (%s)", exc)
+                self._unavailable = True
+            else:
+                self._nvml = pynvml
+        return self._nvml
+
+    def describe(self) -> list[Metric]:
+        return list(_gpu_families())
+
+    def collect(self) -> Iterator[Metric]:
+        nvml = self._init_nvml()
+        if nvml is None:
+            return
+        used, total = _gpu_families()
+        try:
+            for index in range(nvml.nvmlDeviceGetCount()):
+                info = nvml.nvmlDeviceGetMemoryInfo(nvml.nvmlDeviceGetHandleByIndex(index))
+                used.add_metric([str(index)], float(info.used))
+                total.add_metric([str(index)], float(info.total))
+        except nvml.NVMLError as exc:  # a GPU fell off the bus: report what we have, keep scraping
+            log.warning("GPU memory unavailable: %s", exc)
+        if total.samples:
+            yield used
+            yield total
+
+
+def _gpu_families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+    return (
+        GaugeMetricFamily("matteflow_gpu_memory_used_bytes", "GPU memory in use.", labels=["device"]),
+        GaugeMetricFamily("matteflow_gpu_memory_total_bytes", "GPU memory installed.", labels=["device"]),
+    )
+
+
+class WorkerUpCollector(Collector):
+    """``matteflow_worker_up{queue}`` = 1 from a running worker's metrics server: ``sum()`` of it is the
+    worker count. Refreshes the server process' RSS at each scrape, so an idle worker reports too."""
+
+    def __init__(self, queue: str) -> None:
+        self._queue = queue
+
+    def describe(self) -> list[Metric]:
+        return [_worker_up_family()]
+
+    def collect(self) -> Iterator[Metric]:
+        update_worker_rss()
+        family = _worker_up_family()
+        family.add_metric([self._queue], 1)
+        yield family
+
+
+def _worker_up_family() -> GaugeMetricFamily:
+    return GaugeMetricFamily("matteflow_worker_up", "1 per running worker (Celery main process).", labels=["queue"])
+
+
+class _CollectorsView(Collector):
+    """Exposes other registries/collectors together without re-registering their metrics (registering a
+    metric object twice raises), so building a registry per app or test is safe."""
+
+    def __init__(self, parts: Sequence[Any]) -> None:
+        self._parts = tuple(parts)
+
+    def collect(self) -> Iterator[Metric]:
+        for part in self._parts:
+            yield from part.collect()
+
+
+# --- registries a process exposes ----------------------------------------------------------------------
+
+
+def web_registry(settings: Settings, redis_client: redis.Redis | None = None) -> CollectorRegistry:
+    """The registry behind the web app's ``/metrics``: every metric of :func:`make_registry` plus
+    ``matteflow_queue_length`` of ``settings.worker_queue`` (from ``redis_client`` or
+    ``settings.redis_url``). Serve it with ``prometheus_client.generate_latest(registry)``."""
+    registry = CollectorRegistry()
+    registry.register(_CollectorsView([make_registry()]))
+    source: str | redis.Redis = redis_client if redis_client is not None else settings.redis_url
+    registry.register(QueueLengthCollector(source, [settings.worker_queue]))
+    return registry
+
+
+def worker_registry(settings: Settings) -> CollectorRegistry:
+    """The registry a worker serves: :func:`make_registry` (all worker processes in prefork mode) plus
+    GPU memory, worker up and the RSS refresh."""
+    registry = CollectorRegistry()
+    registry.register(_CollectorsView([make_registry()]))
+    registry.register(GpuMemoryCollector())
+    registry.register(WorkerUpCollector(settings.worker_queue))
+    return registry
+
+
+def start_worker_metrics_server(settings: Settings, host: str = "0.0.0.0") -> None:
+    """Serve :func:`worker_registry` on ``http://<host>:<settings.worker_metrics_port>/metrics`` from a
+    daemon thread. Call once in the Celery main process (e.g. on ``worker_ready``), after
+    :func:`prepare_multiprocess_dir`; 0.0.0.0 because Prometheus scrapes the pod or container IP.
+
+    A port of 0 turns the server off. A port already in use is logged, not raised: a worker without
+    metrics still processes images, whereas a crash at start-up would stop the queue.
+    """
+    port = settings.worker_metrics_port
+    if port <= 0:
+        log.info("worker metrics server off (worker_metrics_port=%d)", port)
+        return
+    try:
+        start_http_server(port, addr=host, registry=worker_registry(settings))
+    except OSError as exc:
+        log.error("worker metrics not served: cannot listen on %s:%d (%s)", host, port, exc)
+        return
+    log.info("worker metrics on http://%s:%d/metrics", host, port)

@@ -1,0 +1,57 @@
+"""What the code exports: sample names of the web and worker expositions, for the dashboard/alert checks."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from matteflow import metrics
+from matteflow.settings import Settings
+
+# Served only by a worker's metrics port (the rest is in both, since metric objects are shared).
+WORKER_ONLY = {"matteflow_worker_up", "matteflow_gpu_memory_used_bytes", "matteflow_gpu_memory_total_bytes"}
+# Served only by the web app's /metrics (read from Redis at scrape time).
+WEB_ONLY = {"matteflow_queue_length", "matteflow_redis_up"}
+
+
+def sample_names(text: str) -> set[str]:
+    """Every sample name of an exposition (histograms give _bucket/_sum/_count, counters _total)."""
+    return {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+
+
+def touch_labelled_metrics() -> None:
+    """Create a child of each labelled metric so it appears (no increments: other tests may read them)."""
+    metrics.JOBS_TOTAL.labels(state="failed")
+    metrics.ITEMS_TOTAL.labels(state="done")
+    for stage in metrics.STAGES:
+        metrics.STAGE_SECONDS.labels(stage=stage)
+    metrics.HTTP_REQUESTS_TOTAL.labels(method="GET", endpoint="/healthz", status="200")
+    metrics.HTTP_REQUEST_SECONDS.labels(method="GET", endpoint="/healthz")
+
+
+def fake_nvml_module() -> types.ModuleType:
+    """nvidia-ml-py's calls used by GpuMemoryCollector, answering for one 16 GiB GPU."""
+    module = types.ModuleType("pynvml")
+    module.NVMLError = type("NVMLError", (Exception,), {})
+    module.nvmlInit = lambda: None
+    module.nvmlDeviceGetCount = lambda: 1
+    module.nvmlDeviceGetHandleByIndex = lambda index: index
+    module.nvmlDeviceGetMemoryInfo = lambda handle: types.SimpleNamespace(used=1 << 30, total=16 << 30)
+    return module
+
+
+def worker_exposition(settings: Settings) -> str:
+    """A worker's /metrics text as on a GPU machine (NVML answered by :func:`fake_nvml_module`)."""
+    saved = sys.modules.get("pynvml")
+    sys.modules["pynvml"] = fake_nvml_module()
+    try:
+        touch_labelled_metrics()
+        return generate_latest(metrics.worker_registry(settings)).decode()
+    finally:
+        if saved is None:
+            sys.modules.pop("pynvml", None)
+        else:
+            sys.modules["pynvml"] = saved
