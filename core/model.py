@@ -181,8 +181,7 @@ def load_model(spec: str = "default", device: str = "auto", threads: int = 0) ->
             return _torch_model(files.weights, files.sidecar, wanted)
         if files.onnx is None:
             raise ModelError(
-                "the shipped model is missing from matteflow/models; reinstall MatteFlow or pass "
-                "--model onnx:<path>"
+                "the shipped model is missing from matteflow/models; reinstall MatteFlow or pass --model onnx:<path>"
             )
         return OnnxMattingModel(files.onnx, size, threads=threads, name=DEFAULT_MODEL_NAME)
     if spec.startswith("onnx:"):

@@ -95,9 +95,7 @@ def parse_colour(value: Any) -> tuple[int, int, int] | None:
         return None
     match = _HEX_COLOUR.match(text)
     if not match:
-        raise InvalidOptionError(
-            f"background must be 'transparent' or a colour like '#ffffff', got {value!r}"
-        )
+        raise InvalidOptionError(f"background must be 'transparent' or a colour like '#ffffff', got {value!r}")
     hex_digits = match.group(1)
     return (int(hex_digits[0:2], 16), int(hex_digits[2:4], 16), int(hex_digits[4:6], 16))
 
@@ -119,9 +117,7 @@ def _parse_int(name: str, value: Any, low: int, high: int) -> int:
     try:
         number = int(str(value).strip()) if not isinstance(value, int) else value
     except ValueError:
-        raise InvalidOptionError(
-            f"{name} must be a whole number from {low} to {high}, got {value!r}"
-        ) from None
+        raise InvalidOptionError(f"{name} must be a whole number from {low} to {high}, got {value!r}") from None
     if not low <= number <= high:
         raise InvalidOptionError(f"{name} must be from {low} to {high}, got {number}")
     return number
