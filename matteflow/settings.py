@@ -43,6 +43,16 @@ class Settings:
     web_port: int = 7860
     web_threads: int = 8
     reconcile_interval_s: float = 30.0
+    # Distributed pipeline (workers/). The broker hides a delivered-but-unacked task for this long before
+    # handing it to another worker: it must exceed the longest task (time limit + retry countdown).
+    broker_visibility_timeout_s: float = 3600.0
+    task_retry_backoff_s: float = 2.0  # first retry after ~this, doubling per attempt (with jitter)
+    task_retry_backoff_max_s: float = 120.0
+    task_chunk_size: int = 1  # images per task; a GPU deployment sets it to gpu_batch_size to batch inference
+    worker_max_memory_mb: int = 0  # a pool process past this RSS is replaced after its task (0 = no limit)
+    worker_pool: str = ""  # celery pool: "" = threads on a GPU, prefork on the CPU; or prefork | threads | solo
+    embedded_redis_port: int = 0  # `matteflow up`'s own Redis when redis_url is empty (0 = any free port)
+    job_stale_after_s: float = 1800.0  # an unfinished job with no progress this long has its items re-sent
     log_level: str = "INFO"
 
     @classmethod

@@ -1,0 +1,39 @@
+"""Helpers for the pipeline's integration tests."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from matteflow.workers.client import JobClient
+
+
+def wait_for_job(
+    client: JobClient, job_id: str, timeout: float, states: tuple[str, ...] = ("done", "failed")
+) -> dict[str, Any]:
+    """Poll the job until its state is in ``states``; fail the test with the last state after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    job = client.get_job(job_id)
+    while time.monotonic() < deadline:
+        job = client.get_job(job_id)
+        if job is not None and job["state"] in states:
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} not in {states} after {timeout:g}s: {_brief(job)}")
+
+
+def wait_until(condition: Any, timeout: float, what: str, interval: float = 0.2) -> None:
+    """Poll ``condition()`` until true; fail after ``timeout`` seconds naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+def _brief(job: dict[str, Any] | None) -> str:
+    if job is None:
+        return "unknown job"
+    states = [item["state"] for item in job["items"]]
+    return f"state={job['state']} done={job['done']} failed={job['failed']} items={states}"

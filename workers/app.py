@@ -1,0 +1,188 @@
+"""The Celery app, configured from :class:`~matteflow.settings.Settings`.
+
+``celery -A matteflow.workers.app worker`` finds ``app`` here: it is built on first access (PEP 562
+module ``__getattr__``) from the environment, so importing this module reads nothing and connects to
+nothing. The web side (:class:`~matteflow.workers.client.JobClient`) builds its own app with
+:func:`make_celery` and enqueues by task name, never importing the tasks (or torch).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import timedelta
+from typing import Any
+
+from celery import Celery, bootsteps, signals
+
+from matteflow.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PROCESS_TASK = "matteflow.process_images"
+FINALIZE_TASK = "matteflow.finalize_batch"
+TASKS_MODULE = "matteflow.workers.tasks"
+
+# Message priorities on the Redis broker, where 0 is served first: a one-image request (rembg-style
+# `POST /matte`, someone waiting) overtakes batches, and a batch's ZIP does not wait behind other batches.
+PRIORITY_SINGLE = 0
+PRIORITY_FINALIZE = 3
+PRIORITY_BATCH = 6
+
+
+def priority_for(kind: str) -> int:
+    return PRIORITY_SINGLE if kind == "single" else PRIORITY_BATCH
+
+
+class MatteflowCelery(Celery):
+    """A Celery app that carries the settings it was built from, so tasks read them from ``self.app``."""
+
+    settings: Settings
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings for MatteFlow's delivery guarantees.
+
+    acks_late + reject_on_worker_lost + prefetch 1: a task is acknowledged only after it ran, so a killed
+    worker's task goes back to the queue (tasks are idempotent, see ``tasks.py``). The broker's visibility
+    timeout must outlast the longest task, or Redis would hand a running task to a second worker.
+    """
+    longest = settings.task_time_limit_s + settings.task_retry_backoff_max_s
+    vt = settings.broker_visibility_timeout_s
+    if vt <= longest:
+        raise ValueError(
+            f"broker_visibility_timeout_s ({vt:g}) must exceed task_time_limit_s + task_retry_backoff_max_s "
+            f"({longest:g}), or running tasks would be delivered twice"
+        )
+    transport = {
+        "visibility_timeout": vt,
+        # How often a worker looks for unacked messages past the visibility timeout (a dead worker's):
+        # a tenth of the timeout, at most every 10 s.
+        "unacked_restore_interval": max(1, min(10, int(vt // 10))),
+        "unacked_restore_throttle": 1,
+    }
+    memory_kib = settings.worker_max_memory_mb * 1024
+    return {
+        "broker_url": settings.redis_url,
+        "result_backend": settings.redis_url,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": {"retry_policy": {"timeout": 10.0}},
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,  # a worker outlives a broker restart, however long
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_time_limit": settings.task_time_limit_s,
+        "task_soft_time_limit": max(1, int(settings.task_time_limit_s * 0.9)),
+        "worker_max_tasks_per_child": settings.worker_max_tasks_per_child or None,
+        "worker_max_memory_per_child": memory_kib or None,
+        "worker_concurrency": settings.worker_concurrency,
+        "task_default_queue": settings.worker_queue,
+        "task_routes": {"matteflow.*": {"queue": settings.worker_queue}},
+        "result_expires": timedelta(days=1),
+        "worker_send_task_events": False,
+        "worker_hijack_root_logger": True,
+        "worker_redirect_stdouts_level": "INFO",
+    }
+
+
+def make_celery(settings: Settings, *, worker: bool = False) -> MatteflowCelery:
+    """Build a Celery app from ``settings``. ``worker=True`` adds the tasks module and the worker's
+    start-up steps (device check, metrics server, reconciler); the enqueueing side needs neither."""
+    app = MatteflowCelery("matteflow", set_as_current=worker, include=[TASKS_MODULE] if worker else [])
+    app.settings = settings
+    app.conf.update(celery_config(settings))
+    if worker:
+        signals.worker_init.connect(_prepare_metrics_dir, weak=False, dispatch_uid="matteflow-metrics-dir")
+        signals.worker_process_shutdown.connect(
+            _forget_process_metrics, weak=False, dispatch_uid="matteflow-metrics-dead"
+        )
+        app.steps["worker"].add(DeviceCheckStep)
+        app.steps["worker"].add(MetricsServerStep)
+        app.steps["worker"].add(ReconcilerStep)
+    return app
+
+
+def _prepare_metrics_dir(**_: Any) -> None:
+    """Before the pool forks: clear the multi-process metric files earlier runs left behind."""
+    from matteflow import metrics
+
+    metrics.prepare_multiprocess_dir()
+
+
+def _forget_process_metrics(pid: int | None = None, **_: Any) -> None:
+    """A pool process exits (max tasks/memory per child): drop its live RSS gauge."""
+    from matteflow import metrics
+
+    metrics.mark_process_dead(pid)
+
+
+class DeviceCheckStep(bootsteps.StartStopStep):
+    """Say which device the worker will use, and refuse to start when a GPU was asked for and there is
+    none (an exception here makes Celery exit with an 'Unrecoverable error')."""
+
+    def start(self, worker: Any) -> None:
+        from matteflow.core.model import resolve_device
+
+        settings: Settings = worker.app.settings
+        # Ask NVML, not the CUDA runtime, whether a GPU exists: a CUDA context made here, before the pool
+        # forks, would make every forked process fail at its first CUDA call.
+        os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+        device = resolve_device(settings.device)
+        log.info(
+            "matteflow worker: model %s, device %s (asked for %s), concurrency %s, queue %s, pid %s",
+            settings.model,
+            device,
+            settings.device,
+            worker.concurrency,
+            settings.worker_queue,
+            os.getpid(),
+        )
+
+
+class MetricsServerStep(bootsteps.StartStopStep):
+    """Serve /metrics for this worker when the metrics module offers a server (ops' part)."""
+
+    def start(self, worker: Any) -> None:
+        from matteflow import metrics
+
+        metrics.start_worker_metrics_server(worker.app.settings)
+
+
+class ReconcilerStep(bootsteps.StartStopStep):
+    """Run the periodic reconciler (finish orphaned jobs, re-send stalled items, TTL cleanup) in a thread
+    of the worker's main process."""
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.thread: Any = None
+
+    def start(self, worker: Any) -> None:
+        from .reconcile import ReconcilerThread
+
+        self.thread = ReconcilerThread(worker.app)
+        self.thread.start()
+
+    def stop(self, worker: Any) -> None:
+        if self.thread is not None:
+            self.thread.stop(timeout=5.0)
+
+
+_app: MatteflowCelery | None = None
+
+
+def get_app() -> MatteflowCelery:
+    """The worker app built from the environment (``MATTEFLOW_*``), once per process."""
+    global _app
+    if _app is None:
+        _app = make_celery(Settings.from_env(), worker=True)
+    return _app
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        return get_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,189 @@
+"""The job-submission side of the pipeline, used by the web layer and ``matteflow submit`` tests.
+
+It stores uploads, records jobs in Redis and enqueues work *by task name*: it imports neither the tasks
+nor torch/onnxruntime, so the web process stays small. See docs/internal-api.md for the contract.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from matteflow import metrics
+from matteflow.core import errors as core_errors
+from matteflow.core.errors import InputError, InvalidOptionError, MattingError
+from matteflow.core.imageio import probe_image
+from matteflow.core.options import MatteOptions, parse_options
+from matteflow.settings import Settings
+
+from .app import FINALIZE_TASK, PRIORITY_FINALIZE, PROCESS_TASK, MatteflowCelery, make_celery, priority_for
+from .jobstore import JobStore, NewItem, broker_queue_length, chunked, make_redis
+from .storage import JobFiles, is_valid_job_id, sanitize_name, write_atomic
+
+
+class JobClient:
+    """Create, inspect and remove jobs; one per process is enough (it is thread-safe)."""
+
+    def __init__(self, settings: Settings, redis_client: redis.Redis | None = None) -> None:
+        self.settings = settings
+        self.redis = redis_client if redis_client is not None else make_redis(settings)
+        self.store = JobStore(self.redis)
+        self._celery: MatteflowCelery | None = None
+        self._health_redis: redis.Redis | None = None
+
+    @property
+    def celery(self) -> MatteflowCelery:
+        if self._celery is None:
+            self._celery = make_celery(self.settings)
+        return self._celery
+
+    def _files(self, job_id: str) -> JobFiles | None:
+        return JobFiles(self.settings.jobs_dir, job_id) if is_valid_job_id(job_id) else None
+
+    # -- submitting -------------------------------------------------------------------------------------
+
+    def create_job(self, files: list[tuple[str, bytes]], options: MatteOptions, *, kind: str = "batch") -> str:
+        """Store the uploads, record the job and enqueue its good items; returns the job id.
+
+        A file that fails the header check becomes a failed item with its message (never enqueued).
+        Raises InvalidOptionError for options that are not a MatteOptions, ValueError for no files or
+        more than ``max_files_per_job``.
+        """
+        if not isinstance(options, MatteOptions):
+            raise InvalidOptionError("options must be parsed with matteflow.core.options.parse_options")
+        if not files:
+            raise ValueError("no files")
+        if len(files) > self.settings.max_files_per_job:
+            raise ValueError(f"too many files: {len(files)} (at most {self.settings.max_files_per_job} per job)")
+        job_id = secrets.token_urlsafe(16)
+        job_files = JobFiles(self.settings.jobs_dir, job_id)
+        job_files.in_dir.mkdir(parents=True)
+        job_files.out_dir.mkdir()
+        items: list[NewItem] = []
+        try:
+            for index, (name, data) in enumerate(files):
+                safe = sanitize_name(name)
+                stored = f"{index}_{safe}"
+                try:
+                    probe_image(data, self.settings.max_pixels)
+                except InputError as exc:
+                    items.append(NewItem(safe, stored, str(exc), type(exc).__name__))
+                    continue
+                write_atomic(job_files.input_path(index, stored), data)
+                items.append(NewItem(safe, stored))
+            self.store.create(job_id, items, options.to_dict(), kind=kind)
+        except BaseException:
+            job_files.remove()  # nothing half-made stays behind
+            raise
+        good = [i for i, item in enumerate(items) if not item.error]
+        if len(good) < len(items):
+            metrics.ITEMS_TOTAL.labels(state="failed").inc(len(items) - len(good))
+        # If the broker fails from here on, the job is recorded and the reconciler re-sends its items.
+        with self.celery.producer_or_acquire() as producer:
+            if not good:
+                self.celery.send_task(FINALIZE_TASK, args=[job_id], producer=producer, priority=PRIORITY_FINALIZE)
+            for chunk in chunked(good, self.settings.task_chunk_size):
+                self.celery.send_task(
+                    PROCESS_TASK, args=[job_id, chunk], producer=producer, priority=priority_for(kind)
+                )
+        return job_id
+
+    def matte_one(self, data: bytes, name: str, options: MatteOptions, timeout: float) -> tuple[bytes, str]:
+        """Run one image through the queue and wait for it: (image bytes, media type).
+
+        Raises the core InputError subclass for bad input, TimeoutError when no worker answered in time,
+        MattingError when the worker could not process it.
+        """
+        probe_image(data, self.settings.max_pixels)  # bad input fails here, before anything is stored
+        job_id = self.create_job([(name, data)], options, kind="single")
+        try:
+            deadline = time.monotonic() + timeout
+            while (state := self.store.item_state(job_id, 0)) not in ("done", "failed"):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"no worker finished the image within {timeout:g}s")
+                self.store.wait_event(job_id, remaining)
+            if state == "failed":
+                error_type, message = self.store.item_error(job_id, 0)
+                raise _error_class(error_type)(message)
+            found = self.item_result(job_id, 0)
+            if found is None:
+                raise MattingError("the result vanished from storage")
+            return found[0].read_bytes(), found[1]
+        finally:
+            self.delete_job(job_id)
+
+    # -- reading ----------------------------------------------------------------------------------------
+
+    def get_job(self, job_id: str) -> dict[str, Any] | None:
+        """The job's state and items (see docs/internal-api.md), None for an unknown id."""
+        if not is_valid_job_id(job_id):
+            return None
+        return self.store.get(job_id)
+
+    def item_result(self, job_id: str, index: int) -> tuple[Path, str] | None:
+        """(path, media type) of a done item's result image, else None."""
+        files = self._files(job_id)
+        if files is None or self.store.item_state(job_id, index) != "done":
+            return None
+        job = self.store.job_fields(job_id)
+        if job is None:
+            return None
+        options = parse_options(json.loads(job["options"]))
+        path = files.result_path(index, options.extension)
+        return (path, options.media_type) if path.is_file() else None
+
+    def mask_result(self, job_id: str, index: int) -> Path | None:
+        files = self._files(job_id)
+        if files is None or self.store.item_state(job_id, index) != "done":
+            return None
+        path = files.mask_path(index)
+        return path if path.is_file() else None
+
+    def results_zip(self, job_id: str) -> tuple[Path, str] | None:
+        """(path, download name) of a finished batch's ZIP, else None."""
+        files = self._files(job_id)
+        job = self.store.job_fields(job_id) if files else None
+        if files is None or job is None or job["state"] != "done" or not job.get("zip"):
+            return None
+        path = files.zip_path(job["zip"])
+        return (path, job["zip"]) if path.is_file() else None
+
+    def delete_job(self, job_id: str) -> bool:
+        """Remove the job's records and files; queued tasks of it then do nothing. True if it existed."""
+        files = self._files(job_id)
+        if files is None:
+            return False
+        existed = self.store.delete(job_id)
+        return files.remove() or existed
+
+    # -- health -----------------------------------------------------------------------------------------
+
+    def redis_ok(self) -> bool:
+        if self._health_redis is None:
+            self._health_redis = make_redis(self.settings, fast_fail=True)
+        try:
+            return bool(self._health_redis.ping())
+        except redis.RedisError:
+            return False
+
+    def workers_alive(self, timeout: float = 1.0) -> int:
+        """How many workers answered a ping within ``timeout`` seconds."""
+        return len(self.celery.control.ping(timeout=timeout) or [])
+
+    def queue_length(self) -> int:
+        """Tasks waiting in the queue (not counting those a worker already holds)."""
+        return broker_queue_length(self.redis, self.settings.worker_queue)
+
+
+def _error_class(name: str) -> type[MattingError]:
+    """The core error class a worker recorded by name (only MattingError subclasses are trusted)."""
+    found = getattr(core_errors, name, None)
+    if isinstance(found, type) and issubclass(found, MattingError):
+        return found
+    return MattingError

@@ -1,0 +1,328 @@
+"""Job state in Redis: one hash per job, one hash per item attribute, and atomic item transitions.
+
+Keys (``{id}`` is a Redis Cluster hash tag, so one job's keys live on one shard and its scripts can run):
+
+- ``mf:job:{id}`` hash: state, total, done, failed, ended, created_at, updated_at, finished_at, options
+  (JSON), kind (batch | single), zip (download name once finalised)
+- ``mf:job:{id}:state`` / ``:name`` / ``:stored`` / ``:error`` / ``:etype`` / ``:attempts`` hashes keyed by
+  item index
+- ``mf:job:{id}:events`` list: an item index pushed whenever an item ends (``matte_one`` blocks on it)
+- ``mf:jobs`` sorted set (id -> created_at) for TTL cleanup, ``mf:jobs:open`` set of unfinalised ids for the
+  reconciler.
+
+Item transitions run as Lua scripts, so a redelivered or duplicated task can never count an item twice:
+ending an item that already ended is a no-op that says so.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.retry import Retry
+
+from matteflow.settings import Settings
+
+ITEM_STATES = ("queued", "running", "done", "failed")
+ENDED = ("done", "failed")
+EVENTS_TTL_S = 3600
+
+# Outcomes of the scripts besides "remaining items" / "attempt number".
+ALREADY_ENDED = -1
+UNKNOWN = -2
+NOT_READY = -3
+
+_START_ITEM = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
+local cur = redis.call('HGET', KEYS[2], ARGV[1])
+if not cur then return -2 end
+if cur == 'done' or cur == 'failed' then return -1 end
+redis.call('HSET', KEYS[2], ARGV[1], 'running')
+local n = redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
+if redis.call('HGET', KEYS[1], 'state') == 'queued' then redis.call('HSET', KEYS[1], 'state', 'running') end
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[2])
+return n
+"""
+
+_END_ITEM = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
+local cur = redis.call('HGET', KEYS[2], ARGV[1])
+if not cur then return -2 end
+if cur == 'done' or cur == 'failed' then return -1 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+  redis.call('HSET', KEYS[4], ARGV[1], ARGV[4])
+end
+redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
+local ended = redis.call('HINCRBY', KEYS[1], 'ended', 1)
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[5])
+redis.call('RPUSH', KEYS[5], ARGV[1])
+redis.call('EXPIRE', KEYS[5], ARGV[6])
+return tonumber(redis.call('HGET', KEYS[1], 'total')) - ended
+"""
+
+# Marks the job finished exactly once; -3 while items are still open, 0 when it was already finished.
+_FINISH_JOB = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'done' or state == 'failed' then return 0 end
+local total = tonumber(redis.call('HGET', KEYS[1], 'total'))
+local ended = tonumber(redis.call('HGET', KEYS[1], 'ended'))
+if ARGV[1] == 'done' and ended < total then return -3 end
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'zip', ARGV[2], 'finished_at', ARGV[3], 'updated_at', ARGV[3])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'job_error', ARGV[4]) end
+redis.call('SREM', KEYS[2], ARGV[5])
+redis.call('RPUSH', KEYS[3], 'job')
+redis.call('EXPIRE', KEYS[3], ARGV[6])
+return 1
+"""
+
+JOBS_KEY = "mf:jobs"
+OPEN_KEY = "mf:jobs:open"
+
+
+def make_redis(settings: Settings, *, fast_fail: bool = False) -> redis.Redis:
+    """A Redis client for job state. It rides out a broker restart of several seconds by retrying with
+    backoff (redis-py's own Retry), unless ``fast_fail`` (health checks must answer quickly)."""
+    if not settings.redis_url:
+        raise ValueError("no Redis URL: set MATTEFLOW_REDIS_URL or start the service with `matteflow up`")
+    if fast_fail:
+        return redis.Redis.from_url(
+            settings.redis_url, socket_connect_timeout=1.0, socket_timeout=1.0, retry=Retry(NoBackoff(), 0)
+        )
+    return redis.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=5.0,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), 12),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    )
+
+
+# kombu keeps a priority queue as several lists: the name itself and name + sep + step.
+_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+
+
+def broker_queue_length(client: redis.Redis, queue: str) -> int:
+    """Messages waiting in a Celery queue on a Redis broker (not those a worker already holds)."""
+    pipe = client.pipeline(transaction=False)
+    for suffix in _PRIORITY_SUFFIXES:
+        pipe.llen(queue + suffix)
+    return int(sum(pipe.execute()))
+
+
+def chunked(items: list[int], size: int) -> list[list[int]]:
+    """``items`` in runs of ``size`` (at least 1): one task per run."""
+    size = max(1, size)
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _job_key(job_id: str, suffix: str = "") -> str:
+    return f"mf:job:{{{job_id}}}{':' + suffix if suffix else ''}"
+
+
+@dataclass(frozen=True)
+class NewItem:
+    """One upload as the job records it: ``error`` set means it failed intake and is never enqueued."""
+
+    name: str
+    stored: str
+    error: str = ""
+    error_type: str = ""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class JobStore:
+    """Job and item state in Redis. Stateless besides the client: share one per process."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._start = client.register_script(_START_ITEM)
+        self._end = client.register_script(_END_ITEM)
+        self._finish = client.register_script(_FINISH_JOB)
+
+    # -- creation and reading ---------------------------------------------------------------------------
+
+    def create(self, job_id: str, items: Sequence[NewItem], options: dict[str, Any], kind: str = "batch") -> None:
+        """Record a new job with its items (queued, or failed at intake) in one transaction."""
+        now = time.time()
+        failed = sum(1 for item in items if item.error)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(
+            _job_key(job_id),
+            mapping={
+                "id": job_id,
+                "state": "queued",
+                "kind": kind,
+                "total": len(items),
+                "done": 0,
+                "failed": failed,
+                "ended": failed,
+                "created_at": now,
+                "updated_at": now,
+                "finished_at": "",
+                "options": json.dumps(options),
+                "zip": "",
+            },
+        )
+        pipe.hset(
+            _job_key(job_id, "state"),
+            mapping={i: ("failed" if item.error else "queued") for i, item in enumerate(items)},
+        )
+        pipe.hset(_job_key(job_id, "name"), mapping={i: item.name for i, item in enumerate(items)})
+        pipe.hset(_job_key(job_id, "stored"), mapping={i: item.stored for i, item in enumerate(items)})
+        errors = {i: item.error for i, item in enumerate(items) if item.error}
+        if errors:
+            pipe.hset(_job_key(job_id, "error"), mapping=errors)
+            pipe.hset(
+                _job_key(job_id, "etype"),
+                mapping={i: item.error_type for i, item in enumerate(items) if item.error},
+            )
+        pipe.zadd(JOBS_KEY, {job_id: now})
+        pipe.sadd(OPEN_KEY, job_id)
+        pipe.execute()
+
+    def exists(self, job_id: str) -> bool:
+        return bool(self.redis.exists(_job_key(job_id)))
+
+    def job_fields(self, job_id: str) -> dict[str, str] | None:
+        raw = self.redis.hgetall(_job_key(job_id))
+        return {_text(k): _text(v) for k, v in raw.items()} if raw else None
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        """The job as the JSON API shows it (see docs/internal-api.md), or None for an unknown id."""
+        pipe = self.redis.pipeline(transaction=True)
+        for suffix in ("", "state", "name", "error"):
+            pipe.hgetall(_job_key(job_id, suffix))
+        raw_job, states, names, errors = pipe.execute()
+        if not raw_job:
+            return None
+        job = {_text(k): _text(v) for k, v in raw_job.items()}
+        states = {int(k): _text(v) for k, v in states.items()}
+        names = {int(k): _text(v) for k, v in names.items()}
+        errors = {int(k): _text(v) for k, v in errors.items()}
+        items = [
+            {"index": i, "name": names.get(i, ""), "state": states.get(i, "queued"), "error": errors.get(i)}
+            for i in range(int(job["total"]))
+        ]
+        return {
+            "id": job_id,
+            "state": job["state"],
+            "kind": job.get("kind", "batch"),
+            "total": int(job["total"]),
+            "done": int(job["done"]),
+            "failed": int(job["failed"]),
+            "created_at": float(job["created_at"]),
+            "finished_at": float(job["finished_at"]) if job.get("finished_at") else None,
+            "options": json.loads(job["options"]),
+            "zip": job.get("zip") or None,
+            "error": job.get("job_error") or None,
+            "items": items,
+        }
+
+    def item_state(self, job_id: str, index: int) -> str | None:
+        value = self.redis.hget(_job_key(job_id, "state"), index)
+        return _text(value) if value is not None else None
+
+    def item_states(self, job_id: str) -> dict[int, str]:
+        return {int(k): _text(v) for k, v in self.redis.hgetall(_job_key(job_id, "state")).items()}
+
+    def stored_name(self, job_id: str, index: int) -> str | None:
+        value = self.redis.hget(_job_key(job_id, "stored"), index)
+        return _text(value) if value is not None else None
+
+    def item_error(self, job_id: str, index: int) -> tuple[str, str]:
+        """(error class name, message) of a failed item; empty strings when none was recorded."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hget(_job_key(job_id, "etype"), index)
+        pipe.hget(_job_key(job_id, "error"), index)
+        etype, message = pipe.execute()
+        return (_text(etype) if etype else "", _text(message) if message else "")
+
+    def attempts(self, job_id: str, index: int) -> int:
+        value = self.redis.hget(_job_key(job_id, "attempts"), index)
+        return int(value) if value is not None else 0
+
+    # -- transitions --------------------------------------------------------------------------------------
+
+    def start_item(self, job_id: str, index: int) -> int:
+        """Mark an item running and count the attempt. Returns the attempt number (1, 2, ...), or
+        ALREADY_ENDED / UNKNOWN: the caller must then do nothing."""
+        keys = [_job_key(job_id), _job_key(job_id, "state"), _job_key(job_id, "attempts")]
+        return int(self._start(keys=keys, args=[index, time.time()]))
+
+    def end_item(self, job_id: str, index: int, state: str, error: str = "", error_type: str = "") -> int:
+        """End an item as done or failed. Returns how many items are still open (0: this call ended the
+        last one, so the caller finalises), ALREADY_ENDED when a duplicate got here first, or UNKNOWN."""
+        if state not in ENDED:
+            raise ValueError(f"an item ends as done or failed, not {state!r}")
+        keys = [
+            _job_key(job_id),
+            _job_key(job_id, "state"),
+            _job_key(job_id, "error"),
+            _job_key(job_id, "etype"),
+            _job_key(job_id, "events"),
+        ]
+        args = [index, state, error, error_type or "MattingError", time.time(), EVENTS_TTL_S]
+        return int(self._end(keys=keys, args=args))
+
+    def finish_job(self, job_id: str, zip_name: str = "", state: str = "done", error: str = "") -> int:
+        """Mark the job done (every item ended) or failed (it could not run). 1 if this call did it, 0 if it
+        was already finished, NOT_READY while items are open, UNKNOWN for a deleted job."""
+        keys = [_job_key(job_id), OPEN_KEY, _job_key(job_id, "events")]
+        args = [state, zip_name, time.time(), error, job_id, EVENTS_TTL_S]
+        return int(self._finish(keys=keys, args=args))
+
+    def touch(self, job_id: str, when: float | None = None) -> None:
+        """Record progress on the job now (or at ``when``): the reconciler's staleness clock."""
+        self.redis.hset(_job_key(job_id), "updated_at", time.time() if when is None else when)
+
+    def wait_event(self, job_id: str, timeout: float) -> str | None:
+        """Block until an item of the job ends (or the job finishes); None after ``timeout`` seconds."""
+        popped = self.redis.blpop([_job_key(job_id, "events")], timeout=max(timeout, 0.01))
+        return _text(popped[1]) if popped else None
+
+    def try_lock(self, name: str, seconds: float) -> bool:
+        """A best-effort mutex (SET NX PX) so that only one process runs a periodic sweep or finalises a
+        job at a time; it expires by itself if its holder dies."""
+        return bool(self.redis.set(f"mf:lock:{name}", "1", nx=True, px=max(1, int(seconds * 1000))))
+
+    def unlock(self, name: str) -> None:
+        self.redis.delete(f"mf:lock:{name}")
+
+    # -- sweeps -------------------------------------------------------------------------------------------
+
+    def open_jobs(self) -> list[str]:
+        return sorted(_text(v) for v in self.redis.smembers(OPEN_KEY))
+
+    def forget_open(self, job_id: str) -> None:
+        self.redis.srem(OPEN_KEY, job_id)
+
+    def jobs_created_before(self, cutoff: float, limit: int = 500) -> list[str]:
+        return [_text(v) for v in self.redis.zrangebyscore(JOBS_KEY, "-inf", cutoff, start=0, num=limit)]
+
+    def known(self, job_ids: Iterable[str]) -> set[str]:
+        ids = list(job_ids)
+        if not ids:
+            return set()
+        scores = self.redis.zmscore(JOBS_KEY, ids)
+        return {job_id for job_id, score in zip(ids, scores, strict=True) if score is not None}
+
+    def delete(self, job_id: str) -> bool:
+        """Remove every key of the job. True if it existed."""
+        keys = [_job_key(job_id, s) for s in ("", "state", "name", "stored", "error", "etype", "attempts", "events")]
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(*keys)
+        pipe.zrem(JOBS_KEY, job_id)
+        pipe.srem(OPEN_KEY, job_id)
+        removed, *_ = pipe.execute()
+        return bool(removed)

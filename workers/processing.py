@@ -1,0 +1,157 @@
+"""What a worker does with a chunk of one job's items, kept apart from Celery so it can be reasoned about
+(and tested) on its own: the task in ``tasks.py`` only turns its outcome into a retry or a return value.
+
+Exactly-once, item by item:
+- ``start_item`` refuses an item that already ended, so a redelivered or duplicated task returns at once;
+- a result already on disk (written atomically before a crash, but not yet marked) is marked done without
+  running the network again: the checkpoint;
+- every start counts an attempt, so an item whose task keeps killing its worker (or timing out) ends
+  ``failed`` after ``task_max_retries + 1`` attempts instead of looping forever (dead letter);
+- bad input (core ``InputError``) fails the item with its message at once; anything else is transient
+  and the caller retries the still-open items with backoff.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from matteflow import metrics
+from matteflow.core.errors import InputError, InvalidImageError, MattingError
+from matteflow.core.options import MatteOptions, parse_options
+from matteflow.settings import Settings
+
+from .jobstore import JobStore
+from .storage import JobFiles, write_atomic
+
+if TYPE_CHECKING:
+    from matteflow.core.engine import MatteEngine, MatteResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ChunkOutcome:
+    """What happened to each index of a chunk. ``retry`` holds the items to try again later;
+    ``last_item_ended`` is True when this call ended the job's last open item (so finalise it)."""
+
+    done: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    retry: list[int] = field(default_factory=list)
+    last_item_ended: bool = False
+    error: str = ""
+
+    def summary(self) -> dict[str, object]:
+        return {"done": self.done, "failed": self.failed, "skipped": self.skipped, "retry": self.retry}
+
+
+def _has_checkpoint(files: JobFiles, index: int, options: MatteOptions) -> bool:
+    if not files.result_path(index, options.extension).is_file():
+        return False
+    return not options.mask or files.mask_path(index).is_file()
+
+
+class ChunkRunner:
+    """Runs one chunk of items of one job against the job store and the job's files."""
+
+    def __init__(self, store: JobStore, settings: Settings, engine: Callable[[], MatteEngine], job_id: str) -> None:
+        self.store = store
+        self.settings = settings
+        self.engine = engine
+        self.job_id = job_id
+        self.outcome = ChunkOutcome()
+        self.max_attempts = settings.task_max_retries + 1
+
+    def _end(self, index: int, state: str, error: str = "", error_type: str = "") -> None:
+        remaining = self.store.end_item(self.job_id, index, state, error, error_type)
+        if remaining < 0:  # a duplicate delivery ended it first: nothing to count
+            self.outcome.skipped.append(index)
+            return
+        (self.outcome.done if state == "done" else self.outcome.failed).append(index)
+        metrics.ITEMS_TOTAL.labels(state=state).inc()
+        if remaining == 0:
+            self.outcome.last_item_ended = True
+
+    def run(self, indices: list[int]) -> ChunkOutcome:
+        fields = self.store.job_fields(self.job_id)
+        if fields is None:  # deleted (or expired) while queued
+            self.outcome.skipped.extend(indices)
+            return self.outcome
+        options = parse_options(json.loads(fields["options"]))
+        files = JobFiles(self.settings.jobs_dir, self.job_id)
+        pending: list[tuple[int, int, bytes]] = []  # (index, attempt, input bytes)
+        for index in indices:
+            attempt = self.store.start_item(self.job_id, index)
+            if attempt < 0:
+                self.outcome.skipped.append(index)
+            elif _has_checkpoint(files, index, options):
+                log.info("job %s item %s: result already written, marking done", self.job_id, index)
+                self._end(index, "done")
+            elif attempt > self.max_attempts:
+                self._end(
+                    index,
+                    "failed",
+                    f"gave up after {attempt - 1} attempts: the worker died or timed out on this image each time",
+                    "MattingError",
+                )
+            else:
+                data = self._read_input(files, index)
+                if data is not None:
+                    pending.append((index, attempt, data))
+        if pending:
+            self._process(files, options, pending)
+        return self.outcome
+
+    def _read_input(self, files: JobFiles, index: int) -> bytes | None:
+        stored = self.store.stored_name(self.job_id, index)
+        try:
+            if not stored:
+                raise FileNotFoundError(index)
+            return files.input_path(index, stored).read_bytes()
+        except FileNotFoundError:
+            self._end(index, "failed", "the uploaded file is missing from storage", InvalidImageError.__name__)
+            return None
+
+    def _process(self, files: JobFiles, options: MatteOptions, pending: list[tuple[int, int, bytes]]) -> None:
+        started = time.perf_counter()
+        try:
+            results: list[MatteResult | MattingError] = self.engine().process_many(
+                [data for _, _, data in pending], options
+            )
+        except Exception as exc:  # the retry boundary: whatever broke, the items are retried or dead-lettered
+            log.warning("job %s items %s: %r", self.job_id, [i for i, _, _ in pending], exc)
+            for index, attempt, _ in pending:
+                self._transient(index, attempt, exc)
+            return
+        per_item = (time.perf_counter() - started) / len(pending)
+        for (index, attempt, _), result in zip(pending, results, strict=True):
+            if isinstance(result, InputError):
+                self._end(index, "failed", str(result), type(result).__name__)
+            elif isinstance(result, MattingError):
+                self._transient(index, attempt, result)
+            else:
+                write_started = time.perf_counter()
+                try:
+                    write_atomic(files.result_path(index, result.extension), result.image)
+                    if result.mask is not None:
+                        write_atomic(files.mask_path(index), result.mask)
+                except OSError as exc:  # disk full, storage hiccup: worth another attempt
+                    self._transient(index, attempt, exc)
+                    continue
+                self._end(index, "done")
+                for stage, seconds in result.timings.items():
+                    metrics.STAGE_SECONDS.labels(stage=stage).observe(seconds)
+                metrics.ITEM_SECONDS.observe(per_item + time.perf_counter() - write_started)
+
+    def _transient(self, index: int, attempt: int, exc: BaseException) -> None:
+        message = f"{type(exc).__name__}: {exc}"
+        if attempt >= self.max_attempts:
+            self._end(index, "failed", f"failed after {attempt} attempts: {message}", type(exc).__name__)
+        else:
+            self.outcome.retry.append(index)
+            self.outcome.error = message

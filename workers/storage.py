@@ -1,0 +1,88 @@
+"""Where a job's files live: ``<storage>/jobs/<job_id>/in/<index>_<name>``, ``out/<index>.<ext>``,
+``out/<index>_mask.png`` and the batch ZIP beside them.
+
+Every write is atomic (a temp file in the same folder, then ``os.replace``): a worker killed mid-write
+leaves either nothing or the whole file, never a truncated result that a later run would trust.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
+_MAX_NAME = 120
+# Job ids come from secrets.token_urlsafe: anything else is refused before it reaches a path.
+_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+
+def sanitize_name(name: str, fallback: str = "image") -> str:
+    """A file name safe to store and to put in a ZIP: the last path component of ``name`` (``/`` or
+    ``\\``), odd characters replaced by ``_``, no leading dots, at most 120 characters.
+
+    ``'../../x.jpg'`` -> ``'x.jpg'``; ``''`` or ``'..'`` -> ``fallback``.
+    """
+    base = re.split(r"[\\/]", name or "")[-1]
+    base = _UNSAFE.sub("_", base).strip(" .")
+    if not base:
+        return fallback
+    if len(base) > _MAX_NAME:
+        stem, dot, ext = base.rpartition(".")
+        base = (stem[: _MAX_NAME - len(ext) - 1] + dot + ext) if dot and len(ext) <= 10 else base[:_MAX_NAME]
+    return base
+
+
+def is_valid_job_id(job_id: str) -> bool:
+    return bool(_JOB_ID.match(job_id or ""))
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so readers see the old file or the whole new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class JobFiles:
+    """The file layout of one job under ``jobs_dir``. Builds paths only; creates folders when writing."""
+
+    def __init__(self, jobs_dir: Path, job_id: str) -> None:
+        if not is_valid_job_id(job_id):
+            raise ValueError(f"not a job id: {job_id!r}")
+        self.root = Path(jobs_dir) / job_id
+
+    @property
+    def in_dir(self) -> Path:
+        return self.root / "in"
+
+    @property
+    def out_dir(self) -> Path:
+        return self.root / "out"
+
+    def input_path(self, index: int, stored_name: str) -> Path:
+        return self.in_dir / stored_name
+
+    def result_path(self, index: int, extension: str) -> Path:
+        return self.out_dir / f"{index}.{extension}"
+
+    def mask_path(self, index: int) -> Path:
+        return self.out_dir / f"{index}_mask.png"
+
+    def zip_path(self, download_name: str) -> Path:
+        return self.root / download_name
+
+    def remove(self) -> bool:
+        """Delete the job's folder; True if it existed."""
+        if not self.root.exists():
+            return False
+        shutil.rmtree(self.root)
+        return True

@@ -1,0 +1,116 @@
+"""The Celery tasks: thin wrappers that turn ``processing`` / ``aggregate`` outcomes into retries.
+
+The model is loaded once per worker process, lazily on its first task (a pool process that never gets a
+task never pays for it), and reused for every later task of that process.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import random
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from celery import Task, shared_task
+
+from matteflow import metrics
+from matteflow.settings import Settings
+
+from .aggregate import finalize_job
+from .app import FINALIZE_TASK, PRIORITY_FINALIZE, PROCESS_TASK
+from .jobstore import JobStore, make_redis
+from .processing import ChunkRunner
+
+if TYPE_CHECKING:
+    from matteflow.core.engine import MatteEngine
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def job_store(settings: Settings) -> JobStore:
+    """One Redis client per process (and per settings: tests may run several)."""
+    return JobStore(make_redis(settings))
+
+
+_ENGINE_LOCK = threading.Lock()
+
+
+def engine(settings: Settings) -> MatteEngine:
+    """The process's engine, built on first use and shared by the pool's threads (GPU workers)."""
+    with _ENGINE_LOCK:  # one load even when several threads start their first task together
+        return _build_engine(settings)
+
+
+@functools.cache
+def _build_engine(settings: Settings) -> MatteEngine:
+    """Threads per process are the cores shared out between the pool's processes, so two processes on
+    two cores do not fight over four threads."""
+    from matteflow.core.engine import MatteEngine
+    from matteflow.core.model import load_model
+
+    started = time.perf_counter()
+    threads = max(1, (os.cpu_count() or 1) // max(1, settings.worker_concurrency))
+    if settings.model == "unet-random" or settings.model.startswith("torch:"):
+        _limit_torch_threads(threads)
+    model = load_model(settings.model, settings.device, threads=threads)
+    log.info(
+        "pid %s loaded model %s on %s in %.2fs",
+        os.getpid(),
+        settings.model,
+        getattr(model, "device", "?"),
+        time.perf_counter() - started,
+    )
+    return MatteEngine(model, max_pixels=settings.max_pixels)
+
+
+def _limit_torch_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def backoff_seconds(settings: Settings, retries: int) -> float:
+    """Exponential backoff with a cap and jitter (half to full), so retries of many items spread out.
+    (Celery's get_exponential_backoff_interval works in whole seconds only.)"""
+    ceiling = min(settings.task_retry_backoff_max_s, settings.task_retry_backoff_s * (2**retries))
+    return ceiling * random.uniform(0.5, 1.0)
+
+
+@shared_task(bind=True, name=PROCESS_TASK, max_retries=None)
+def process_images(self: Task, job_id: str, indices: list[int]) -> dict[str, Any]:
+    """Matte the given items of one job (one image, or a chunk that a GPU batches through the network)."""
+    settings: Settings = self.app.settings
+    store = job_store(settings)
+    runner = ChunkRunner(store, settings, functools.partial(engine, settings), job_id)
+    outcome = runner.run([int(i) for i in indices])
+    metrics.update_worker_rss()
+    if outcome.last_item_ended:
+        self.app.send_task(FINALIZE_TASK, args=[job_id], queue=settings.worker_queue, priority=PRIORITY_FINALIZE)
+    if outcome.retry:
+        # Attempts are counted per item in Redis (they also count crashes), so the task itself retries
+        # without limit: the items dead-letter themselves after task_max_retries.
+        metrics.TASK_RETRIES_TOTAL.inc()
+        countdown = backoff_seconds(settings, self.request.retries)
+        log.info("job %s items %s: retry in %.1fs (%s)", job_id, outcome.retry, countdown, outcome.error)
+        raise self.retry(args=[job_id, outcome.retry], countdown=countdown)
+    return outcome.summary()
+
+
+@shared_task(bind=True, name=FINALIZE_TASK, max_retries=None)
+def finalize_batch(self: Task, job_id: str) -> str:
+    """Write the batch ZIP and mark the job done (no-op unless every item has ended)."""
+    settings: Settings = self.app.settings
+    store = job_store(settings)
+    try:
+        return finalize_job(store, settings, job_id)
+    except OSError as exc:  # disk full, storage hiccup: worth another try, then the job fails visibly
+        if self.request.retries >= settings.task_max_retries:
+            store.finish_job(job_id, state="failed", error=f"could not write the results archive: {exc}")
+            metrics.JOBS_TOTAL.labels(state="failed").inc()
+            return "failed"
+        metrics.TASK_RETRIES_TOTAL.inc()
+        raise self.retry(exc=exc, countdown=backoff_seconds(settings, self.request.retries)) from exc
