@@ -41,6 +41,7 @@ format: install
 
 bench: install
 	$(BIN)/python bench/run_bench.py
+	$(BIN)/python bench/service_bench.py
 
 train: install
 	$(BIN)/matteflow train --config training/config.json

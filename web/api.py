@@ -12,14 +12,15 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, send_file, url_for
-from matteflow.core.imageio import probe_image
 
 from matteflow import metrics
+from matteflow.core.imageio import probe_image
+from matteflow.workers.storage import sanitize_name
 
 from .context import web_context
 from .errors import ApiError
 from .openapi import build_openapi
-from .uploads import read_options, read_uploads, sanitize_filename
+from .uploads import read_options, read_uploads
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -146,7 +147,7 @@ def get_item(job_id: str, index: int) -> Response:
             raise ApiError(404, "mask_not_found", "this job was not run with mask=true")
         raise ApiError(409, "not_ready", f"item {index} is {item.get('state')}; try again later", state=item["state"])
     path, media_type = found
-    stem = PurePosixPath(sanitize_filename(item.get("name"))).stem
+    stem = PurePosixPath(sanitize_name(item.get("name"))).stem
     suffix = PurePosixPath(str(path)).suffix
     download_name = f"{stem}_mask{suffix}" if want_mask else f"{stem}{suffix}"
     return send_file(path, mimetype=media_type, as_attachment=_flag("download"), download_name=download_name)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from flask import Flask, Response
-from matteflow.workers.client import JobClient
 
 from matteflow import metrics
 from matteflow.settings import Settings
+from matteflow.workers.client import JobClient
 
 from . import api, observability, page
 from .context import EXTENSION_KEY, WebContext

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import current_app
-from matteflow.workers.client import JobClient
 from prometheus_client import CollectorRegistry
 
 from matteflow.settings import Settings
+from matteflow.workers.client import JobClient
 
 EXTENSION_KEY = "matteflow"
 

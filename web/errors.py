@@ -12,6 +12,9 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import RedisError
+from werkzeug.exceptions import HTTPException
+
 from matteflow.core.errors import (
     ImageTooLargeError,
     InputError,
@@ -20,8 +23,6 @@ from matteflow.core.errors import (
     MattingError,
     ModelError,
 )
-from redis.exceptions import RedisError
-from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
 

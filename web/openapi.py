@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from matteflow.core.options import FORMATS, MAX_ERODE, MAX_SIDE_LIMIT, PRESETS
-
 from matteflow import __version__
+from matteflow.core.options import FORMATS, MAX_ERODE, MAX_SIDE_LIMIT, PRESETS
 from matteflow.settings import Settings
 
 _JSON = "application/json"

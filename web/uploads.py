@@ -6,35 +6,12 @@ options) are one small, testable module.
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Iterable, Mapping
 
-from matteflow.core.options import MatteOptions, parse_options
 from werkzeug.datastructures import FileStorage
 
-# Longest kept name, in characters: long enough for real camera/export names, short enough for any filesystem.
-MAX_NAME_CHARS = 120
-_UNSAFE_CHARS = re.compile(r'[\x00-\x1f\x7f<>:"|?*\\/]+')
-
-
-def sanitize_filename(raw: str | None, fallback: str = "image") -> str:
-    """The last path component of a client-supplied name, made safe to show and to store.
-
-    Never a path: ``../../x.jpg`` and ``C:\\dir\\x.jpg`` both become ``x.jpg``. Unicode letters are kept (the
-    seeds' users name files in Chinese) but control and shell/Windows-reserved characters are dropped, as are
-    leading dots (no hidden files, no ``..``). An empty result falls back to ``fallback``.
-    """
-    text = unicodedata.normalize("NFC", raw or "")
-    # Browsers on Windows and folder uploads may send either separator.
-    text = text.replace("\\", "/")
-    text = text.rsplit("/", 1)[-1]
-    text = _UNSAFE_CHARS.sub("_", text).strip().lstrip(".").strip()
-    if len(text) > MAX_NAME_CHARS:
-        stem, dot, ext = text.rpartition(".")
-        keep_extension = bool(dot) and 0 < len(ext) <= 8
-        text = stem[: MAX_NAME_CHARS - len(ext) - 1] + "." + ext if keep_extension else text[:MAX_NAME_CHARS]
-    return text or fallback
+from matteflow.core.options import MatteOptions, parse_options
+from matteflow.workers.storage import sanitize_name
 
 
 def is_blank_part(part: FileStorage) -> bool:
@@ -52,7 +29,7 @@ def read_uploads(parts: Iterable[FileStorage]) -> list[tuple[str, bytes]]:
     for number, part in enumerate(parts, start=1):
         if is_blank_part(part):
             continue
-        uploads.append((sanitize_filename(part.filename, fallback=f"image_{number}"), part.read()))
+        uploads.append((sanitize_name(part.filename, fallback=f"image_{number}"), part.read()))
     return uploads
 
 

@@ -11,28 +11,29 @@ import os
 import re
 import shutil
 import tempfile
+import unicodedata
 from pathlib import Path
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"|?*;\\/]+')
 _MAX_NAME = 120
 # Job ids come from secrets.token_urlsafe: anything else is refused before it reaches a path.
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 
-def sanitize_name(name: str, fallback: str = "image") -> str:
-    """A file name safe to store and to put in a ZIP: the last path component of ``name`` (``/`` or
-    ``\\``), odd characters replaced by ``_``, no leading dots, at most 120 characters.
+def sanitize_name(name: str | None, fallback: str = "image") -> str:
+    """A client-supplied file name made safe to store, show and put in a ZIP: never a path.
 
-    ``'../../x.jpg'`` -> ``'x.jpg'``; ``''`` or ``'..'`` -> ``fallback``.
+    The last path component (``/`` or ``\\``); Unicode letters kept (the seeds' users name files in Chinese);
+    control, shell- and Windows-reserved characters replaced by ``_``; no leading dots (no hidden files, no
+    ``..``); at most 120 characters, keeping the extension. ``'../../x.jpg'`` -> ``'x.jpg'``;
+    ``''`` or ``'..'`` -> ``fallback``.
     """
-    base = re.split(r"[\\/]", name or "")[-1]
-    base = _UNSAFE.sub("_", base).strip(" .")
-    if not base:
-        return fallback
-    if len(base) > _MAX_NAME:
-        stem, dot, ext = base.rpartition(".")
-        base = (stem[: _MAX_NAME - len(ext) - 1] + dot + ext) if dot and len(ext) <= 10 else base[:_MAX_NAME]
-    return base
+    text = unicodedata.normalize("NFC", name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    text = _UNSAFE.sub("_", text).strip().lstrip(".").rstrip(" .")
+    if len(text) > _MAX_NAME:
+        stem, dot, ext = text.rpartition(".")
+        text = (stem[: _MAX_NAME - len(ext) - 1] + dot + ext) if dot and 0 < len(ext) <= 10 else text[:_MAX_NAME]
+    return text or fallback
 
 
 def is_valid_job_id(job_id: str) -> bool:

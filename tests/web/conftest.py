@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from matteflow.web import create_app
 from PIL import Image
 from waitress import create_server
 
 from matteflow.settings import Settings
+from matteflow.web import create_app
 
 from .helpers import serving_in_thread
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import requests
+
 from matteflow.web.server import build_server, main
 
 from .helpers import serving_in_thread

@@ -8,10 +8,11 @@ from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
+from openapi_spec_validator import validate
+
 from matteflow.core.options import OPTION_NAMES, PRESETS
 from matteflow.web import create_app
-from matteflow.web.uploads import sanitize_filename
-from openapi_spec_validator import validate
+from matteflow.workers.storage import sanitize_name
 
 # --- the page ----------------------------------------------------------------------------------------------
 
@@ -140,15 +141,15 @@ def test_openapi_is_valid_and_describes_every_route(app: Flask, client: FlaskCli
 # --- names -------------------------------------------------------------------------------------------------
 
 
-def test_sanitize_filename() -> None:
-    assert sanitize_filename("../../x.jpg") == "x.jpg"
-    assert sanitize_filename("C:\\Users\\me\\photo.png") == "photo.png"
-    assert sanitize_filename("..") == "image"
-    assert sanitize_filename("") == "image"
-    assert sanitize_filename(None, fallback="image_3") == "image_3"
-    assert sanitize_filename(".bashrc") == "bashrc"
-    assert sanitize_filename("证件照 01.jpg") == "证件照 01.jpg"
-    assert sanitize_filename('a<b>:"c|?*.png') == "a_b_c_.png"
-    assert sanitize_filename("new\nline.jpg") == "new_line.jpg"
-    long_name = sanitize_filename("a" * 500 + ".jpeg")
+def test_sanitize_name() -> None:
+    assert sanitize_name("../../x.jpg") == "x.jpg"
+    assert sanitize_name("C:\\Users\\me\\photo.png") == "photo.png"
+    assert sanitize_name("..") == "image"
+    assert sanitize_name("") == "image"
+    assert sanitize_name(None, fallback="image_3") == "image_3"
+    assert sanitize_name(".bashrc") == "bashrc"
+    assert sanitize_name("证件照 01.jpg") == "证件照 01.jpg"
+    assert sanitize_name('a<b>:"c|?*.png') == "a_b_c_.png"
+    assert sanitize_name("new\nline.jpg") == "new_line.jpg"
+    long_name = sanitize_name("a" * 500 + ".jpeg")
     assert len(long_name) == 120 and long_name.endswith(".jpeg")
