@@ -12,7 +12,6 @@ import importlib
 import logging
 import os
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -104,19 +103,6 @@ def plan_tasks(inputs: Sequence[Path], outdir: Path, extension: str, mask: bool)
     return tasks
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Temp file + rename, so an interrupted run never leaves a half-written file that a resume would skip."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def run_matte(argv: Sequence[str]) -> int:
     from tqdm import tqdm
 
@@ -124,6 +110,7 @@ def run_matte(argv: Sequence[str]) -> int:
     from .core.errors import InvalidOptionError, MattingError, ModelError
     from .core.model import load_model
     from .core.options import parse_options
+    from .workers.storage import write_atomic
 
     parser = _matte_parser()
     args = parser.parse_args(argv)
@@ -162,9 +149,9 @@ def run_matte(argv: Sequence[str]) -> int:
         except OSError as exc:
             raise MattingError(f"cannot read: {exc.strerror or exc}") from None
         result = engine.process_bytes(data, options)
-        write_atomically(task.target, result.image)
+        write_atomic(task.target, result.image)
         if task.mask_target is not None and result.mask is not None:
-            write_atomically(task.mask_target, result.mask)
+            write_atomic(task.mask_target, result.mask)
 
     progress = tqdm(total=len(tasks), initial=skipped, unit="img", disable=args.quiet or None, file=sys.stderr)
     with progress, ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="matte") as pool:
