@@ -43,6 +43,8 @@ bench: install
 	$(BIN)/python bench/run_bench.py
 	$(BIN)/python bench/service_bench.py
 
+# Every stage (teachers, labels, fit, export). Sized for one GPU (training/gpu_job.sh runs it on a bare GPU
+# machine); on a 2-core CPU the fit stage alone takes days.
 train: install
 	$(BIN)/matteflow train --config training/config.json
 

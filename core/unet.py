@@ -294,6 +294,7 @@ def save_unet_safetensors(model: nn.Module, path: str | Path, half: bool = False
         metadata["config"] = json.dumps(asdict(arch_cfg))
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(path), metadata=metadata)
+    Path(path).chmod(0o644)  # safetensors writes 0600; shipped weights must be readable by the worker user
 
 
 def load_unet_safetensors(
