@@ -55,6 +55,10 @@ class Settings:
     job_stale_after_s: float = 1800.0  # an unfinished job with no progress this long has its items re-sent
     log_level: str = "INFO"
 
+    def __post_init__(self) -> None:
+        # Absolute once, here: child processes (Redis runs in its data dir) must all see the same folder.
+        object.__setattr__(self, "storage_dir", Path(self.storage_dir).expanduser().absolute())
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read every field from ``environ`` (default ``os.environ``); ``overrides`` win over both."""

@@ -58,7 +58,7 @@ class EmbeddedRedis:
     ``data_dir``, persisted as an append-only file (fsync every second) plus RDB snapshots."""
 
     def __init__(self, data_dir: Path, port: int = 0, host: str = "127.0.0.1", appendfsync: str = "everysec"):
-        self.data_dir = Path(data_dir)
+        self.data_dir = Path(data_dir).absolute()  # redis-server chdirs into it: relative paths would break
         self.host = host
         self.port = port or free_port(host)
         self.appendfsync = appendfsync

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from matteflow.settings import Settings
+
+
+def test_environment_is_read_once_with_types() -> None:
+    settings = Settings.from_env({"MATTEFLOW_MAX_UPLOAD_MB": "5", "MATTEFLOW_RESULT_TTL_HOURS": "1.5"})
+    assert settings.max_upload_mb == 5 and settings.max_upload_bytes == 5 * 1024 * 1024
+    assert settings.result_ttl_hours == 1.5
+
+
+def test_relative_storage_dir_becomes_absolute(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # `matteflow up` starts Redis inside its data folder: every process must agree on one absolute path.
+    monkeypatch.chdir(tmp_path)
+    settings = Settings.from_env({"MATTEFLOW_STORAGE_DIR": "var"})
+    assert settings.storage_dir == tmp_path / "var"
+    assert settings.replace(storage_dir=Path("other")).jobs_dir == tmp_path / "other" / "jobs"
+
+
+def test_bad_number_names_the_variable() -> None:
+    with pytest.raises(ValueError, match="MATTEFLOW_WEB_PORT"):
+        Settings.from_env({"MATTEFLOW_WEB_PORT": "eighty"})
