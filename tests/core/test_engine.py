@@ -18,7 +18,7 @@ def test_network_input_is_padded_to_the_stride(portrait_rgb: np.ndarray) -> None
     tensor, (h, w) = make_network_input(portrait_rgb, 320)
     assert (h, w) == (320, 213)
     assert tensor.shape == (3, 320, 224) and tensor.dtype == np.float32
-    assert 0.0 <= tensor.min() and tensor.max() <= 1.0
+    assert tensor.min() >= 0.0 and tensor.max() <= 1.0
 
 
 def test_transparent_png_with_mask(random_engine: MatteEngine, portrait_jpeg: bytes) -> None:

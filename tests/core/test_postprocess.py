@@ -24,7 +24,7 @@ def test_guided_upsampling_puts_the_edge_where_the_photo_has_it() -> None:
     guided = pp.upsample_alpha_guided(low, image, guide_side=512, radius=4, eps=1e-3)
     bilinear = cv2.resize(low, (512, 512), interpolation=cv2.INTER_LINEAR)
     assert guided.shape == truth.shape and guided.dtype == np.float32
-    assert 0.0 <= guided.min() and guided.max() <= 1.0
+    assert guided.min() >= 0.0 and guided.max() <= 1.0
     # The guided filter keeps the local mean of the matte (so the mean error stays the same) but moves the
     # 0.5 contour onto the photo's real edge: far fewer pixels land on the wrong side.
     wrong_guided = ((guided > 0.5) != (truth > 0.5)).mean()
