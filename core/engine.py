@@ -178,4 +178,7 @@ class MatteEngine:
                     outcomes[i] = self._finish(prepared[i], alpha_low, options)
                 except MattingError as exc:
                     outcomes[i] = exc
-        return [o for o in outcomes if o is not None]
+        missing = [i for i, outcome in enumerate(outcomes) if outcome is None]
+        if missing:  # never silently shift results onto the wrong images
+            raise RuntimeError(f"no outcome for images {missing}")
+        return [outcome for outcome in outcomes if outcome is not None]

@@ -14,7 +14,6 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request, send_file, url_for
 
 from matteflow import metrics
-from matteflow.core.imageio import probe_image
 from matteflow.workers.storage import sanitize_name
 
 from .context import web_context
@@ -171,8 +170,6 @@ def matte_one() -> Response:
         raise ApiError(400, "too_many_files", "this endpoint takes one image; use POST /api/v1/jobs for several")
     name, data = uploads[0]
     metrics.UPLOAD_BYTES_TOTAL.inc(len(data))
-    # Header check here answers empty/non-image/pixel-bomb uploads at once, without a queue round trip.
-    probe_image(data, ctx.settings.max_pixels)
     try:
         image, media_type = ctx.jobs.matte_one(data, name, options, timeout=ctx.settings.single_image_timeout_s)
     except TimeoutError as exc:

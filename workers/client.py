@@ -99,7 +99,8 @@ class JobClient:
         Raises the core InputError subclass for bad input, TimeoutError when no worker answered in time,
         MattingError when the worker could not process it.
         """
-        probe_image(data, self.settings.max_pixels)  # bad input fails here, before anything is stored
+        # Empty, non-image and pixel-bomb uploads are answered at once, before anything is stored or queued.
+        probe_image(data, self.settings.max_pixels)
         job_id = self.create_job([(name, data)], options, kind="single")
         try:
             deadline = time.monotonic() + timeout

@@ -18,6 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from matteflow import metrics
 from matteflow.settings import Settings
 
+from .exposition import touch_labelled_metrics
+
 PRIORITY_SEPARATOR = "\x06\x16"
 
 
@@ -33,16 +35,6 @@ def sample_value(registry: CollectorRegistry, name: str, **labels: str) -> float
             if sample.name == name and sample.labels == labels:
                 return sample.value
     return None
-
-
-def touch_labelled_metrics() -> None:
-    """Create one child of each labelled metric (no increments: other tests may read the values)."""
-    metrics.JOBS_TOTAL.labels(state="done")
-    metrics.ITEMS_TOTAL.labels(state="failed")
-    for stage in metrics.STAGES:
-        metrics.STAGE_SECONDS.labels(stage=stage)
-    metrics.HTTP_REQUESTS_TOTAL.labels(method="GET", endpoint="healthz", status="200")
-    metrics.HTTP_REQUEST_SECONDS.labels(method="GET", endpoint="healthz")
 
 
 def test_web_registry_exposes_every_metric_with_its_type(redis_client) -> None:
