@@ -56,6 +56,11 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="override train.epochs")
     p.add_argument("--workers", type=int, help="DataLoader workers (default: CPUs - 1)")
     p.add_argument("--max-minutes", type=float, help="stop cleanly after the epoch that passes this budget")
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        help="fit the whole schedule in this many minutes: the epoch count is set after the first epoch",
+    )
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("--teachers-dir", help="override config teachers_dir (the teacher model files)")
     p.add_argument("--teacher-threads", type=int, default=1, help="onnxruntime threads per teacher")
@@ -112,6 +117,7 @@ def train_main(argv: list[str]) -> int:
                 max_minutes=args.max_minutes,
                 workers=args.workers,
                 fresh=args.fresh,
+                time_budget=args.time_budget,
             )
         if "export" in stages:
             from matteflow.training.train import export

@@ -54,9 +54,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def lr_at(step: int, total_steps: int, base_lr: float, warmup_fraction: float) -> float:
-    """Linear warm-up then cosine decay to 1 % of ``base_lr``."""
-    warmup = max(1, round(total_steps * warmup_fraction))
+def lr_at(step: int, total_steps: int, base_lr: float, warmup_steps: int) -> float:
+    """Linear warm-up over ``warmup_steps`` then cosine decay to 1 % of ``base_lr`` at ``total_steps``.
+
+    The warm-up is a fixed number of steps (not a fraction of the run) so that a time-budgeted run, whose
+    length is only known after its first epoch, warms up exactly like a run of fixed length.
+    """
+    warmup = max(1, warmup_steps)
     if step < warmup:
         return base_lr * (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
@@ -98,6 +102,21 @@ def score_split(model: torch.nn.Module, samples: list[PackedSample], input_size:
     return float(np.mean(scores))
 
 
+def to_unit_float(batch: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    """uint8 N x C x H x W from the loader -> float32 in [0, 1] on ``device`` (converted after the copy)."""
+    x = batch.to(device, non_blocking=True).float().div_(255.0)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def epochs_for_budget(budget_minutes: float, elapsed_s: float, epoch_s: float, done: int) -> int:
+    """How many epochs in all fit in ``budget_minutes`` when ``done`` took ``elapsed_s`` and one takes ``epoch_s``.
+
+    5 % of the remaining time is kept back for the export and the noise of a shared machine.
+    """
+    remaining = budget_minutes * 60 - elapsed_s
+    return done + max(0, math.floor(0.95 * remaining / max(epoch_s, 1e-6)))
+
+
 def fit(
     config: dict[str, Any],
     run_dir: Path,
@@ -106,8 +125,15 @@ def fit(
     max_minutes: float | None = None,
     workers: int | None = None,
     fresh: bool = False,
+    time_budget: float | None = None,
 ) -> Path:
-    """Train (resuming from ``run_dir/last.pt`` unless ``fresh``); returns the checkpoint path."""
+    """Train (resuming from ``run_dir/last.pt`` unless ``fresh``); returns the checkpoint path.
+
+    ``max_minutes`` stops after the epoch that crosses it (resume later to finish the same schedule).
+    ``time_budget`` instead fits the whole schedule in that many minutes: after the first epoch the number of
+    epochs is set from its measured length, so the learning rate still anneals to the end; that number is
+    stored in the checkpoint and a resumed run keeps it.
+    """
     tcfg, mcfg = config["train"], config["model"]
     seed_everything(config["seed"])
     # OpenCV's own thread pool does not survive fork: with it running, forked loader workers can deadlock.
@@ -144,20 +170,29 @@ def fit(
         lr=tcfg["lr"],
     )
     steps_per_epoch = tcfg["epoch_samples"] // tcfg["batch_size"]
-    total_steps = steps_per_epoch * tcfg["epochs"]
+    warmup_steps = int(tcfg.get("warmup_steps", 300))
+    total_epochs = int(tcfg["epochs"])
 
     epoch, step, history = 0, 0, []
+    budgeted = time_budget is not None
     ckpt_path = run_dir / CHECKPOINT
     if ckpt_path.is_file() and not fresh:
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         epoch, step, history = ckpt["epoch"], ckpt["step"], ckpt["history"]
-        log.info("resumed from %s at epoch %d (step %d)", ckpt_path, epoch, step)
+        if ckpt.get("budgeted"):
+            total_epochs = int(ckpt["total_epochs"])  # fixed by the time-budgeted run that wrote it
+            time_budget = None
+        budgeted = bool(ckpt.get("budgeted"))
+        log.info("resumed from %s at epoch %d/%d (step %d)", ckpt_path, epoch, total_epochs, step)
 
     amp = use_cuda and tcfg.get("amp", True)
+    channels_last = use_cuda and tcfg.get("channels_last", True)
+    eval_every = max(1, int(tcfg.get("eval_every", 1)))
     n_workers = workers if workers is not None else (tcfg.get("workers") or max(0, min(15, _cpu_count() - 1)))
-    while epoch < tcfg["epochs"]:
+    while epoch < total_epochs:
+        total_steps = steps_per_epoch * total_epochs
         t0 = time.monotonic()
         loader = torch.utils.data.DataLoader(
             dataset,
@@ -173,12 +208,10 @@ def fit(
         model.train()
         sums: dict[str, float] = {}
         n_batches = 0
-        for images, targets in loader:
-            images = images.to(device, non_blocking=True)
-            targets = targets.to(device, non_blocking=True)
-            if use_cuda and tcfg.get("channels_last", True):
-                images = images.contiguous(memory_format=torch.channels_last)
-            lr = lr_at(step, total_steps, tcfg["lr"], tcfg["warmup_fraction"])
+        for batch_images, batch_targets in loader:
+            images = to_unit_float(batch_images, device, channels_last)
+            targets = to_unit_float(batch_targets, device, False)
+            lr = lr_at(step, total_steps, tcfg["lr"], warmup_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
@@ -195,13 +228,24 @@ def fit(
         epoch += 1
         train_seconds = time.monotonic() - t0
         model.eval()
+        # Always score the first epoch: a time-budgeted run needs what validation costs.
+        evaluate_now = epoch == 1 or epoch % eval_every == 0 or epoch >= total_epochs
+        t_eval = time.monotonic()
+        val_iou = score_split(model, val, mcfg["input_size"], device) if evaluate_now else None
+        holdout_iou = score_split(model, holdout, mcfg["input_size"], device) if evaluate_now else None
+        if time_budget is not None and epoch == 1:
+            per_epoch = train_seconds + (time.monotonic() - t_eval) / eval_every
+            total_epochs = epochs_for_budget(time_budget, time.monotonic() - started, per_epoch, 1)
+            total_steps = steps_per_epoch * total_epochs
+            log.info("time budget %.1f min: %d epochs in all", time_budget, total_epochs)
         record = {
             "epoch": epoch,
+            "epochs": total_epochs,
             "step": step,
-            "lr": lr_at(step, total_steps, tcfg["lr"], tcfg["warmup_fraction"]),
+            "lr": lr_at(step, total_steps, tcfg["lr"], warmup_steps),
             **{k: v / max(1, n_batches) for k, v in sums.items()},
-            "val_iou": score_split(model, val, mcfg["input_size"], device),
-            "holdout_iou": score_split(model, holdout, mcfg["input_size"], device),
+            "val_iou": val_iou,
+            "holdout_iou": holdout_iou,
             "samples_per_s": n_batches * tcfg["batch_size"] / max(train_seconds, 1e-6),
             "epoch_seconds": time.monotonic() - t0,
         }
@@ -209,12 +253,12 @@ def fit(
         with (run_dir / LOG_FILE).open("a") as fh:
             fh.write(json.dumps(record) + "\n")
         log.info(
-            "epoch %d/%d loss %.4f val IoU %.4f holdout IoU %.4f (%.0f samples/s, %.0f s)",
+            "epoch %d/%d loss %.4f val IoU %s holdout IoU %s (%.0f samples/s, %.0f s)",
             epoch,
-            tcfg["epochs"],
+            total_epochs,
             record["loss"],
-            record["val_iou"],
-            record["holdout_iou"],
+            _fmt(record["val_iou"]),
+            _fmt(record["holdout_iou"]),
             record["samples_per_s"],
             record["epoch_seconds"],
         )
@@ -224,6 +268,8 @@ def fit(
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "epoch": epoch,
+                "total_epochs": total_epochs,
+                "budgeted": budgeted,
                 "step": step,
                 "history": history,
                 "config": config,
@@ -231,10 +277,14 @@ def fit(
             tmp,
         )
         tmp.replace(ckpt_path)  # atomic: a run killed mid-save keeps the previous checkpoint
-        if max_minutes is not None and (time.monotonic() - started) / 60 > max_minutes and epoch < tcfg["epochs"]:
+        if max_minutes is not None and (time.monotonic() - started) / 60 > max_minutes and epoch < total_epochs:
             log.info("time budget of %.1f min reached after epoch %d; resume to continue", max_minutes, epoch)
             break
     return ckpt_path
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def _quiet_worker(_worker_id: int) -> None:
@@ -269,8 +319,9 @@ def export(
         "safetensors": out_dir / f"{EXPORT_STEM}.safetensors",
         "json": out_dir / f"{EXPORT_STEM}.json",
     }
-    export_onnx(model, paths["onnx"], size=mcfg["input_size"])
+    # safetensors first: if the ONNX exporter fails on some machine, the weights are already written.
     save_unet_safetensors(model, paths["safetensors"], half=True)
+    export_onnx(model, paths["onnx"], size=mcfg["input_size"])
     last = ckpt["history"][-1] if ckpt["history"] else {}
     all_metrics = {
         "epochs": ckpt["epoch"],

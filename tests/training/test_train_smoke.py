@@ -12,13 +12,39 @@ import pytest
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
-from matteflow.training.train import CHECKPOINT, LOG_FILE, export, fit, lr_at  # noqa: E402
+from matteflow.training.train import (  # noqa: E402
+    CHECKPOINT,
+    LOG_FILE,
+    epochs_for_budget,
+    export,
+    fit,
+    lr_at,
+)
 
 
 def test_lr_schedule_warms_up_then_decays() -> None:
-    lrs = [lr_at(s, 100, 1.0, 0.1) for s in range(100)]
+    lrs = [lr_at(s, 100, 1.0, 10) for s in range(100)]
     assert lrs[0] < lrs[9] <= 1.0
     assert lrs[10] > lrs[50] > lrs[99] >= 0.01
+
+
+def test_time_budget_sets_the_epoch_count() -> None:
+    # 10 min budget, first epoch done after 60 s, 30 s per epoch: 0.95 * 540 / 30 = 17 more epochs.
+    assert epochs_for_budget(10, 60, 30, 1) == 18
+    assert epochs_for_budget(1, 90, 30, 1) == 1  # already over budget: stop after the first
+
+
+def test_time_budgeted_fit_fixes_and_keeps_its_schedule(
+    tmp_path: Path, synthetic_pack: Path, training_config: dict
+) -> None:
+    config = copy.deepcopy(training_config)
+    config["train"]["epochs"] = 1000  # ignored: the budget decides
+    run = tmp_path / "run"
+    fit(config, run, synthetic_pack, device_name="cpu", workers=0, time_budget=0.05)
+    ckpt = torch.load(run / CHECKPOINT, weights_only=False)
+    assert 1 <= ckpt["total_epochs"] < 1000
+    assert ckpt["epoch"] == ckpt["total_epochs"]  # the schedule ran to its end
+    assert ckpt["history"][-1]["val_iou"] is not None  # the last epoch is always scored
 
 
 def test_fit_resume_export(tmp_path: Path, synthetic_pack: Path, training_config: dict) -> None:
@@ -59,7 +85,7 @@ def test_dataset_is_deterministic_per_index(synthetic_pack: Path, training_confi
     b_img, b_alpha = ds[5]
     c_img, _ = ds[13]  # same position, next epoch: a different sample
     assert a_img.shape == (3, 64, 64) and a_alpha.shape == (1, 64, 64)
-    assert a_img.dtype == np.float32 and a_img.min() >= 0.0 and a_img.max() <= 1.0
+    assert a_img.dtype == np.uint8 and a_alpha.dtype == np.uint8  # scaled to [0, 1] on the device
     np.testing.assert_array_equal(a_img, b_img)
     np.testing.assert_array_equal(a_alpha, b_alpha)
     assert not np.array_equal(a_img, c_img)
