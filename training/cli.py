@@ -62,6 +62,9 @@ def _train_parser() -> argparse.ArgumentParser:
         help="fit the whole schedule in this many minutes: the epoch count is set after the first epoch",
     )
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument("--init-from", help="start a new run from these safetensors weights (fine-tuning)")
+    p.add_argument("--seed", type=int, help="override the config's seed (a fine-tune sees new samples)")
+    p.add_argument("--lr", type=float, help="override train.lr")
     p.add_argument("--teachers-dir", help="override config teachers_dir (the teacher model files)")
     p.add_argument("--teacher-threads", type=int, default=1, help="onnxruntime threads per teacher")
     return p
@@ -83,6 +86,10 @@ def train_main(argv: list[str]) -> int:
         config["run_dir"] = args.run_dir
     if args.epochs:
         config["train"]["epochs"] = args.epochs
+    if args.seed is not None:
+        config["seed"] = args.seed
+    if args.lr:
+        config["train"]["lr"] = args.lr
     stages = STAGES if not args.stage or "all" in args.stage else tuple(s for s in STAGES if s in args.stage)
     pack_dir, run_dir = Path(config["pack_dir"]), Path(config["run_dir"])
     try:
@@ -118,6 +125,7 @@ def train_main(argv: list[str]) -> int:
                 workers=args.workers,
                 fresh=args.fresh,
                 time_budget=args.time_budget,
+                init_from=Path(args.init_from) if args.init_from else None,
             )
         if "export" in stages:
             from matteflow.training.train import export

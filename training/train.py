@@ -29,6 +29,7 @@ from matteflow.core.unet import (
     build_unet,
     count_parameters,
     export_onnx,
+    load_unet_safetensors,
     save_unet_safetensors,
     write_sidecar,
 )
@@ -126,13 +127,16 @@ def fit(
     workers: int | None = None,
     fresh: bool = False,
     time_budget: float | None = None,
+    init_from: Path | None = None,
 ) -> Path:
     """Train (resuming from ``run_dir/last.pt`` unless ``fresh``); returns the checkpoint path.
 
     ``max_minutes`` stops after the epoch that crosses it (resume later to finish the same schedule).
     ``time_budget`` instead fits the whole schedule in that many minutes: after the first epoch the number of
     epochs is set from its measured length, so the learning rate still anneals to the end; that number is
-    stored in the checkpoint and a resumed run keeps it.
+    stored in the checkpoint and a resumed run keeps it. ``init_from`` (exported safetensors of the same
+    architecture) starts a new run from trained weights instead of random ones: fine-tuning with a fresh
+    optimiser and schedule.
     """
     tcfg, mcfg = config["train"], config["model"]
     seed_everything(config["seed"])
@@ -186,6 +190,10 @@ def fit(
             time_budget = None
         budgeted = bool(ckpt.get("budgeted"))
         log.info("resumed from %s at epoch %d/%d (step %d)", ckpt_path, epoch, total_epochs, step)
+    elif init_from is not None:
+        start = load_unet_safetensors(init_from, mcfg["arch"])
+        model.load_state_dict(start.state_dict())
+        log.info("initialised from %s", init_from)
 
     amp = use_cuda and tcfg.get("amp", True)
     channels_last = use_cuda and tcfg.get("channels_last", True)

@@ -12,6 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
+from matteflow.core.unet import load_unet_safetensors  # noqa: E402
 from matteflow.training.train import (  # noqa: E402
     CHECKPOINT,
     LOG_FILE,
@@ -89,3 +90,18 @@ def test_dataset_is_deterministic_per_index(synthetic_pack: Path, training_confi
     np.testing.assert_array_equal(a_img, b_img)
     np.testing.assert_array_equal(a_alpha, b_alpha)
     assert not np.array_equal(a_img, c_img)
+
+
+def test_fit_can_start_from_exported_weights(tmp_path: Path, synthetic_pack: Path, training_config: dict) -> None:
+    config = copy.deepcopy(training_config)
+    config["train"]["epochs"] = 1
+    fit(config, tmp_path / "a", synthetic_pack, device_name="cpu", workers=0)
+    weights = export(config, tmp_path / "a", tmp_path / "export")["safetensors"]
+    # A new run from those weights with a learning rate too small to move them keeps them.
+    config["train"]["lr"] = 1e-12
+    fit(config, tmp_path / "b", synthetic_pack, device_name="cpu", workers=0, init_from=weights)
+    start = load_unet_safetensors(weights, config["model"]["arch"]).state_dict()
+    tuned = torch.load(tmp_path / "b" / CHECKPOINT, weights_only=False)["model"]
+    for name, tensor in start.items():
+        if tensor.is_floating_point() and "running" not in name:
+            torch.testing.assert_close(tuned[name], tensor, atol=2e-3, rtol=2e-3)
