@@ -52,6 +52,13 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--pack-dir", help="override config pack_dir (the packed training set)")
     p.add_argument("--run-dir", help="override config run_dir (checkpoints and logs)")
     p.add_argument("--export-dir", help="where export writes the model files (default: RUN_DIR/export)")
+    p.add_argument(
+        "--average",
+        action="append",
+        metavar="SAFETENSORS",
+        help="export stage: export the average of these exported weights instead of RUN_DIR/last.pt (repeat)",
+    )
+    p.add_argument("--version", default="1", help="model version written to the sidecar")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: MATTEFLOW_DEVICE)")
     p.add_argument("--epochs", type=int, help="override train.epochs")
     p.add_argument("--workers", type=int, help="DataLoader workers (default: CPUs - 1)")
@@ -130,7 +137,13 @@ def train_main(argv: list[str]) -> int:
         if "export" in stages:
             from matteflow.training.train import export
 
-            export(config, run_dir, Path(args.export_dir) if args.export_dir else run_dir / "export")
+            export(
+                config,
+                run_dir,
+                Path(args.export_dir) if args.export_dir else run_dir / "export",
+                version=args.version,
+                average=[Path(p) for p in args.average] if args.average else None,
+            )
     except (FileNotFoundError, ValueError) as exc:
         print(f"matteflow train: {exc}", file=sys.stderr)
         return 1

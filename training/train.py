@@ -308,19 +308,50 @@ def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def average_weights(paths: list[Path], arch: str) -> torch.nn.Module:
+    """The uniform average of several exported weights of one architecture ("model soup").
+
+    Runs fine-tuned from one another sit in the same basin of the loss, and their average generalises
+    better than either (Wortsman et al., 2022); BatchNorm running statistics are averaged the same way.
+    """
+    if not paths:
+        raise ValueError("nothing to average")
+    states = [load_unet_safetensors(p, arch).state_dict() for p in paths]
+    model = build_unet(arch)
+    model.load_state_dict(
+        {k: sum(st[k] for st in states) / len(states) if v.is_floating_point() else v for k, v in states[0].items()}
+    )
+    return model.eval()
+
+
 def export(
     config: dict[str, Any],
     run_dir: Path,
     out_dir: Path,
     metrics: dict[str, Any] | None = None,
     version: str = "1",
+    average: list[Path] | None = None,
 ) -> dict[str, Path]:
-    """Write ``matteflow-unet.{onnx,safetensors,json}`` from ``run_dir/last.pt`` into ``out_dir``."""
+    """Write ``matteflow-unet.{onnx,safetensors,json}`` into ``out_dir``.
+
+    The weights come from ``run_dir/last.pt``, or, when ``average`` names exported safetensors files, from
+    their average (:func:`average_weights`).
+    """
     mcfg = config["model"]
-    ckpt = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
-    model = build_unet(mcfg["arch"])
-    model.load_state_dict(ckpt["model"])
-    model.eval()
+    if average:
+        model = average_weights(average, mcfg["arch"])
+        all_metrics: dict[str, Any] = {"averaged": [p.name for p in average]}
+    else:
+        ckpt = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
+        model = build_unet(mcfg["arch"])
+        model.load_state_dict(ckpt["model"])
+        model.eval()
+        last = ckpt["history"][-1] if ckpt["history"] else {}
+        all_metrics = {
+            "epochs": ckpt["epoch"],
+            "holdout_mean_iou_during_training": last.get("holdout_iou"),
+            "val_mean_iou_vs_teacher_labels": last.get("val_iou"),
+        }
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
         "onnx": out_dir / f"{EXPORT_STEM}.onnx",
@@ -330,14 +361,9 @@ def export(
     # safetensors first: if the ONNX exporter fails on some machine, the weights are already written.
     save_unet_safetensors(model, paths["safetensors"], half=True)
     export_onnx(model, paths["onnx"], size=mcfg["input_size"])
-    last = ckpt["history"][-1] if ckpt["history"] else {}
-    all_metrics = {
-        "epochs": ckpt["epoch"],
-        "holdout_mean_iou_during_training": last.get("holdout_iou"),
-        "val_mean_iou_vs_teacher_labels": last.get("val_iou"),
-        **(metrics or {}),
-    }
-    sidecar = ModelSidecar(arch=mcfg["arch"], input_size=mcfg["input_size"], version=version, metrics=all_metrics)
+    sidecar = ModelSidecar(
+        arch=mcfg["arch"], input_size=mcfg["input_size"], version=version, metrics={**all_metrics, **(metrics or {})}
+    )
     write_sidecar(paths["json"], sidecar)
     log.info("exported %s", ", ".join(str(p) for p in paths.values()))
     return paths

@@ -105,3 +105,20 @@ def test_fit_can_start_from_exported_weights(tmp_path: Path, synthetic_pack: Pat
     for name, tensor in start.items():
         if tensor.is_floating_point() and "running" not in name:
             torch.testing.assert_close(tuned[name], tensor, atol=2e-3, rtol=2e-3)
+
+
+def test_export_of_an_average(tmp_path: Path, synthetic_pack: Path, training_config: dict) -> None:
+    config = copy.deepcopy(training_config)
+    config["train"]["epochs"] = 1
+    exported = []
+    for seed in (1, 2):
+        config["seed"] = seed
+        fit(config, tmp_path / f"run{seed}", synthetic_pack, device_name="cpu", workers=0)
+        exported.append(export(config, tmp_path / f"run{seed}", tmp_path / f"export{seed}")["safetensors"])
+    paths = export(config, tmp_path / "unused", tmp_path / "soup", version="7", average=exported)
+    arch = config["model"]["arch"]
+    a, b, soup = (load_unet_safetensors(p, arch).state_dict() for p in (*exported, paths["safetensors"]))
+    name = next(k for k, v in a.items() if v.ndim == 4 and not torch.equal(v, b[k]))
+    torch.testing.assert_close(soup[name], (a[name] + b[name]) / 2, atol=1e-3, rtol=1e-3)
+    sidecar = json.loads(paths["json"].read_text())
+    assert sidecar["version"] == "7" and sidecar["metrics"]["averaged"] == [p.name for p in exported]
