@@ -217,6 +217,24 @@ class MatteUNet(nn.Module):
         return torch.sigmoid(self.forward_logits(image)[0])
 
 
+class FlipAveraged(nn.Module):
+    """Test-time augmentation: the mean of the matte of the image and the mirrored matte of its mirror image.
+
+    Both views go through the network as one doubled batch. On the project's held-out splits this gained
+    +0.005 to +0.015 mean IoU for one extra network pass (see models/README.md). The shipped ONNX graph has it
+    built in (export with ``flip_average=True``); for torch weights the sidecar's ``flip_average`` says to wrap.
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        n = image.shape[0]
+        both = self.net(torch.cat([image, image.flip(-1)], dim=0))
+        return (both[:n] + both[n:].flip(-1)) * 0.5
+
+
 def check_input_shape(image: torch.Tensor) -> None:
     """Raise ValueError naming a shape that would work when ``image`` is not N x 3 x H x W, H, W % 32 == 0."""
     if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
@@ -247,10 +265,11 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def export_onnx(model: nn.Module, path: str | Path, size: int = 320) -> None:
+def export_onnx(model: nn.Module, path: str | Path, size: int = 320, flip_average: bool = False) -> None:
     """Export to ONNX (opset 17): input "image" N x 3 x H x W, output "alpha" N x 1 x H x W, all dynamic.
 
     Exported in eval mode on the CPU in float32 (BatchNorm folded by onnxruntime's graph optimiser).
+    ``flip_average`` builds :class:`FlipAveraged` into the graph.
     """
     if size % STRIDE:
         raise ValueError(f"export size must be a multiple of {STRIDE}, got {size}")
@@ -258,12 +277,13 @@ def export_onnx(model: nn.Module, path: str | Path, size: int = 320) -> None:
     model = model.eval()
     param = next(model.parameters())
     model_cpu = model.to("cpu", torch.float32)
+    graph = FlipAveraged(model_cpu).eval() if flip_average else model_cpu
     dummy = torch.rand(1, 3, size, size)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.inference_mode():
         torch.onnx.export(
-            model_cpu,
+            graph,
             (dummy,),
             str(path),
             input_names=["image"],
@@ -338,6 +358,7 @@ class ModelSidecar:
     arch: str = "matteflow-unet-s"
     input_size: int = 320  # long side the network runs at; a multiple of 32
     version: str = "0"
+    flip_average: bool = False  # run with FlipAveraged (built into the ONNX graph; torch loaders wrap)
     metrics: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -357,6 +378,7 @@ def read_sidecar(path: str | Path) -> ModelSidecar:
         arch=str(data["arch"]),
         input_size=int(data["input_size"]),
         version=str(data["version"]),
+        flip_average=bool(data.get("flip_average", False)),
         metrics=dict(data.get("metrics", {})),
     )
 

@@ -360,9 +360,14 @@ def export(
     }
     # safetensors first: if the ONNX exporter fails on some machine, the weights are already written.
     save_unet_safetensors(model, paths["safetensors"], half=True)
-    export_onnx(model, paths["onnx"], size=mcfg["input_size"])
+    flip_average = bool(mcfg.get("flip_average", False))
+    export_onnx(model, paths["onnx"], size=mcfg["input_size"], flip_average=flip_average)
     sidecar = ModelSidecar(
-        arch=mcfg["arch"], input_size=mcfg["input_size"], version=version, metrics={**all_metrics, **(metrics or {})}
+        arch=mcfg["arch"],
+        input_size=mcfg["input_size"],
+        version=version,
+        flip_average=flip_average,
+        metrics={**all_metrics, **(metrics or {})},
     )
     write_sidecar(paths["json"], sidecar)
     log.info("exported %s", ", ".join(str(p) for p in paths.values()))

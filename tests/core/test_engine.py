@@ -88,3 +88,21 @@ def test_model_errors_are_clear(tmp_path) -> None:
         load_model("resnet")
     with pytest.raises(ValueError, match="multiples of 32"):
         load_model("unet-random", "cpu").predict(np.zeros((1, 3, 100, 100), np.float32))
+
+
+@pytest.mark.parametrize("spec", ["default", "torch"])
+def test_shipped_model_averages_the_mirror_view(spec: str, portrait_rgb: np.ndarray) -> None:
+    # The sidecar asks for test-time flip averaging: built into the ONNX graph, wrapped around torch weights.
+    # Only then is the matte of a mirrored photo exactly the mirrored matte.
+    from matteflow.core.model import shipped_model_files
+
+    files = shipped_model_files()
+    assert files.sidecar["flip_average"] is True
+    if spec == "torch":
+        pytest.importorskip("torch")
+        spec = f"torch:{files.weights}"
+    model = load_model(spec, "cpu")
+    tensor, _ = make_network_input(portrait_rgb, 320)
+    batch = np.stack([tensor, tensor[:, :, ::-1]])
+    alpha = model.predict(np.ascontiguousarray(batch))
+    np.testing.assert_allclose(alpha[1], alpha[0][:, ::-1], atol=1e-4)

@@ -13,6 +13,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from matteflow.core.unet import (  # noqa: E402
     ARCHITECTURES,
+    FlipAveraged,
     ModelSidecar,
     build_unet,
     export_onnx,
@@ -33,7 +34,8 @@ def test_output_is_alpha_of_input_size(arch: str) -> None:
 
 
 def test_shipped_arch_fits_size_budget() -> None:
-    params = sum(p.numel() for p in build_unet("matteflow-unet-s").parameters())
+    shipped = json.loads((Path(__file__).resolve().parents[2] / "models" / "matteflow-unet.json").read_text())
+    params = sum(p.numel() for p in build_unet(shipped["arch"]).parameters())
     assert params * 4 < 10_000_000  # <= 10 MB even in float32
 
 
@@ -89,9 +91,29 @@ def test_sidecar_round_trip_and_validation(tmp_path: Path) -> None:
     write_sidecar(path, ModelSidecar(arch="matteflow-unet-s", input_size=320, version="1", metrics={"iou": 0.9}))
     side = read_sidecar(path)
     assert (side.arch, side.input_size, side.metrics["iou"]) == ("matteflow-unet-s", 320, 0.9)
+    assert side.flip_average is False  # older sidecars without the key: no test-time flip
+    write_sidecar(path, ModelSidecar(arch="matteflow-unet-m", input_size=320, version="2", flip_average=True))
+    assert read_sidecar(path).flip_average is True
     path.write_text(json.dumps({"arch": "matteflow-unet-s", "input_size": 300, "version": "1"}))
     with pytest.raises(ValueError, match="multiple of 32"):
         read_sidecar(path)
     path.write_text(json.dumps({"arch": "matteflow-unet-s"}))
     with pytest.raises(ValueError, match="missing keys"):
         read_sidecar(path)
+
+
+def test_flip_average_is_mirror_symmetric_and_exports(tmp_path: Path) -> None:
+    net = build_unet("matteflow-unet-xs").eval()
+    tta = FlipAveraged(net).eval()
+    x = torch.rand(2, 3, 64, 96)
+    with torch.inference_mode():
+        out = tta(x)
+        # A plain network is not mirror-equivariant; the averaged one is, by construction.
+        assert not torch.allclose(net(x.flip(-1)), net(x).flip(-1), atol=1e-4)
+        torch.testing.assert_close(tta(x.flip(-1)), out.flip(-1), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(out, (net(x) + net(x.flip(-1)).flip(-1)) / 2, atol=1e-5, rtol=1e-5)
+    path = tmp_path / "tta.onnx"
+    export_onnx(net, path, size=64, flip_average=True)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(["alpha"], {"image": x.numpy()})[0]
+    np.testing.assert_allclose(got, out.numpy(), atol=1e-4)
