@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-system-deps lint format bench train eval clean
+.PHONY: install run test test-system-deps lint format bench train train-cpu eval clean
 
 install: $(STAMP)
 
@@ -47,6 +47,10 @@ bench: install
 # machine); on a 2-core CPU the fit stage alone takes days.
 train: install
 	$(BIN)/matteflow train --config training/config.json
+
+# The same stages with a small network sized for this 2-core CPU (~3 hours for the fit stage; resumable).
+train-cpu: install
+	$(BIN)/matteflow train --config training/config-cpu.json
 
 eval: install
 	$(BIN)/matteflow eval --images tests/data/people --masks tests/data/people_masks

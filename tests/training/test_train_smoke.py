@@ -122,3 +122,15 @@ def test_export_of_an_average(tmp_path: Path, synthetic_pack: Path, training_con
     torch.testing.assert_close(soup[name], (a[name] + b[name]) / 2, atol=1e-3, rtol=1e-3)
     sidecar = json.loads(paths["json"].read_text())
     assert sidecar["version"] == "7" and sidecar["metrics"]["averaged"] == [p.name for p in exported]
+
+
+@pytest.mark.parametrize("name", ["config.json", "config-cpu.json"])
+def test_shipped_training_configs_are_consistent(name: str) -> None:
+    from matteflow.core.unet import ARCHITECTURES, STRIDE
+    from matteflow.training.cli import load_config
+
+    config = load_config(Path(__file__).resolve().parents[2] / "training" / name)
+    assert config["model"]["arch"] in ARCHITECTURES
+    assert config["model"]["input_size"] % STRIDE == 0 and config["train"]["size"] % STRIDE == 0
+    assert config["train"]["epoch_samples"] >= config["train"]["batch_size"] > 0
+    assert set(config["loss"]) == {"bce", "dice", "l1", "grad", "coarse"}
