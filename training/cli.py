@@ -81,7 +81,8 @@ def train_main(argv: list[str]) -> int:
     """Entry point of ``matteflow train``."""
     args = _train_parser().parse_args(argv)
     settings = Settings.from_env()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # force: the top-level `matteflow` entry point has already configured logging at WARNING.
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     try:
         config = load_config(args.config)
     except (FileNotFoundError, ValueError) as exc:
@@ -165,7 +166,7 @@ def eval_main(argv: list[str]) -> int:
     """Entry point of ``matteflow eval``."""
     args = _eval_parser().parse_args(argv)
     settings = Settings.from_env()
-    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s", force=True)
     from matteflow.training.evaluate import (
         evaluate_pairs,
         find_pairs,

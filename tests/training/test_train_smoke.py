@@ -134,3 +134,17 @@ def test_shipped_training_configs_are_consistent(name: str) -> None:
     assert config["model"]["input_size"] % STRIDE == 0 and config["train"]["size"] % STRIDE == 0
     assert config["train"]["epoch_samples"] >= config["train"]["batch_size"] > 0
     assert set(config["loss"]) == {"bce", "dice", "l1", "grad", "coarse"}
+
+
+def test_matteflow_train_reports_progress(
+    tmp_path: Path, synthetic_pack: Path, training_config: dict, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from matteflow.cli import main
+
+    config = copy.deepcopy(training_config)
+    config["train"]["epochs"] = 1
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(config))
+    args = ["train", "--config", str(config_path), "--stage", "fit", "--device", "cpu", "--workers", "0"]
+    assert main([*args, "--pack-dir", str(synthetic_pack), "--run-dir", str(tmp_path / "run")]) == 0
+    assert "epoch 1/1 loss" in capfd.readouterr().err  # a long run says how it goes, not only at the end
