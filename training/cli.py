@@ -66,7 +66,7 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--time-budget",
         type=float,
-        help="fit the whole schedule in this many minutes: the epoch count is set after the first epoch",
+        help="fit the whole schedule in this many minutes: the epoch count is set after the second epoch",
     )
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("--init-from", help="start a new run from these safetensors weights (fine-tuning)")

@@ -30,9 +30,9 @@ def test_lr_schedule_warms_up_then_decays() -> None:
 
 
 def test_time_budget_sets_the_epoch_count() -> None:
-    # 10 min budget, first epoch done after 60 s, 30 s per epoch: 0.95 * 540 / 30 = 17 more epochs.
-    assert epochs_for_budget(10, 60, 30, 1) == 18
-    assert epochs_for_budget(1, 90, 30, 1) == 1  # already over budget: stop after the first
+    # 10 min budget, two epochs done after 60 s, 30 s per epoch: 0.95 * 540 / 30 = 17 more epochs.
+    assert epochs_for_budget(10, 60, 30, 2) == 19
+    assert epochs_for_budget(1, 90, 30, 2) == 2  # already over budget: stop where it is
 
 
 def test_time_budgeted_fit_fixes_and_keeps_its_schedule(
@@ -43,7 +43,7 @@ def test_time_budgeted_fit_fixes_and_keeps_its_schedule(
     run = tmp_path / "run"
     fit(config, run, synthetic_pack, device_name="cpu", workers=0, time_budget=0.05)
     ckpt = torch.load(run / CHECKPOINT, weights_only=False)
-    assert 1 <= ckpt["total_epochs"] < 1000
+    assert 2 <= ckpt["total_epochs"] < 1000
     assert ckpt["epoch"] == ckpt["total_epochs"]  # the schedule ran to its end
     assert ckpt["history"][-1]["val_iou"] is not None  # the last epoch is always scored
 
