@@ -163,8 +163,7 @@ def _torch_model(weights: Path, sidecar: dict, device: str) -> TorchMattingModel
         module = unet.load_unet_safetensors(weights, arch=arch, device="cpu")
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ModelError(f"cannot load torch weights {weights}: {exc}") from exc
-    if sidecar.get("flip_average"):
-        module = unet.FlipAveraged(module).eval()  # the ONNX export of the same weights has it built in
+    module = unet.for_inference(module, sidecar)
     size = int(sidecar.get("input_size", DEFAULT_INPUT_SIZE))
     return TorchMattingModel(module, device, size, name=weights.stem)
 

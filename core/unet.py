@@ -235,6 +235,15 @@ class FlipAveraged(nn.Module):
         return (both[:n] + both[n:].flip(-1)) * 0.5
 
 
+def for_inference(net: nn.Module, sidecar: Mapping[str, Any]) -> nn.Module:
+    """``net`` in eval mode as its sidecar says to run it: wrapped in :class:`FlipAveraged` when it asks so.
+
+    The one place where torch loaders apply the sidecar (the ONNX export has the same built into its graph).
+    """
+    net = net.eval()
+    return FlipAveraged(net).eval() if sidecar.get("flip_average") else net
+
+
 def check_input_shape(image: torch.Tensor) -> None:
     """Raise ValueError naming a shape that would work when ``image`` is not N x 3 x H x W, H, W % 32 == 0."""
     if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():

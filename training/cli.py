@@ -96,7 +96,7 @@ def train_main(argv: list[str]) -> int:
         config["train"]["epochs"] = args.epochs
     if args.seed is not None:
         config["seed"] = args.seed
-    if args.lr:
+    if args.lr is not None:
         config["train"]["lr"] = args.lr
     stages = STAGES if not args.stage or "all" in args.stage else tuple(s for s in STAGES if s in args.stage)
     pack_dir, run_dir = Path(config["pack_dir"]), Path(config["run_dir"])

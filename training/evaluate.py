@@ -85,13 +85,11 @@ class TorchPredictor:
 
     @classmethod
     def from_safetensors(cls, path: str | Path, device: str = "cpu", input_size: int | None = None) -> TorchPredictor:
-        from matteflow.core.unet import FlipAveraged, load_unet_safetensors
+        from matteflow.core.unet import for_inference, load_unet_safetensors
 
         path = Path(path)
         sidecar = read_sidecar_json(path.with_suffix(".json"))
-        model = load_unet_safetensors(path, sidecar.get("arch", "matteflow-unet-s"), device)
-        if sidecar.get("flip_average"):
-            model = FlipAveraged(model).eval()
+        model = for_inference(load_unet_safetensors(path, sidecar.get("arch", "matteflow-unet-s"), device), sidecar)
         return cls(model, int(input_size or sidecar.get("input_size", 320)), device)
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
