@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from . import postprocess
+from .confidence import estimate_confidence
 from .errors import MattingError
 from .imageio import DecodedImage, decode_image, encode_image, encode_mask
 from .model import STRIDE, MattingModel
@@ -22,7 +23,8 @@ from .options import MatteOptions
 
 @dataclass
 class MatteResult:
-    """An encoded result. ``timings`` has the seconds spent in decode, inference, postprocess, encode."""
+    """An encoded result. ``timings`` has the seconds spent in decode, inference, postprocess, encode;
+    ``confidence`` (in [0, 1]) how sure the network was of this matte (:mod:`matteflow.core.confidence`)."""
 
     image: bytes
     mask: bytes | None
@@ -30,6 +32,7 @@ class MatteResult:
     media_type: str
     width: int
     height: int
+    confidence: float
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -116,7 +119,9 @@ class MatteEngine:
         mask = encode_mask(postprocess.alpha_to_uint8(alpha)) if options.mask else None
         timings = {**prepared.timings, "postprocess": mid - start, "encode": time.perf_counter() - mid}
         height, width = alpha.shape
-        return MatteResult(image, mask, options.extension, options.media_type, width, height, timings)
+        h, w = prepared.valid
+        confidence = estimate_confidence(alpha_low[:h, :w])
+        return MatteResult(image, mask, options.extension, options.media_type, width, height, confidence, timings)
 
     def _infer_one(self, prepared: _Prepared) -> np.ndarray:
         start = time.perf_counter()
