@@ -24,6 +24,7 @@ DELEGATED: dict[str, tuple[str, str, str]] = {
     "up": ("matteflow.service", "main", "run the whole service on this machine (Redis, worker, web)"),
     "web": ("matteflow.web.server", "main", "run the web intake service (HTML page + HTTP API)"),
     "worker": ("matteflow.workers.runner", "main", "run a Celery worker that processes images"),
+    "exporter": ("matteflow.exporter", "main", "serve the queue metrics (one per deployment)"),
     "submit": ("matteflow.submit", "main", "send images to a MatteFlow server and download the ZIP"),
     "train": ("matteflow.training.cli", "train_main", "train the matting model"),
     "eval": ("matteflow.training.cli", "eval_main", "measure a model's quality (IoU, SAD, MSE)"),

@@ -9,8 +9,12 @@ Three kinds of metrics live here:
 * metric objects the code updates (counters, histograms, the RSS gauge), shared by all processes;
 * collectors that read their value at scrape time (queue length from Redis, GPU memory from NVML,
   worker up), registered only in the registry a process exposes;
-* helpers that build those registries: :func:`web_registry` for the Flask ``/metrics`` and
-  :func:`start_worker_metrics_server` for a worker's own port.
+* helpers that build those registries: :func:`web_registry` for the Flask ``/metrics``,
+  :func:`start_worker_metrics_server` for a worker's own port and :func:`start_queue_metrics_server` for
+  the one process per deployment that reports the queues (``matteflow exporter``).
+
+The queues are reported by exactly one process: a value read from Redis by every web pod and summed by a
+query counts the same backlog once per pod.
 """
 
 from __future__ import annotations
@@ -18,13 +22,16 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app, start_http_server
 from prometheus_client import multiprocess as _multiprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
@@ -68,10 +75,16 @@ WORKER_RSS_BYTES = Gauge(
     "matteflow_worker_rss_bytes", "Resident memory of a worker process.", multiprocess_mode="livesum"
 )
 
-# Celery's Redis transport keeps a queue as a LIST named after it, plus one list per non-zero priority
-# step named "<queue>\x06\x16<step>" (kombu's separator; steps 0..9 at most).
-_PRIORITY_SEPARATOR = "\x06\x16"
-_PRIORITY_STEPS = range(1, 10)
+# Metric names the web app serves from the shared objects above; the rest are worker metrics, which a web
+# process would only report as zeros (summed by queries, or mistaken for an idle pipeline).
+WEB_METRICS = frozenset(
+    {
+        "matteflow_http_requests",
+        "matteflow_http_request_seconds",
+        "matteflow_upload_bytes",
+        "matteflow_items",  # uploads that fail the intake check are counted as failed items by the web
+    }
+)
 
 
 def make_registry() -> CollectorRegistry:
@@ -136,10 +149,13 @@ def update_worker_rss() -> int:
 
 
 class QueueLengthCollector(Collector):
-    """``matteflow_queue_length{queue}``: messages waiting in each Celery queue, read from Redis.
+    """``matteflow_queue_length{queue}``: messages waiting in each Celery queue (one Redis list each, see
+    ``workers/queues.py``), and ``matteflow_tasks_in_flight``: messages delivered to a worker and not yet
+    acknowledged (running or prefetched; kombu's ``unacked`` hash), read from Redis in one transaction so
+    the two never count a task twice or not at all.
 
     Also ``matteflow_redis_up``: 1 when Redis answered this scrape. A scrape never fails because Redis
-    is down (the queue gauge is then left out), so the other metrics still arrive.
+    is down (the queue gauges are then left out), so the other metrics still arrive.
     """
 
     def __init__(self, redis_url_or_client: str | redis.Redis, queues: Iterable[str]) -> None:
@@ -162,45 +178,59 @@ class QueueLengthCollector(Collector):
                 self._client = self._client_or_url
         return self._client
 
-    def queue_lengths(self) -> dict[str, int]:
-        """Length of every queue (all priority lists together). Raises redis errors."""
-        pipe = self._redis().pipeline(transaction=False)
+    def read(self) -> tuple[dict[str, int], int]:
+        """(length of every queue, tasks in flight), one snapshot. Raises redis errors."""
+        from matteflow.workers.queues import UNACKED_KEY
+
+        pipe = self._redis().pipeline(transaction=True)  # MULTI: a task moving list -> hash is seen once
         for queue in self._queues:
             pipe.llen(queue)
-            for step in _PRIORITY_STEPS:
-                pipe.llen(f"{queue}{_PRIORITY_SEPARATOR}{step}")
-        counts = pipe.execute()
-        per_queue = 1 + len(_PRIORITY_STEPS)
-        return {queue: int(sum(counts[i * per_queue : (i + 1) * per_queue])) for i, queue in enumerate(self._queues)}
+        pipe.hlen(UNACKED_KEY)
+        *lengths, in_flight = pipe.execute()
+        return {queue: int(n) for queue, n in zip(self._queues, lengths, strict=True)}, int(in_flight)
+
+    def queue_lengths(self) -> dict[str, int]:
+        """Length of every queue. Raises redis errors."""
+        return self.read()[0]
 
     def describe(self) -> list[Metric]:
         # Registering must not touch Redis (the registry calls describe, not collect, when present).
-        return [_queue_family(), _redis_up_family()]
+        return [_queue_family(), _in_flight_family(), _redis_up_family()]
 
     def collect(self) -> Iterator[Metric]:
         import redis as redis_lib
 
         up = _redis_up_family()
-        lengths: dict[str, int] | None = None
+        snapshot: tuple[dict[str, int], int] | None = None
         if self._client_or_url == "":
             log.debug("queue length unavailable: no Redis URL configured")
         else:
             try:
-                lengths = self.queue_lengths()
+                snapshot = self.read()
             except (redis_lib.RedisError, OSError) as exc:
                 log.warning("queue length unavailable: %s", exc)
-        if lengths is not None:
+        if snapshot is not None:
+            lengths, in_flight = snapshot
             family = _queue_family()
             for queue, length in lengths.items():
                 family.add_metric([queue], length)
             yield family
-        up.add_metric([], 0 if lengths is None else 1)
+            flying = _in_flight_family()
+            flying.add_metric([], in_flight)
+            yield flying
+        up.add_metric([], 0 if snapshot is None else 1)
         yield up
 
 
 def _queue_family() -> GaugeMetricFamily:
     return GaugeMetricFamily(
         "matteflow_queue_length", "Tasks waiting in a Celery queue (Redis list length).", labels=["queue"]
+    )
+
+
+def _in_flight_family() -> GaugeMetricFamily:
+    return GaugeMetricFamily(
+        "matteflow_tasks_in_flight", "Tasks delivered to a worker and not yet acknowledged (running or prefetched)."
     )
 
 
@@ -288,28 +318,56 @@ def _worker_up_family() -> GaugeMetricFamily:
 
 class _CollectorsView(Collector):
     """Exposes other registries/collectors together without re-registering their metrics (registering a
-    metric object twice raises), so building a registry per app or test is safe."""
+    metric object twice raises), so building a registry per app or test is safe. With ``only``, MatteFlow
+    families not named there are left out (prometheus_client's own python_/process_ families stay)."""
 
-    def __init__(self, parts: Sequence[Any]) -> None:
+    def __init__(self, parts: Sequence[Any], only: frozenset[str] | None = None) -> None:
         self._parts = tuple(parts)
+        self._only = only
 
     def collect(self) -> Iterator[Metric]:
         for part in self._parts:
-            yield from part.collect()
+            for family in part.collect():
+                if self._only is None or not family.name.startswith("matteflow_") or family.name in self._only:
+                    yield family
 
 
 # --- registries a process exposes ----------------------------------------------------------------------
 
 
 def web_registry(settings: Settings, redis_client: redis.Redis | None = None) -> CollectorRegistry:
-    """The registry behind the web app's ``/metrics``: every metric of :func:`make_registry` plus
-    ``matteflow_queue_length`` of ``settings.worker_queue`` (from ``redis_client`` or
-    ``settings.redis_url``). Serve it with ``prometheus_client.generate_latest(registry)``."""
+    """The registry behind the web app's ``/metrics``: the web's own metrics (:data:`WEB_METRICS`), no
+    queue gauges (:func:`queue_registry` has them) and no worker metrics. Serve it with
+    ``prometheus_client.generate_latest(registry)``. ``settings`` and ``redis_client`` are accepted for
+    the callers' sake; nothing here reads Redis."""
+    del settings, redis_client
     registry = CollectorRegistry()
-    registry.register(_CollectorsView([make_registry()]))
-    source: str | redis.Redis = redis_client if redis_client is not None else settings.redis_url
-    registry.register(QueueLengthCollector(source, [settings.worker_queue]))
+    registry.register(_CollectorsView([make_registry()], only=WEB_METRICS))
     return registry
+
+
+def queue_registry(settings: Settings, redis_client: redis.Redis | None = None) -> CollectorRegistry:
+    """The queue metrics of a deployment (waiting per queue, in flight, Redis up), read from
+    ``redis_client`` or ``settings.redis_url`` at scrape time. One process per deployment serves it."""
+    from matteflow.workers.queues import consumed_queues
+
+    registry = CollectorRegistry()
+    source: str | redis.Redis = redis_client if redis_client is not None else settings.redis_url
+    registry.register(QueueLengthCollector(source, consumed_queues(settings.worker_queue)))
+    return registry
+
+
+def start_queue_metrics_server(settings: Settings, host: str | None = None) -> tuple[str, int] | None:
+    """Serve :func:`queue_registry` on ``<host>:<settings.queue_metrics_port>`` from a daemon thread (host
+    default ``settings.queue_metrics_host``). Returns the bound address, or None when the port is 0 (off)."""
+    port = settings.queue_metrics_port
+    if port <= 0:
+        log.info("queue metrics server off (queue_metrics_port=%d)", port)
+        return None
+    host = settings.queue_metrics_host if host is None else host
+    start_http_server(port, addr=host, registry=queue_registry(settings))
+    log.info("queue metrics on http://%s:%d/metrics", host, port)
+    return host, port
 
 
 def worker_registry(settings: Settings) -> CollectorRegistry:
@@ -322,10 +380,17 @@ def worker_registry(settings: Settings) -> CollectorRegistry:
     return registry
 
 
-def start_worker_metrics_server(settings: Settings, host: str = "0.0.0.0") -> None:
+HealthCheck = Callable[[], tuple[bool, str]]
+
+
+def start_worker_metrics_server(
+    settings: Settings, host: str | None = None, checks: Mapping[str, HealthCheck] | None = None
+) -> None:
     """Serve :func:`worker_registry` on ``http://<host>:<settings.worker_metrics_port>/metrics`` from a
-    daemon thread. Call once in the Celery main process (e.g. on ``worker_ready``), after
-    :func:`prepare_multiprocess_dir`; 0.0.0.0 because Prometheus scrapes the pod or container IP.
+    daemon thread, and each of ``checks`` on its path (``/livez`` -> 200 or 503 with the reason). Call once
+    in the Celery main process, after :func:`prepare_multiprocess_dir`. ``host`` defaults to
+    ``settings.worker_metrics_host``: 127.0.0.1 on one machine, 0.0.0.0 in a pod (Prometheus scrapes the
+    pod IP).
 
     A port of 0 turns the server off. A port already in use is logged, not raised: a worker without
     metrics still processes images, whereas a crash at start-up would stop the queue.
@@ -334,9 +399,30 @@ def start_worker_metrics_server(settings: Settings, host: str = "0.0.0.0") -> No
     if port <= 0:
         log.info("worker metrics server off (worker_metrics_port=%d)", port)
         return
+    host = settings.worker_metrics_host if host is None else host
     try:
-        start_http_server(port, addr=host, registry=worker_registry(settings))
+        _serve_in_thread(_with_checks(make_wsgi_app(worker_registry(settings)), checks or {}), host, port)
     except OSError as exc:
         log.error("worker metrics not served: cannot listen on %s:%d (%s)", host, port, exc)
         return
     log.info("worker metrics on http://%s:%d/metrics", host, port)
+
+
+def _with_checks(metrics_app: Callable[..., Any], checks: Mapping[str, HealthCheck]) -> Callable[..., Any]:
+    """A WSGI app answering ``checks`` by path and everything else with the metrics."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        check = checks.get(environ.get("PATH_INFO", ""))
+        if check is None:
+            return metrics_app(environ, start_response)
+        ok, reason = check()
+        start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain; charset=utf-8")])
+        return [f"{'ok' if ok else 'failing'}: {reason}\n".encode()]
+
+    return app
+
+
+def _serve_in_thread(app: Callable[..., Any], host: str, port: int) -> None:
+    """prometheus_client's own threaded, silent WSGI server, in a daemon thread."""
+    server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_SilentHandler)
+    threading.Thread(target=server.serve_forever, name="matteflow-metrics", daemon=True).start()

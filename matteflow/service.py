@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from matteflow import metrics
 from matteflow.settings import Settings
 from matteflow.workers.procs import EmbeddedRedis, WorkerProcess
 
@@ -69,6 +70,11 @@ class Service:
             self.settings = self.settings.replace(redis_url=self.redis.url)
             log.info("embedded Redis on %s (data in %s)", self.redis.url, self.redis.data_dir)
         self.settings.jobs_dir.mkdir(parents=True, exist_ok=True)
+        # The queue metrics of this one-machine deployment (what `matteflow exporter` serves in a cluster).
+        try:
+            metrics.start_queue_metrics_server(self.settings)
+        except OSError as exc:
+            log.error("queue metrics not served on port %s: %s", self.settings.queue_metrics_port, exc)
         logs = Path(self.settings.storage_dir) / "logs"
         # The worker's pool processes share their metrics through files (prometheus multi-process mode).
         metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or str(Path(self.settings.storage_dir) / "metrics")

@@ -35,6 +35,11 @@ class Settings:
     worker_queue: str = "matteflow"
     worker_max_tasks_per_child: int = 2000
     worker_metrics_port: int = 9808
+    worker_metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container, where Prometheus scrapes the pod IP
+    worker_heartbeat_interval_s: float = 10.0  # the consumer's beat; /livez fails after 4 missed beats
+    # `matteflow exporter` (and `matteflow up`) serve the queue metrics here; one per deployment.
+    queue_metrics_port: int = 9809
+    queue_metrics_host: str = "127.0.0.1"
     task_time_limit_s: int = 300
     task_max_retries: int = 5
     gpu_batch_size: int = 8

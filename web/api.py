@@ -177,7 +177,7 @@ def matte_one() -> Response:
             504,
             "timeout",
             f"no worker finished the image within {ctx.settings.single_image_timeout_s:g} s; "
-            "check that workers are running (GET /readyz)",
+            "check that workers are running (GET /readyz?workers=1)",
         ) from exc
     download_name = f"{PurePosixPath(name).stem}.{options.extension}"
     return send_file(io.BytesIO(image), mimetype=media_type, download_name=download_name)

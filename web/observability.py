@@ -31,22 +31,31 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    """Readiness: Redis answers and at least one worker replied to a ping."""
+    """Readiness: Redis answers, so this pod can take uploads and serve status and downloads.
+
+    Workers are not part of it: busy or scaled-to-zero workers must not take the whole web tier (status
+    pages, downloads, intake that queues work for the autoscaler to see) out of the Service. With
+    ``?workers=1`` it also pings the workers (up to 1 s) and fails when none answers, for people and scripts.
+    """
     jobs = web_context().jobs
     redis_ok = jobs.redis_ok()
-    workers = jobs.workers_alive(timeout=1.0) if redis_ok else 0
-    if redis_ok and workers >= 1:
-        return jsonify({"status": "ready", "redis": True, "workers": workers})
-    reason = "Redis is not reachable" if not redis_ok else "no worker answered"
-    response = error_response(503, "not_ready", reason, redis=redis_ok, workers=workers)
+    body: dict[str, object] = {"redis": redis_ok}
+    reason = "" if redis_ok else "Redis is not reachable"
+    if request.args.get("workers") == "1":
+        workers = jobs.workers_alive(timeout=1.0) if redis_ok else 0
+        body["workers"] = workers
+        reason = reason or ("" if workers >= 1 else "no worker answered")
+    if not reason:
+        return jsonify({"status": "ready", **body})
+    response = error_response(503, "not_ready", reason, **body)
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
 @bp.get("/metrics")
 def metrics_endpoint() -> Response:
-    # The registry (HTTP/upload metrics + queue length read from Redis at scrape time) is built once per app;
-    # its queue collector leaves the gauge out, and sets matteflow_redis_up 0, while Redis is down.
+    # The web's own metrics (HTTP, uploads, intake failures), built once per app. The queue gauges come from
+    # `matteflow exporter` alone: read here, every web pod would report the same backlog again.
     return Response(generate_latest(web_context().metrics_registry), content_type=CONTENT_TYPE_LATEST)
 
 

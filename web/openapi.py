@@ -288,11 +288,11 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
             },
             "/readyz": {
                 "get": {
-                    "summary": "Readiness: Redis reachable and at least one worker alive",
+                    "summary": "Readiness: Redis reachable (with workers=1: and a worker answered a ping)",
                     "operationId": "readyz",
                     "responses": {
                         "200": {"description": "Ready."},
-                        "503": _error("Redis unreachable or no worker alive (error not_ready)."),
+                        "503": _error("Redis unreachable, or with workers=1 no worker answered (not_ready)."),
                     },
                 }
             },

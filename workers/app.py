@@ -17,21 +17,12 @@ from celery import Celery, bootsteps, signals
 
 from matteflow.settings import Settings
 
+from .queues import FINALIZE_TASK, PROCESS_TASK, TASKS_MODULE, consumed_queues, finalize_queue, queue_name
+
 log = logging.getLogger(__name__)
 
-PROCESS_TASK = "matteflow.process_images"
-FINALIZE_TASK = "matteflow.finalize_batch"
-TASKS_MODULE = "matteflow.workers.tasks"
-
-# Message priorities on the Redis broker, where 0 is served first: a one-image request (rembg-style
-# `POST /matte`, someone waiting) overtakes batches, and a batch's ZIP does not wait behind other batches.
-PRIORITY_SINGLE = 0
-PRIORITY_FINALIZE = 3
-PRIORITY_BATCH = 6
-
-
-def priority_for(kind: str) -> int:
-    return PRIORITY_SINGLE if kind == "single" else PRIORITY_BATCH
+# Re-exported for callers that build the app and send by name (tests, tools).
+__all__ = ["FINALIZE_TASK", "PROCESS_TASK", "MatteflowCelery", "celery_config", "get_app", "make_celery"]
 
 
 class MatteflowCelery(Celery):
@@ -60,6 +51,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # a tenth of the timeout, at most every 10 s.
         "unacked_restore_interval": max(1, min(10, int(vt // 10))),
         "unacked_restore_throttle": 1,
+        # Serve the queues in the order the worker lists them (interactive before batch) instead of kombu's
+        # default round robin; see queues.py for why lanes are queues rather than message priorities.
+        "queue_order_strategy": "priority",
     }
     memory_kib = settings.worker_max_memory_mb * 1024
     return {
@@ -80,10 +74,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_max_tasks_per_child": settings.worker_max_tasks_per_child or None,
         "worker_max_memory_per_child": memory_kib or None,
         "worker_concurrency": settings.worker_concurrency,
-        "task_default_queue": settings.worker_queue,
-        "task_routes": {"matteflow.*": {"queue": settings.worker_queue}},
+        # Every send names its queue (queues.queue_for_kind); these are the fall-backs for a send that does not.
+        "task_default_queue": queue_name(settings.worker_queue, "batch"),
+        "task_routes": {FINALIZE_TASK: {"queue": finalize_queue(settings.worker_queue)}},
         "result_expires": timedelta(days=1),
-        "worker_send_task_events": False,
+        # task-received/started/succeeded events, so Flower (or celery-exporter) pointed at the same broker
+        # sees per-task state; task-sent events too, so it also sees what is waiting.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
         "worker_hijack_root_logger": True,
         "worker_redirect_stdouts_level": "INFO",
     }
@@ -103,6 +101,7 @@ def make_celery(settings: Settings, *, worker: bool = False) -> MatteflowCelery:
         app.steps["worker"].add(DeviceCheckStep)
         app.steps["worker"].add(MetricsServerStep)
         app.steps["worker"].add(ReconcilerStep)
+        app.steps["consumer"].add(ConsumerHeartbeatStep)
     return app
 
 
@@ -133,23 +132,60 @@ class DeviceCheckStep(bootsteps.StartStopStep):
         os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
         device = resolve_device(settings.device)
         log.info(
-            "matteflow worker: model %s, device %s (asked for %s), concurrency %s, queue %s, pid %s",
+            "matteflow worker: model %s, device %s (asked for %s), concurrency %s, queues %s, pid %s",
             settings.model,
             device,
             settings.device,
             worker.concurrency,
-            settings.worker_queue,
+            ",".join(consumed_queues(settings.worker_queue)),
             os.getpid(),
         )
 
 
 class MetricsServerStep(bootsteps.StartStopStep):
-    """Serve /metrics for this worker when the metrics module offers a server (ops' part)."""
+    """Serve /metrics for this worker, with /livez and /readyz from the consumer's heartbeat."""
 
     def start(self, worker: Any) -> None:
         from matteflow import metrics
 
-        metrics.start_worker_metrics_server(worker.app.settings)
+        from .liveness import HEARTBEAT
+
+        settings: Settings = worker.app.settings
+        max_age = 4 * max(1.0, settings.worker_heartbeat_interval_s)  # a few missed beats, not one late one
+        checks = {"/livez": lambda: HEARTBEAT.alive(max_age), "/readyz": lambda: HEARTBEAT.ready(max_age)}
+        metrics.start_worker_metrics_server(settings, checks=checks)
+
+
+class ConsumerHeartbeatStep(bootsteps.StartStopStep):
+    """Beat ``liveness.HEARTBEAT`` from the consumer's own timer (the prefork pool's event loop), so the
+    worker's ``/livez`` fails when the consumer stops, not only when the metrics thread does."""
+
+    requires = ("celery.worker.consumer.connection:Connection",)
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.tref: Any = None
+
+    def start(self, consumer: Any) -> None:
+        from celery.bootsteps import RUN
+
+        from .liveness import HEARTBEAT
+
+        def beat() -> None:
+            connection = consumer.connection
+            HEARTBEAT.beat(
+                consuming=consumer.blueprint.state == RUN,
+                connected=bool(connection is not None and connection.connected),
+            )
+
+        beat()
+        interval = max(1.0, consumer.app.settings.worker_heartbeat_interval_s)
+        self.tref = consumer.timer.call_repeatedly(interval, beat)
+
+    def stop(self, consumer: Any) -> None:
+        if self.tref is not None:
+            self.tref.cancel()
+            self.tref = None
 
 
 class ReconcilerStep(bootsteps.StartStopStep):

@@ -21,8 +21,9 @@ from matteflow.core.imageio import probe_image
 from matteflow.core.options import MatteOptions, parse_options
 from matteflow.settings import Settings
 
-from .app import FINALIZE_TASK, PRIORITY_FINALIZE, PROCESS_TASK, MatteflowCelery, make_celery, priority_for
-from .jobstore import JobStore, NewItem, broker_queue_length, chunked, make_redis
+from .app import MatteflowCelery, make_celery
+from .jobstore import JobStore, NewItem, chunked, make_redis
+from .queues import FINALIZE_TASK, PROCESS_TASK, broker_queue_length, finalize_queue, queue_for_kind
 from .storage import JobFiles, is_valid_job_id, sanitize_name, write_atomic
 
 
@@ -84,12 +85,13 @@ class JobClient:
         if len(good) < len(items):
             metrics.ITEMS_TOTAL.labels(state="failed").inc(len(items) - len(good))
         # If the broker fails from here on, the job is recorded and the reconciler re-sends its items.
+        base = self.settings.worker_queue
         with self.celery.producer_or_acquire() as producer:
             if not good:
-                self.celery.send_task(FINALIZE_TASK, args=[job_id], producer=producer, priority=PRIORITY_FINALIZE)
+                self.celery.send_task(FINALIZE_TASK, args=[job_id], producer=producer, queue=finalize_queue(base))
             for chunk in chunked(good, self.settings.task_chunk_size):
                 self.celery.send_task(
-                    PROCESS_TASK, args=[job_id, chunk], producer=producer, priority=priority_for(kind)
+                    PROCESS_TASK, args=[job_id, chunk], producer=producer, queue=queue_for_kind(base, kind)
                 )
         return job_id
 
@@ -178,7 +180,7 @@ class JobClient:
         return len(self.celery.control.ping(timeout=timeout) or [])
 
     def queue_length(self) -> int:
-        """Tasks waiting in the queue (not counting those a worker already holds)."""
+        """Tasks waiting in the deployment's queues (not counting those a worker already holds)."""
         return broker_queue_length(self.redis, self.settings.worker_queue)
 
 

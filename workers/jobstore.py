@@ -105,18 +105,6 @@ def make_redis(settings: Settings, *, fast_fail: bool = False) -> redis.Redis:
     )
 
 
-# kombu keeps a priority queue as several lists: the name itself and name + sep + step.
-_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
-
-
-def broker_queue_length(client: redis.Redis, queue: str) -> int:
-    """Messages waiting in a Celery queue on a Redis broker (not those a worker already holds)."""
-    pipe = client.pipeline(transaction=False)
-    for suffix in _PRIORITY_SUFFIXES:
-        pipe.llen(queue + suffix)
-    return int(sum(pipe.execute()))
-
-
 def chunked(items: list[int], size: int) -> list[list[int]]:
     """``items`` in runs of ``size`` (at least 1): one task per run."""
     size = max(1, size)

@@ -21,6 +21,8 @@ import redis
 
 from matteflow.settings import PREFIX, Settings
 
+from .queues import consumed_queues
+
 log = logging.getLogger(__name__)
 
 
@@ -132,7 +134,7 @@ def celery_worker_command(settings: Settings, name: str, loglevel: str = "INFO")
     return [
         sys.executable, "-m", "celery", "-A", "matteflow.workers.app", "worker",
         "--hostname", f"{name}@%h",
-        "--queues", settings.worker_queue,
+        "--queues", ",".join(consumed_queues(settings.worker_queue)),
         "--concurrency", str(settings.worker_concurrency),
         "--loglevel", loglevel,
         "--without-gossip", "--without-mingle", "--without-heartbeat",

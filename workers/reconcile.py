@@ -22,13 +22,13 @@ from typing import Any
 from matteflow.settings import Settings
 
 from .aggregate import finalize_job
-from .app import PROCESS_TASK, priority_for
-from .jobstore import ENDED, JobStore, broker_queue_length, chunked, make_redis
+from .jobstore import ENDED, JobStore, chunked, make_redis
+from .queues import PROCESS_TASK, broker_queue_length, queue_for_kind
 from .storage import JobFiles, is_valid_job_id
 
 log = logging.getLogger(__name__)
 
-SendTask = Callable[[str, list[Any], int], object]  # (task name, args, priority)
+SendTask = Callable[[str, list[Any], str], object]  # (task name, args, job kind)
 
 
 @dataclass
@@ -40,7 +40,7 @@ class SweepReport:
 
 
 def reconcile_once(settings: Settings, store: JobStore, send_task: SendTask, now: float | None = None) -> SweepReport:
-    """One sweep over open and expired jobs. ``send_task(name, args, priority)`` enqueues a task."""
+    """One sweep over open and expired jobs. ``send_task(name, args, kind)`` enqueues a task."""
     now = time.time() if now is None else now
     report = SweepReport()
     busy: list[bool] = []
@@ -63,7 +63,7 @@ def reconcile_once(settings: Settings, store: JobStore, send_task: SendTask, now
         elif now - float(fields["updated_at"]) > settings.job_stale_after_s and not queue_busy():
             open_items = sorted(i for i, state in store.item_states(job_id).items() if state not in ENDED)
             for chunk in chunked(open_items, settings.task_chunk_size):
-                send_task(PROCESS_TASK, [job_id, chunk], priority_for(fields.get("kind", "batch")))
+                send_task(PROCESS_TASK, [job_id, chunk], fields.get("kind", "batch"))
             store.touch(job_id)
             report.resent[job_id] = open_items
             log.warning(
@@ -107,8 +107,8 @@ class ReconcilerThread(threading.Thread):
         self.settings: Settings = app.settings
         self._stop_event = threading.Event()
 
-    def _send(self, name: str, args: list[Any], priority: int) -> object:
-        return self.app.send_task(name, args=args, queue=self.settings.worker_queue, priority=priority)
+    def _send(self, name: str, args: list[Any], kind: str) -> object:
+        return self.app.send_task(name, args=args, queue=queue_for_kind(self.settings.worker_queue, kind))
 
     def run(self) -> None:
         store = JobStore(make_redis(self.settings))

@@ -18,6 +18,7 @@ from matteflow.core.errors import ModelError
 from matteflow.settings import Settings
 
 from .app import make_celery
+from .queues import consumed_queues
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def worker_argv(settings: Settings, name: str, pool: str, loglevel: str) -> list
     return [
         "worker",
         "--hostname", f"{name}@%h",
-        "--queues", settings.worker_queue,
+        "--queues", ",".join(consumed_queues(settings.worker_queue)),  # in the order served
         "--concurrency", str(concurrency),
         "--pool", pool,
         "--loglevel", loglevel,

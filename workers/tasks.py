@@ -20,9 +20,9 @@ from matteflow import metrics
 from matteflow.settings import Settings
 
 from .aggregate import finalize_job
-from .app import FINALIZE_TASK, PRIORITY_FINALIZE, PROCESS_TASK
 from .jobstore import JobStore, make_redis
 from .processing import ChunkRunner
+from .queues import FINALIZE_TASK, PROCESS_TASK, finalize_queue
 
 if TYPE_CHECKING:
     from matteflow.core.engine import MatteEngine
@@ -89,7 +89,7 @@ def process_images(self: Task, job_id: str, indices: list[int]) -> dict[str, Any
     outcome = runner.run([int(i) for i in indices])
     metrics.update_worker_rss()
     if outcome.last_item_ended:
-        self.app.send_task(FINALIZE_TASK, args=[job_id], queue=settings.worker_queue, priority=PRIORITY_FINALIZE)
+        self.app.send_task(FINALIZE_TASK, args=[job_id], queue=finalize_queue(settings.worker_queue))
     if outcome.retry:
         # Attempts are counted per item in Redis (they also count crashes), so the task itself retries
         # without limit: the items dead-letter themselves after task_max_retries.

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import types
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -17,10 +18,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from matteflow import metrics
 from matteflow.settings import Settings
+from matteflow.workers.client import JobClient
+from matteflow.workers.queues import UNACKED_KEY, consumed_queues
 
 from .exposition import touch_labelled_metrics
-
-PRIORITY_SEPARATOR = "\x06\x16"
 
 
 def families(registry: CollectorRegistry) -> dict[str, object]:
@@ -37,27 +38,42 @@ def sample_value(registry: CollectorRegistry, name: str, **labels: str) -> float
     return None
 
 
-def test_web_registry_exposes_every_metric_with_its_type(redis_client) -> None:
+def matteflow_families(registry: CollectorRegistry) -> dict[str, str]:
+    """MatteFlow's families (without the parser's ``*_created`` companions of counters/histograms)."""
+    found = families(registry).items()
+    return {name: f.type for name, f in found if name.startswith("matteflow_") and not name.endswith("_created")}
+
+
+def test_each_process_exports_its_own_metrics_with_their_types(redis_client) -> None:
+    """The web its HTTP/intake metrics, a worker the processing ones, the exporter the queues: nothing is
+    exported as a zero by a process that never updates it, nor twice by several processes."""
     touch_labelled_metrics()
     settings = Settings(redis_url="redis://unused:6379/0")
-    found = families(metrics.web_registry(settings, redis_client=redis_client))
-    expected = {
-        # the parser names counters without their _total suffix
+    # the parser names counters without their _total suffix
+    assert matteflow_families(metrics.web_registry(settings, redis_client=redis_client)) == {
+        "matteflow_items": "counter",  # uploads failing the intake check
+        "matteflow_http_requests": "counter",
+        "matteflow_http_request_seconds": "histogram",
+        "matteflow_upload_bytes": "counter",
+    }
+    worker = matteflow_families(metrics.worker_registry(settings))
+    assert {
         "matteflow_jobs": "counter",
         "matteflow_items": "counter",
         "matteflow_task_retries": "counter",
         "matteflow_stage_seconds": "histogram",
         "matteflow_item_seconds": "histogram",
-        "matteflow_http_requests": "counter",
-        "matteflow_http_request_seconds": "histogram",
-        "matteflow_upload_bytes": "counter",
         "matteflow_worker_rss_bytes": "gauge",
+        "matteflow_worker_up": "gauge",
+    }.items() <= worker.items()
+    assert not {"matteflow_queue_length", "matteflow_tasks_in_flight", "matteflow_redis_up"} & set(worker)
+    assert matteflow_families(metrics.queue_registry(settings, redis_client=redis_client)) == {
         "matteflow_queue_length": "gauge",
+        "matteflow_tasks_in_flight": "gauge",
         "matteflow_redis_up": "gauge",
     }
-    assert {name: found[name].type for name in expected if name in found} == expected
-    stages = {s.labels["stage"] for s in found["matteflow_stage_seconds"].samples}
-    assert stages == set(metrics.STAGES)
+    found = families(metrics.worker_registry(settings))
+    assert {s.labels["stage"] for s in found["matteflow_stage_seconds"].samples} == set(metrics.STAGES)
 
 
 def test_metric_names_follow_house_rules() -> None:
@@ -75,35 +91,39 @@ def test_metric_names_follow_house_rules() -> None:
             assert family.name.endswith("_seconds"), family.name
 
 
-def test_queue_length_counts_base_and_priority_lists(redis_client) -> None:
-    redis_client.rpush("matteflow", *[b"m"] * 3)
-    redis_client.rpush(f"matteflow{PRIORITY_SEPARATOR}3", b"m")
-    redis_client.rpush(f"matteflow{PRIORITY_SEPARATOR}9", b"m", b"m")
-    redis_client.rpush("other", b"m")  # a queue not asked for is not reported
-    registry = CollectorRegistry()
-    registry.register(metrics.QueueLengthCollector(redis_client, ["matteflow", "empty"]))
-    assert sample_value(registry, "matteflow_queue_length", queue="matteflow") == 6
-    assert sample_value(registry, "matteflow_queue_length", queue="empty") == 0
-    assert sample_value(registry, "matteflow_queue_length", queue="other") is None
+def test_queue_registry_counts_each_lane_and_the_work_in_flight(redis_client) -> None:
+    interactive, batch = consumed_queues("matteflow")
+    redis_client.rpush(batch, *[b"m"] * 3)
+    redis_client.rpush(interactive, b"m")
+    redis_client.rpush("matteflow", b"m")  # not a queue of this design: not reported
+    redis_client.hset(UNACKED_KEY, mapping={"tag-1": b"m", "tag-2": b"m"})  # delivered, not yet acked
+    registry = metrics.queue_registry(Settings(worker_queue="matteflow"), redis_client=redis_client)
+    assert sample_value(registry, "matteflow_queue_length", queue=batch) == 3
+    assert sample_value(registry, "matteflow_queue_length", queue=interactive) == 1
+    assert sample_value(registry, "matteflow_queue_length", queue="matteflow") is None
+    assert sample_value(registry, "matteflow_tasks_in_flight") == 2
     assert sample_value(registry, "matteflow_redis_up") == 1
-    redis_client.lpop("matteflow")
-    assert sample_value(registry, "matteflow_queue_length", queue="matteflow") == 5
+    redis_client.lpop(batch)
+    assert sample_value(registry, "matteflow_queue_length", queue=batch) == 2
 
 
-def test_queue_length_sees_celery_messages_sent_with_no_worker(redis_client, redis_url) -> None:
-    """The list names are Celery's own: send tasks (one with a priority) and count them."""
-    from celery import Celery
+def test_queue_registry_counts_what_the_client_really_sends(redis_client, redis_url, tmp_path: Path, make_jpeg) -> None:
+    """Batch items, one-image requests and a batch's finalisation each land in a list the registry (and
+    KEDA, tests/deploy/test_k8s.py) counts, and in no other Redis list: no kombu priority sub-lists."""
+    from matteflow.core.options import parse_options
 
-    app = Celery("probe", broker=redis_url, set_as_current=False)
-    for _ in range(4):
-        app.send_task("matteflow.process_image", args=("job", 0), queue="matteflow")
-    app.send_task("matteflow.process_image", args=("job", 1), queue="matteflow", priority=5)
-    app.close()
-    registry = CollectorRegistry()
-    registry.register(metrics.QueueLengthCollector(redis_url, ["matteflow"]))
-    assert sample_value(registry, "matteflow_queue_length", queue="matteflow") == 5
-    # the prioritised message went to a separate list, which is why all of them are counted
-    assert redis_client.llen("matteflow") == 4
+    settings = Settings(redis_url=redis_url, storage_dir=tmp_path, worker_queue="matteflow")
+    client = JobClient(settings, redis_client)
+    client.create_job([(f"p{i}.jpg", make_jpeg(seed=i)) for i in range(5)], parse_options({}), kind="batch")
+    client.create_job([("one.jpg", make_jpeg(seed=9))], parse_options({}), kind="single")
+    client.create_job([("bad.jpg", b"not an image")], parse_options({}), kind="batch")  # only its finalisation
+    interactive, batch = consumed_queues("matteflow")
+    registry = metrics.queue_registry(settings, redis_client=redis_client)
+    assert sample_value(registry, "matteflow_queue_length", queue=batch) == 5
+    assert sample_value(registry, "matteflow_queue_length", queue=interactive) == 2
+    lists = {key.decode() for key in redis_client.scan_iter() if redis_client.type(key) == b"list"}
+    assert lists == {interactive, batch}, lists
+    assert client.queue_length() == 7
 
 
 def test_queue_length_without_redis_reports_down_and_does_not_raise(tmp_path: Path) -> None:
@@ -111,6 +131,7 @@ def test_queue_length_without_redis_reports_down_and_does_not_raise(tmp_path: Pa
     registry.register(metrics.QueueLengthCollector(f"unix://{tmp_path}/no.sock", ["matteflow"]))
     assert sample_value(registry, "matteflow_redis_up") == 0
     assert "matteflow_queue_length" not in families(registry)
+    assert "matteflow_tasks_in_flight" not in families(registry)
 
 
 def test_registering_the_queue_collector_does_not_touch_redis(tmp_path: Path) -> None:
@@ -192,12 +213,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_worker_metrics_server_serves_worker_metrics_over_http() -> None:
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_worker_metrics_server_serves_worker_metrics_and_checks_over_http() -> None:
     settings = Settings(worker_metrics_port=free_port(), worker_queue="matteflow")
-    metrics.start_worker_metrics_server(settings, host="127.0.0.1")
-    url = f"http://127.0.0.1:{settings.worker_metrics_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
+    state = {"live": (True, "beat 1s ago")}
+    metrics.start_worker_metrics_server(settings, checks={"/livez": lambda: state["live"]})
+    base = f"http://127.0.0.1:{settings.worker_metrics_port}"  # settings.worker_metrics_host by default
+    assert settings.worker_metrics_host == "127.0.0.1"  # not every interface of a laptop
+    assert get(f"{base}/livez") == (200, "ok: beat 1s ago\n")
+    state["live"] = (False, "the consumer last beat 90s ago")
+    assert get(f"{base}/livez") == (503, "failing: the consumer last beat 90s ago\n")
+    status, text = get(f"{base}/metrics")
+    assert status == 200
     found = {f.name: f for f in text_string_to_metric_families(text)}
     up = found["matteflow_worker_up"].samples
     assert [(s.labels, s.value) for s in up] == [({"queue": "matteflow"}, 1.0)]
@@ -216,7 +250,7 @@ def test_worker_metrics_server_on_a_busy_port_logs_instead_of_crashing(caplog) -
 
 def test_worker_metrics_server_port_zero_means_off(caplog, monkeypatch) -> None:
     started = []
-    monkeypatch.setattr(metrics, "start_http_server", lambda *a, **k: started.append(a))
+    monkeypatch.setattr(metrics, "_serve_in_thread", lambda *a, **k: started.append(a))
     caplog.set_level("INFO", logger="matteflow.metrics")
     metrics.start_worker_metrics_server(Settings(worker_metrics_port=0))
     assert started == [] and "off" in caplog.text

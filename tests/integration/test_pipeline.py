@@ -18,11 +18,11 @@ from PIL import Image
 from matteflow.core.errors import InvalidImageError
 from matteflow.core.options import parse_options
 from matteflow.settings import Settings
-from matteflow.workers.app import PROCESS_TASK
 from matteflow.workers.client import JobClient
 from matteflow.workers.jobstore import JOBS_KEY, NewItem
 from matteflow.workers.processing import ChunkRunner
 from matteflow.workers.procs import WorkerProcess
+from matteflow.workers.queues import PROCESS_TASK, queue_for_kind
 from matteflow.workers.reconcile import reconcile_once
 from matteflow.workers.storage import JobFiles, write_atomic
 
@@ -227,9 +227,11 @@ def test_the_reconciler_resends_items_whose_messages_were_lost(
 ) -> None:
     sent: list[list[object]] = []
 
-    def send(name: str, args: list[object], priority: int) -> object:
+    def send(name: str, args: list[object], kind: str) -> object:
         sent.append(args)
-        return job_client.celery.send_task(name, args=args, priority=priority)
+        return job_client.celery.send_task(
+            name, args=args, queue=queue_for_kind(job_client.settings.worker_queue, kind)
+        )
 
     # Hold the sweep lock, so the worker's own reconciler stays out of this sweep.
     wait_until(lambda: job_client.store.try_lock("reconcile", 10.0), 15, "the sweep lock", interval=0.01)

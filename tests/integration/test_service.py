@@ -87,6 +87,7 @@ def test_matteflow_up_runs_restarts_a_dead_worker_and_stops_cleanly(tmp_path: Pa
         MATTEFLOW_WORKER_CONCURRENCY="1",
         MATTEFLOW_EMBEDDED_REDIS_PORT=str(redis_port),
         MATTEFLOW_WORKER_METRICS_PORT=str(free_port()),
+        MATTEFLOW_QUEUE_METRICS_PORT=str(free_port()),
     )
     log_path = tmp_path / "up.log"
     with open(log_path, "wb") as log:

@@ -72,7 +72,9 @@ def test_celery_config_has_the_delivery_guarantees() -> None:
     assert config["worker_prefetch_multiplier"] == 1
     assert config["accept_content"] == ["json"] and config["task_serializer"] == "json"
     assert config["broker_transport_options"]["visibility_timeout"] > config["task_time_limit"]
-    assert config["task_default_queue"] == "q"
+    assert config["task_default_queue"] == "q.batch"
+    # lanes are served in the order the worker lists them, not round robin
+    assert config["broker_transport_options"]["queue_order_strategy"] == "priority"
 
 
 def test_a_visibility_timeout_shorter_than_a_task_is_refused() -> None:

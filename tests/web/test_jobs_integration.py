@@ -123,7 +123,7 @@ def test_matte_truncated_jpeg_is_422(client: FlaskClient, samples: Any) -> None:
 
 
 def test_readyz_with_a_worker(client: FlaskClient) -> None:
-    response = client.get("/readyz")
+    response = client.get("/readyz?workers=1")
     assert response.status_code == 200, response.data
     body = response.get_json()
     assert body["status"] == "ready" and body["redis"] is True and body["workers"] >= 1

@@ -65,7 +65,7 @@ def test_readyz_is_503_json_when_redis_is_unreachable(web_settings: Any) -> None
     body = response.get_json()
     assert body["error"] == "not_ready"
     assert body["redis"] is False
-    assert body["workers"] == 0
+    assert "workers" not in body  # readiness never waits on a worker ping
 
 
 # --- metrics -----------------------------------------------------------------------------------------------
@@ -102,8 +102,8 @@ def test_metrics_label_requests_by_url_rule_and_count_upload_bytes(client: Flask
     assert _sample(text, "matteflow_http_request_seconds_count", method="GET", endpoint=rule) >= 3
     uploaded = _sample(text, "matteflow_upload_bytes_total") - _sample(before, "matteflow_upload_bytes_total")
     assert uploaded == len(samples.text)
-    assert "matteflow_queue_length" in text
-    assert _sample(text, "matteflow_redis_up") == 1
+    # Queue gauges come from `matteflow exporter` only (every web pod would report the same backlog again).
+    assert "matteflow_queue_length" not in text and "matteflow_redis_up" not in text
 
 
 def test_unmatched_paths_share_one_label(client: FlaskClient) -> None:

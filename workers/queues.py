@@ -1,0 +1,70 @@
+"""Task names and the Redis queues they travel on: the one definition that the enqueueing side (web, ``matteflow
+submit``, the reconciler), the worker, the queue-metrics exporter and the deployment (KEDA) share.
+
+A leaf module: it imports nothing of MatteFlow, Celery or Redis, so ``app``, ``client``, ``reconcile`` and
+``matteflow.metrics`` can all import it without importing each other.
+
+Why two queues and no message priorities: kombu's Redis transport keeps a prioritised queue as several lists
+(``<queue>``, ``<queue>\\x06\\x163``, ...), so anything that counts one list (KEDA's redis scaler, an operator's
+``LLEN``) misses the rest, and a batch sent with priority 6 was invisible to the autoscaler. Each kind of
+work now has its own plain list, named ``<base>.<lane>``; a worker consumes both, interactive first
+(``queue_order_strategy=priority`` in ``app.celery_config``), and every list can be counted with one ``LLEN``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+PROCESS_TASK = "matteflow.process_images"
+FINALIZE_TASK = "matteflow.finalize_batch"
+TASKS_MODULE = "matteflow.workers.tasks"
+
+# Lanes, in the order a worker serves them: someone is waiting on an interactive task (one-image
+# `POST /matte`, a batch's ZIP), while batch items only need throughput.
+INTERACTIVE = "interactive"
+BATCH = "batch"
+LANES = (INTERACTIVE, BATCH)
+
+# kombu's Redis transport keeps every delivered-but-unacknowledged message (a task a worker is running or
+# has prefetched) in this hash until the ack; with acks_late that is the work in flight.
+UNACKED_KEY = "unacked"
+
+
+def queue_name(base: str, lane: str) -> str:
+    """The Redis list of one lane: ``<base>.<lane>`` (``base`` is ``Settings.worker_queue``)."""
+    if lane not in LANES:
+        raise ValueError(f"unknown lane {lane!r} (use one of {', '.join(LANES)})")
+    return f"{base}.{lane}"
+
+
+def consumed_queues(base: str) -> tuple[str, ...]:
+    """Every queue of a deployment, in the order a worker serves them (interactive first)."""
+    return tuple(queue_name(base, lane) for lane in LANES)
+
+
+def queue_for_kind(base: str, kind: str) -> str:
+    """Where a job's image tasks go: a one-image request (``single``) is interactive, anything else batch."""
+    return queue_name(base, INTERACTIVE if kind == "single" else BATCH)
+
+
+def finalize_queue(base: str) -> str:
+    """A batch's ZIP is short work someone is polling for: it does not wait behind other batches."""
+    return queue_name(base, INTERACTIVE)
+
+
+class _ListCounter(Protocol):
+    def pipeline(self, transaction: bool = ...) -> Any: ...
+
+
+def queue_lengths(client: _ListCounter, base: str) -> dict[str, int]:
+    """Tasks waiting in each queue (``LLEN``), read in one round trip. Raises the client's errors."""
+    queues = consumed_queues(base)
+    pipe = client.pipeline(transaction=False)
+    for queue in queues:
+        pipe.llen(queue)
+    return {queue: int(n) for queue, n in zip(queues, pipe.execute(), strict=True)}
+
+
+def broker_queue_length(client: _ListCounter, base: str) -> int:
+    """Tasks waiting in all of a deployment's queues (not those a worker already holds)."""
+    return sum(queue_lengths(client, base).values())
