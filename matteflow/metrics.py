@@ -75,14 +75,25 @@ WORKER_RSS_BYTES = Gauge(
     "matteflow_worker_rss_bytes", "Resident memory of a worker process.", multiprocess_mode="livesum"
 )
 
-# Metric names the web app serves from the shared objects above; the rest are worker metrics, which a web
-# process would only report as zeros (summed by queries, or mistaken for an idle pipeline).
+# Metric families (names as collected: counters without _total) each process serves from the shared
+# objects above. A process never serves what it does not update: a web pod would report the worker
+# metrics as zeros (and a worker the HTTP ones), which sums and "is anything happening" panels misread.
 WEB_METRICS = frozenset(
     {
         "matteflow_http_requests",
         "matteflow_http_request_seconds",
         "matteflow_upload_bytes",
         "matteflow_items",  # uploads that fail the intake check are counted as failed items by the web
+    }
+)
+WORKER_METRICS = frozenset(
+    {
+        "matteflow_jobs",
+        "matteflow_items",
+        "matteflow_task_retries",
+        "matteflow_stage_seconds",
+        "matteflow_item_seconds",
+        "matteflow_worker_rss_bytes",
     }
 )
 
@@ -374,7 +385,7 @@ def worker_registry(settings: Settings) -> CollectorRegistry:
     """The registry a worker serves: :func:`make_registry` (all worker processes in prefork mode) plus
     GPU memory, worker up and the RSS refresh."""
     registry = CollectorRegistry()
-    registry.register(_CollectorsView([make_registry()]))
+    registry.register(_CollectorsView([make_registry()], only=WORKER_METRICS))
     registry.register(GpuMemoryCollector())
     registry.register(WorkerUpCollector(settings.worker_queue))
     return registry

@@ -47,6 +47,9 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 7860
     web_threads: int = 8
+    # On SIGTERM the web stops accepting and lets requests in progress finish for this long: at least the
+    # synchronous single-image wait (the pod's terminationGracePeriodSeconds must cover it, plus preStop).
+    web_shutdown_grace_s: float = 130.0
     reconcile_interval_s: float = 30.0
     # Distributed pipeline (workers/). The broker hides a delivered-but-unacked task for this long before
     # handing it to another worker: it must exceed the longest task (time limit + retry countdown).

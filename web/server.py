@@ -9,9 +9,13 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import threading
+import time
 from types import FrameType
+from typing import Any
 
-from waitress import create_server
+from waitress import create_server, wasyncore
+from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, MultiSocketServer
 
 from matteflow.settings import Settings
@@ -27,11 +31,15 @@ _WAITRESS_BODY_CEILING_FACTOR = 4
 _WAITRESS_MIN_BODY_CEILING = 1 << 30
 
 
-def build_server(settings: Settings, host: str, port: int) -> BaseWSGIServer | MultiSocketServer:
-    """A bound (not yet running) waitress server for the app; ``port=0`` picks a free port."""
+def build_server(
+    settings: Settings, host: str, port: int, socket_map: dict[int, Any] | None = None
+) -> BaseWSGIServer | MultiSocketServer:
+    """A bound (not yet running) waitress server for the app; ``port=0`` picks a free port. ``socket_map``
+    is the asyncore map it registers its listener and connections in (:func:`serve` drains it)."""
     app = create_app(settings)
     return create_server(
         app,
+        map=socket_map,
         host=host,
         port=port,
         threads=settings.web_threads,
@@ -44,18 +52,57 @@ def build_server(settings: Settings, host: str, port: int) -> BaseWSGIServer | M
     )
 
 
-def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    # waitress's run() closes the server on SystemExit/KeyboardInterrupt: SIGTERM gets the same clean stop.
-    raise SystemExit(0)
-
-
 def serve(settings: Settings, host: str, port: int) -> None:
-    """Serve until SIGINT/SIGTERM."""
-    server = build_server(settings, host, port)
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    """Serve until SIGINT/SIGTERM, then drain: stop accepting, let the requests in progress finish (their
+    responses sent) for up to ``settings.web_shutdown_grace_s``, then close.
+
+    waitress's own stop gives running requests 5 s and stops the I/O loop first, so even a finished response
+    was never sent: a 120 s single-image call or a large download died with every rollout.
+    """
+    socket_map: dict[int, Any] = {}
+    server = build_server(settings, host, port, socket_map)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     log.info("MatteFlow web listening on http://%s:%s (%d threads)", host, port, settings.web_threads)
-    server.run()
-    log.info("MatteFlow web stopped")
+    while not stopping.is_set():
+        _loop_once(server, socket_map)
+    busy = drain(server, socket_map, settings.web_shutdown_grace_s)
+    log.info("MatteFlow web stopped (%d request(s) cut off after the %gs grace)", busy, settings.web_shutdown_grace_s)
+
+
+def _loop_once(server: BaseWSGIServer | MultiSocketServer, socket_map: dict[int, Any]) -> None:
+    # One poll of at most 0.5 s: the loop comes back to look at the stop flag (a signal handler cannot stop
+    # asyncore's loop from inside without dropping what is in flight).
+    wasyncore.loop(timeout=0.5, use_poll=server.adj.asyncore_use_poll, map=socket_map, count=1)
+
+
+def _busy_channels(socket_map: dict[int, Any]) -> list[HTTPChannel]:
+    """Connections with a request being received, processed or answered (idle keep-alives are not busy)."""
+    return [
+        ch
+        for ch in list(socket_map.values())
+        if isinstance(ch, HTTPChannel) and (ch.requests or ch.total_outbufs_len or getattr(ch, "request", None))
+    ]
+
+
+def drain(server: BaseWSGIServer | MultiSocketServer, socket_map: dict[int, Any], grace_s: float) -> int:
+    """Stop accepting, run the I/O loop until no connection is busy or ``grace_s`` passed, then close all.
+    Returns how many connections were still busy at the end."""
+    for listener in [obj for obj in list(socket_map.values()) if isinstance(obj, BaseWSGIServer)]:
+        listener.accepting = False
+        listener.del_channel()
+        listener.socket.close()  # new connections are refused from here on
+    deadline = time.monotonic() + max(0.0, grace_s)
+    while (busy := _busy_channels(socket_map)) and time.monotonic() < deadline:
+        _loop_once(server, socket_map)
+    server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
+    wasyncore.close_all(socket_map)
+    return len(busy)
 
 
 def main(argv: list[str]) -> int:

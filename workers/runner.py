@@ -34,6 +34,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+POOLS = ("prefork", "threads", "solo")
+# Celery enforces task_time_limit / task_soft_time_limit only in the prefork pool (it kills or signals the
+# child process); the threads and solo pools run a task to its end, however long it hangs.
+TIME_LIMITED_POOLS = frozenset({"prefork"})
+
+
+def choose_pool(settings: Settings, device: str, requested: str | None = None) -> str:
+    """The Celery pool: ``requested`` (``--pool``), else ``MATTEFLOW_WORKER_POOL``, else threads on a GPU (one
+    process, one CUDA context) and prefork on the CPU. Raises ValueError for an unknown name."""
+    pool = requested or settings.worker_pool or ("threads" if device.startswith("cuda") else "prefork")
+    if pool not in POOLS:
+        raise ValueError(f"unknown worker pool {pool!r} (MATTEFLOW_WORKER_POOL): use {', '.join(POOLS)}")
+    return pool
+
+
 def worker_argv(settings: Settings, name: str, pool: str, loglevel: str) -> list[str]:
     concurrency = 1 if pool == "solo" else settings.worker_concurrency
     return [
@@ -69,10 +84,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     # A GPU worker is one process (one CUDA context, one model) whose threads overlap the CPU stages
     # (decode, post-processing, encoding) of several tasks around the shared network; a CPU worker forks.
-    pool = args.pool or settings.worker_pool or ("threads" if device.startswith("cuda") else "prefork")
-    if pool not in ("prefork", "threads", "solo"):
-        log.error("unknown worker pool %r (MATTEFLOW_WORKER_POOL): use prefork, threads or solo", pool)
+    try:
+        pool = choose_pool(settings, device, args.pool)
+    except ValueError as exc:
+        log.error("%s", exc)
         return 1
+    if pool not in TIME_LIMITED_POOLS and settings.task_time_limit_s > 0:
+        log.warning(
+            "the %s pool does not enforce MATTEFLOW_TASK_TIME_LIMIT_S (%ss): a hung task holds this worker; "
+            "use MATTEFLOW_WORKER_POOL=prefork where a limit matters (Kubernetes)",
+            pool,
+            settings.task_time_limit_s,
+        )
     if pool == "prefork" and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Without it, what pool processes count never reaches this worker's /metrics. Set here, at the
         # entry point, before matteflow.metrics is first imported.

@@ -11,10 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from matteflow import metrics
 from matteflow.settings import Settings
 
-# Served only by a worker's metrics port (the rest is in both, since metric objects are shared).
-WORKER_ONLY = {"matteflow_worker_up", "matteflow_gpu_memory_used_bytes", "matteflow_gpu_memory_total_bytes"}
-# Served only by the web app's /metrics (read from Redis at scrape time).
-WEB_ONLY = {"matteflow_queue_length", "matteflow_redis_up"}
+# Exported by more than one kind of process on purpose: images failing the web's intake check are counted
+# by the web, the others by the workers, and queries sum them. Everything else has exactly one source.
+SHARED = {"matteflow_items_total"}
 
 
 def sample_names(text: str) -> set[str]:

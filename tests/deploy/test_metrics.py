@@ -76,6 +76,13 @@ def test_each_process_exports_its_own_metrics_with_their_types(redis_client) -> 
     assert {s.labels["stage"] for s in found["matteflow_stage_seconds"].samples} == set(metrics.STAGES)
 
 
+def test_every_metric_object_is_served_by_some_process() -> None:
+    """A metric defined here but in neither WEB_METRICS nor WORKER_METRICS would be exported by nobody."""
+    touch_labelled_metrics()
+    defined = {f.name for f in metrics.make_registry().collect() if f.name.startswith("matteflow_")}
+    assert defined and defined <= metrics.WEB_METRICS | metrics.WORKER_METRICS, defined
+
+
 def test_metric_names_follow_house_rules() -> None:
     """matteflow_ prefix, a unit suffix on measured quantities, no per-job labels."""
     registry = CollectorRegistry()
