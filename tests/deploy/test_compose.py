@@ -28,7 +28,7 @@ def services(compose) -> dict[str, dict[str, Any]]:
 
 
 def test_all_services_are_there_with_healthchecks(services) -> None:
-    assert {"redis", "web", "worker", "prometheus", "grafana"} <= set(services)
+    assert {"redis", "web", "worker", "exporter", "prometheus", "alertmanager", "grafana"} <= set(services)
     for name, service in services.items():
         test = service["healthcheck"]["test"]
         assert test[0] in {"CMD", "CMD-SHELL"} and len(test) > 1, name
@@ -56,8 +56,35 @@ def test_volumes_are_declared_and_bind_mounts_exist(compose, services) -> None:
     assert jobs, "web and worker must share the jobs volume"
 
 
+def test_one_queue_exporter_and_worker_ports_reachable_by_prometheus(services) -> None:
+    """The queue gauges come from the exporter alone (one service, never scaled); workers listen on all of
+    the container's interfaces (their default, 127.0.0.1, would hide them from Prometheus), and their
+    health check sees the consumer."""
+    exporter = services["exporter"]
+    assert exporter["command"][:2] == ["matteflow", "exporter"] and "0.0.0.0" in exporter["command"]
+    assert exporter["image"] == services["web"]["image"]
+    for name in ("worker", "worker-gpu"):
+        env = Settings.from_env({k: str(v) for k, v in services[name]["environment"].items()})
+        assert env.worker_metrics_host == "0.0.0.0", name
+        assert "/livez" in " ".join(services[name]["healthcheck"]["test"]), name
+    gpu = Settings.from_env({k: str(v) for k, v in services["worker-gpu"]["environment"].items()})
+    assert gpu.worker_pool == "prefork"  # the pool that enforces the task time limit
+
+
+def test_prometheus_sends_alerts_to_alertmanager(services) -> None:
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    (target,) = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    host, port = target.split(":")
+    assert host in services and services[host]["image"].startswith("prom/alertmanager:")
+    mounts = dict(v.split(":")[:2] for v in services["alertmanager"]["volumes"])
+    config_file = next(source for source, target in mounts.items() if target.endswith("alertmanager.yml"))
+    routing = yaml.safe_load((REPO / config_file).read_text())
+    receivers = {r["name"] for r in routing["receivers"]}
+    assert routing["route"]["receiver"] in receivers
+
+
 def test_start_order_waits_for_health(services) -> None:
-    for name in ("web", "worker"):
+    for name in ("web", "worker", "exporter"):
         assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy", name
     assert services["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
 

@@ -267,7 +267,9 @@ def test_jobs_volume_binds_where_it_is_deployed() -> None:
         assert storage in docs, storage
     for overlay in OVERLAYS:
         for name, spec in pod_specs(overlay).items():
-            if any(v.get("persistentVolumeClaim", {}).get("claimName") == "matteflow-jobs" for v in spec["volumes"]):
+            if any(
+                v.get("persistentVolumeClaim", {}).get("claimName") == "matteflow-jobs" for v in spec.get("volumes", [])
+            ):
                 security = spec["securityContext"]
                 assert security["fsGroup"] == security["runAsGroup"] == 10001, name  # the images' uid/gid
 

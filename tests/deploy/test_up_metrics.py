@@ -1,5 +1,6 @@
-"""`matteflow up` end to end: the web's /metrics shows the queue rise as a batch is queued and fall as the
-worker drains it, and the worker's own port shows what it did (counted across its pool processes)."""
+"""`matteflow up` end to end: its queue metrics (served by the supervisor, as `matteflow exporter` does in a
+cluster) show the queue rise as a batch is queued and fall as the worker drains it, and the worker's own
+port shows what it did (counted across its pool processes)."""
 
 from __future__ import annotations
 
@@ -49,9 +50,10 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str, log: Path) ->
 
 
 @pytest.fixture
-def service(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
-    """A running `matteflow up` (embedded Redis, one CPU worker with one pool process, the web app)."""
-    web_port, metrics_port = free_port(), free_port()
+def service(tmp_path: Path) -> Iterator[tuple[str, str, str, Path]]:
+    """A running `matteflow up` (embedded Redis, one CPU worker with one pool process, the web app):
+    (web URL, worker metrics URL, queue metrics URL, log)."""
+    web_port, metrics_port, queue_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MATTEFLOW_", "PROMETHEUS_"))}
     env.update(
         MATTEFLOW_STORAGE_DIR=str(tmp_path / "var"),
@@ -59,6 +61,7 @@ def service(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
         MATTEFLOW_DEVICE="cpu",
         MATTEFLOW_WORKER_CONCURRENCY="1",
         MATTEFLOW_WORKER_METRICS_PORT=str(metrics_port),
+        MATTEFLOW_QUEUE_METRICS_PORT=str(queue_port),
         MATTEFLOW_TASK_TIME_LIMIT_S="60",
         MATTEFLOW_BROKER_VISIBILITY_TIMEOUT_S="300",
     )
@@ -73,10 +76,12 @@ def service(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
         )
     web = f"http://127.0.0.1:{web_port}"
     worker = f"http://127.0.0.1:{metrics_port}/metrics"
+    queues = f"http://127.0.0.1:{queue_port}/metrics"
     try:
         wait_for(lambda: requests.get(f"{web}/healthz", timeout=2).ok, 90, "the web app", log)
         wait_for(lambda: requests.get(worker, timeout=2).ok, 90, "the worker's metrics port", log)
-        yield web, worker, log
+        wait_for(lambda: requests.get(queues, timeout=2).ok, 30, "the queue metrics port", log)
+        yield web, worker, queues, log
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -87,17 +92,19 @@ def service(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
 
 
 def test_queue_length_rises_with_a_batch_and_falls_as_the_worker_drains_it(
-    service: tuple[str, str, Path], make_jpeg: Callable[..., bytes]
+    service: tuple[str, str, str, Path], make_jpeg: Callable[..., bytes]
 ) -> None:
-    web, worker, log = service
-    queue = ("matteflow_queue_length", (("queue", "matteflow"),))
-    assert scrape(f"{web}/metrics")[queue] == 0
+    web, worker, queues, log = service
+    queue = ("matteflow_queue_length", (("queue", "matteflow.batch"),))
+    assert scrape(queues)[queue] == 0
     files = [("files", (f"p{i}.jpg", make_jpeg(seed=i), "image/jpeg")) for i in range(BATCH)]
     response = requests.post(f"{web}/api/v1/jobs", files=files, timeout=60)
     assert response.status_code == 202, response.text
     # One pool process with prefetch 1 holds at most one task (two while it finishes one): the rest wait.
-    assert scrape(f"{web}/metrics")[queue] >= BATCH - 2
-    wait_for(lambda: scrape(f"{web}/metrics")[queue] == 0, 180, "the worker to drain the queue", log)
+    waiting = scrape(queues)
+    assert waiting[queue] >= BATCH - 2
+    assert ("matteflow_tasks_in_flight", ()) in waiting  # what the worker holds is reported beside it
+    wait_for(lambda: scrape(queues)[queue] == 0, 180, "the worker to drain the queue", log)
     status = response.json()["status_url"]
     wait_for(lambda: requests.get(web + status, timeout=5).json()["state"] == "done", 60, "the job", log)
 
