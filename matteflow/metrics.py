@@ -23,7 +23,9 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import make_server
@@ -71,6 +73,12 @@ HTTP_REQUEST_SECONDS = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 UPLOAD_BYTES_TOTAL = Counter("matteflow_upload_bytes_total", "Bytes of images received.")
+QUEUE_WAIT_SECONDS = Histogram(
+    "matteflow_queue_wait_seconds",
+    "Time a task waited in its queue until a worker started it.",
+    ["queue"],
+    buckets=(0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0),
+)
 WORKER_RSS_BYTES = Gauge(
     "matteflow_worker_rss_bytes", "Resident memory of a worker process.", multiprocess_mode="livesum"
 )
@@ -93,6 +101,7 @@ WORKER_METRICS = frozenset(
         "matteflow_task_retries",
         "matteflow_stage_seconds",
         "matteflow_item_seconds",
+        "matteflow_queue_wait_seconds",
         "matteflow_worker_rss_bytes",
     }
 )
@@ -159,11 +168,19 @@ def update_worker_rss() -> int:
 # --- scrape-time collectors ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class QueueSnapshot:
+    lengths: dict[str, int]  # tasks waiting, per queue
+    oldest_age_s: dict[str, float]  # how long the oldest of them has waited, per queue
+    in_flight: int  # delivered to a worker, not yet acknowledged
+
+
 class QueueLengthCollector(Collector):
     """``matteflow_queue_length{queue}``: messages waiting in each Celery queue (one Redis list each, see
     ``workers/queues.py``), and ``matteflow_tasks_in_flight``: messages delivered to a worker and not yet
     acknowledged (running or prefetched; kombu's ``unacked`` hash), read from Redis in one transaction so
-    the two never count a task twice or not at all.
+    the two never count a task twice or not at all; ``matteflow_queue_oldest_age_seconds{queue}``: how long
+    the oldest waiting task has waited (from the send-time header ``workers/queues.py`` adds).
 
     Also ``matteflow_redis_up``: 1 when Redis answered this scrape. A scrape never fails because Redis
     is down (the queue gauges are then left out), so the other metrics still arrive.
@@ -189,30 +206,37 @@ class QueueLengthCollector(Collector):
                 self._client = self._client_or_url
         return self._client
 
-    def read(self) -> tuple[dict[str, int], int]:
-        """(length of every queue, tasks in flight), one snapshot. Raises redis errors."""
-        from matteflow.workers.queues import UNACKED_KEY
+    def read(self) -> QueueSnapshot:
+        """Lengths, oldest messages and tasks in flight, one snapshot. Raises redis errors."""
+        from matteflow.workers.queues import UNACKED_KEY, message_enqueued_at
 
         pipe = self._redis().pipeline(transaction=True)  # MULTI: a task moving list -> hash is seen once
         for queue in self._queues:
             pipe.llen(queue)
+            pipe.lindex(queue, -1)  # kombu pushes on the left and pops on the right: the oldest is last
         pipe.hlen(UNACKED_KEY)
-        *lengths, in_flight = pipe.execute()
-        return {queue: int(n) for queue, n in zip(self._queues, lengths, strict=True)}, int(in_flight)
+        *replies, in_flight = pipe.execute()
+        now = time.time()
+        lengths, oldest = {}, {}
+        for i, queue in enumerate(self._queues):
+            lengths[queue] = int(replies[2 * i])
+            sent_at = message_enqueued_at(replies[2 * i + 1])
+            oldest[queue] = max(0.0, now - sent_at) if sent_at is not None else 0.0
+        return QueueSnapshot(lengths, oldest, int(in_flight))
 
     def queue_lengths(self) -> dict[str, int]:
         """Length of every queue. Raises redis errors."""
-        return self.read()[0]
+        return self.read().lengths
 
     def describe(self) -> list[Metric]:
         # Registering must not touch Redis (the registry calls describe, not collect, when present).
-        return [_queue_family(), _in_flight_family(), _redis_up_family()]
+        return [_queue_family(), _oldest_family(), _in_flight_family(), _redis_up_family()]
 
     def collect(self) -> Iterator[Metric]:
         import redis as redis_lib
 
         up = _redis_up_family()
-        snapshot: tuple[dict[str, int], int] | None = None
+        snapshot: QueueSnapshot | None = None
         if self._client_or_url == "":
             log.debug("queue length unavailable: no Redis URL configured")
         else:
@@ -221,13 +245,16 @@ class QueueLengthCollector(Collector):
             except (redis_lib.RedisError, OSError) as exc:
                 log.warning("queue length unavailable: %s", exc)
         if snapshot is not None:
-            lengths, in_flight = snapshot
             family = _queue_family()
-            for queue, length in lengths.items():
+            for queue, length in snapshot.lengths.items():
                 family.add_metric([queue], length)
             yield family
+            oldest = _oldest_family()
+            for queue, age in snapshot.oldest_age_s.items():
+                oldest.add_metric([queue], age)
+            yield oldest
             flying = _in_flight_family()
-            flying.add_metric([], in_flight)
+            flying.add_metric([], snapshot.in_flight)
             yield flying
         up.add_metric([], 0 if snapshot is None else 1)
         yield up
@@ -236,6 +263,14 @@ class QueueLengthCollector(Collector):
 def _queue_family() -> GaugeMetricFamily:
     return GaugeMetricFamily(
         "matteflow_queue_length", "Tasks waiting in a Celery queue (Redis list length).", labels=["queue"]
+    )
+
+
+def _oldest_family() -> GaugeMetricFamily:
+    return GaugeMetricFamily(
+        "matteflow_queue_oldest_age_seconds",
+        "How long the oldest task waiting in a queue has waited (0 when empty).",
+        labels=["queue"],
     )
 
 

@@ -23,7 +23,7 @@ from matteflow.settings import Settings
 
 from .app import MatteflowCelery, make_celery
 from .jobstore import JobStore, NewItem, chunked, make_redis
-from .queues import FINALIZE_TASK, PROCESS_TASK, broker_queue_length, finalize_queue, queue_for_kind
+from .queues import FINALIZE_TASK, PROCESS_TASK, broker_queue_length, enqueue_headers, finalize_queue, queue_for_kind
 from .storage import JobFiles, is_valid_job_id, sanitize_name, write_atomic
 
 
@@ -86,12 +86,19 @@ class JobClient:
             metrics.ITEMS_TOTAL.labels(state="failed").inc(len(items) - len(good))
         # If the broker fails from here on, the job is recorded and the reconciler re-sends its items.
         base = self.settings.worker_queue
+        headers = enqueue_headers()
         with self.celery.producer_or_acquire() as producer:
             if not good:
-                self.celery.send_task(FINALIZE_TASK, args=[job_id], producer=producer, queue=finalize_queue(base))
+                self.celery.send_task(
+                    FINALIZE_TASK, args=[job_id], producer=producer, queue=finalize_queue(base), headers=headers
+                )
             for chunk in chunked(good, self.settings.task_chunk_size):
                 self.celery.send_task(
-                    PROCESS_TASK, args=[job_id, chunk], producer=producer, queue=queue_for_kind(base, kind)
+                    PROCESS_TASK,
+                    args=[job_id, chunk],
+                    producer=producer,
+                    queue=queue_for_kind(base, kind),
+                    headers=headers,
                 )
         return job_id
 

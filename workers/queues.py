@@ -13,6 +13,8 @@ work now has its own plain list, named ``<base>.<lane>``; a worker consumes both
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any, Protocol
 
 PROCESS_TASK = "matteflow.process_images"
@@ -24,6 +26,10 @@ TASKS_MODULE = "matteflow.workers.tasks"
 INTERACTIVE = "interactive"
 BATCH = "batch"
 LANES = (INTERACTIVE, BATCH)
+
+# A message header with the wall-clock time of the send, so the exporter can tell how long the oldest task
+# has waited and a worker how long each task did (Celery's protocol carries no send time of its own).
+ENQUEUED_AT_HEADER = "matteflow_enqueued_at"
 
 # kombu's Redis transport keeps every delivered-but-unacknowledged message (a task a worker is running or
 # has prefetched) in this hash until the ack; with acks_late that is the work in flight.
@@ -50,6 +56,23 @@ def queue_for_kind(base: str, kind: str) -> str:
 def finalize_queue(base: str) -> str:
     """A batch's ZIP is short work someone is polling for: it does not wait behind other batches."""
     return queue_name(base, INTERACTIVE)
+
+
+def enqueue_headers(now: float | None = None) -> dict[str, float]:
+    """Headers every MatteFlow send adds (``send_task(..., headers=enqueue_headers())``)."""
+    return {ENQUEUED_AT_HEADER: time.time() if now is None else now}
+
+
+def message_enqueued_at(raw: bytes | str | None) -> float | None:
+    """The send time of a raw message as kombu's Redis transport stores it in a queue list, or None when
+    there is no message or it carries no such header (sent by an older release, or by hand)."""
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw).get("headers", {}).get(ENQUEUED_AT_HEADER)
+        return float(value) if value is not None else None
+    except (ValueError, TypeError, AttributeError):
+        return None
 
 
 class _ListCounter(Protocol):

@@ -22,7 +22,7 @@ from matteflow.settings import Settings
 from .aggregate import finalize_job
 from .jobstore import JobStore, make_redis
 from .processing import ChunkRunner
-from .queues import FINALIZE_TASK, PROCESS_TASK, finalize_queue
+from .queues import ENQUEUED_AT_HEADER, FINALIZE_TASK, PROCESS_TASK, enqueue_headers, finalize_queue
 
 if TYPE_CHECKING:
     from matteflow.core.engine import MatteEngine
@@ -84,12 +84,15 @@ def backoff_seconds(settings: Settings, retries: int) -> float:
 def process_images(self: Task, job_id: str, indices: list[int]) -> dict[str, Any]:
     """Matte the given items of one job (one image, or a chunk that a GPU batches through the network)."""
     settings: Settings = self.app.settings
+    _observe_queue_wait(self.request)
     store = job_store(settings)
     runner = ChunkRunner(store, settings, functools.partial(engine, settings), job_id)
     outcome = runner.run([int(i) for i in indices])
     metrics.update_worker_rss()
     if outcome.last_item_ended:
-        self.app.send_task(FINALIZE_TASK, args=[job_id], queue=finalize_queue(settings.worker_queue))
+        self.app.send_task(
+            FINALIZE_TASK, args=[job_id], queue=finalize_queue(settings.worker_queue), headers=enqueue_headers()
+        )
     if outcome.retry:
         # Attempts are counted per item in Redis (they also count crashes), so the task itself retries
         # without limit: the items dead-letter themselves after task_max_retries.
@@ -100,10 +103,21 @@ def process_images(self: Task, job_id: str, indices: list[int]) -> dict[str, Any
     return outcome.summary()
 
 
+def _observe_queue_wait(request: Any) -> None:
+    """How long a task waited in its queue before a worker started it (first delivery only: a retry's wait
+    includes its own countdown)."""
+    sent_at = getattr(request, ENQUEUED_AT_HEADER, None)
+    if sent_at is None or request.retries:
+        return
+    queue = (request.delivery_info or {}).get("routing_key") or "unknown"
+    metrics.QUEUE_WAIT_SECONDS.labels(queue=queue).observe(max(0.0, time.time() - float(sent_at)))
+
+
 @shared_task(bind=True, name=FINALIZE_TASK, max_retries=None)
 def finalize_batch(self: Task, job_id: str) -> str:
     """Write the batch ZIP and mark the job done (no-op unless every item has ended)."""
     settings: Settings = self.app.settings
+    _observe_queue_wait(self.request)
     store = job_store(settings)
     try:
         return finalize_job(store, settings, job_id)

@@ -29,6 +29,7 @@ def touch_labelled_metrics() -> None:
         metrics.STAGE_SECONDS.labels(stage=stage)
     metrics.HTTP_REQUESTS_TOTAL.labels(method="GET", endpoint="/healthz", status="200")
     metrics.HTTP_REQUEST_SECONDS.labels(method="GET", endpoint="/healthz")
+    metrics.QUEUE_WAIT_SECONDS.labels(queue="matteflow.batch")
 
 
 def fake_nvml_module() -> types.ModuleType:

@@ -63,12 +63,14 @@ def test_each_process_exports_its_own_metrics_with_their_types(redis_client) -> 
         "matteflow_task_retries": "counter",
         "matteflow_stage_seconds": "histogram",
         "matteflow_item_seconds": "histogram",
+        "matteflow_queue_wait_seconds": "histogram",
         "matteflow_worker_rss_bytes": "gauge",
         "matteflow_worker_up": "gauge",
     }.items() <= worker.items()
     assert not {"matteflow_queue_length", "matteflow_tasks_in_flight", "matteflow_redis_up"} & set(worker)
     assert matteflow_families(metrics.queue_registry(settings, redis_client=redis_client)) == {
         "matteflow_queue_length": "gauge",
+        "matteflow_queue_oldest_age_seconds": "gauge",
         "matteflow_tasks_in_flight": "gauge",
         "matteflow_redis_up": "gauge",
     }
@@ -112,6 +114,24 @@ def test_queue_registry_counts_each_lane_and_the_work_in_flight(redis_client) ->
     assert sample_value(registry, "matteflow_redis_up") == 1
     redis_client.lpop(batch)
     assert sample_value(registry, "matteflow_queue_length", queue=batch) == 2
+    # raw messages without MatteFlow's send-time header: their age is unknown, reported as 0
+    assert sample_value(registry, "matteflow_queue_oldest_age_seconds", queue=batch) == 0
+
+
+def test_oldest_age_is_read_from_the_oldest_message(redis_client) -> None:
+    """kombu pushes on the left and pops on the right: the oldest waiting message is the last element."""
+    import json
+    import time
+
+    from matteflow.workers.queues import ENQUEUED_AT_HEADER
+
+    interactive, batch = consumed_queues("matteflow")
+    now = time.time()
+    for age in (90, 30, 5):  # sent oldest first, as a producer would
+        redis_client.lpush(batch, json.dumps({"body": "", "headers": {ENQUEUED_AT_HEADER: now - age}}))
+    registry = metrics.queue_registry(Settings(worker_queue="matteflow"), redis_client=redis_client)
+    assert 90 <= sample_value(registry, "matteflow_queue_oldest_age_seconds", queue=batch) < 100
+    assert sample_value(registry, "matteflow_queue_oldest_age_seconds", queue=interactive) == 0
 
 
 def test_queue_registry_counts_what_the_client_really_sends(redis_client, redis_url, tmp_path: Path, make_jpeg) -> None:
@@ -131,6 +151,8 @@ def test_queue_registry_counts_what_the_client_really_sends(redis_client, redis_
     lists = {key.decode() for key in redis_client.scan_iter() if redis_client.type(key) == b"list"}
     assert lists == {interactive, batch}, lists
     assert client.queue_length() == 7
+    # every message carries its send time, so the exporter can say how long work has waited
+    assert 0 <= sample_value(registry, "matteflow_queue_oldest_age_seconds", queue=batch) < 60
 
 
 def test_queue_length_without_redis_reports_down_and_does_not_raise(tmp_path: Path) -> None:

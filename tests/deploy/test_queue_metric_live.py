@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
 from matteflow import metrics
 from matteflow.core.options import parse_options
@@ -104,10 +105,21 @@ def test_autoscaler_counts_a_queued_batch_and_a_real_worker_drains_it_interactiv
                 break
             assert time.monotonic() < deadline, f"not drained: {waiting=} {in_flight=}\n{worker.log_tail()}"
             time.sleep(0.05)
+        with urllib.request.urlopen(f"{probes}/metrics", timeout=5) as response:
+            worker_metrics = response.read().decode()
     finally:
         worker.stop(grace=30)
 
     assert most_in_flight >= 1, "the work a worker holds must be counted while it runs"
+    # The worker measured each task's wait in its queue (the send-time header travelled through Celery).
+    waits = {
+        s.labels["queue"]: s.value
+        for f in text_string_to_metric_families(worker_metrics)
+        for s in f.samples
+        if s.name == "matteflow_queue_wait_seconds_count"
+    }
+    interactive, batch = consumed_queues(base)
+    assert waits.get(batch) == BATCH and waits.get(interactive, 0) >= SINGLES, waits
     # The worker took the interactive lane first: the three one-image requests queued after the batch were
     # done before more than one batch item (the one it may have started first).
     assert batch_done_when_singles_ended is not None and batch_done_when_singles_ended <= 1
