@@ -80,7 +80,9 @@ QUEUE_WAIT_SECONDS = Histogram(
     buckets=(0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0),
 )
 WORKER_RSS_BYTES = Gauge(
-    "matteflow_worker_rss_bytes", "Resident memory of a worker process.", multiprocess_mode="livesum"
+    "matteflow_worker_rss_bytes",
+    "Resident memory of a worker process (proportional set size where the OS reports it).",
+    multiprocess_mode="livesum",
 )
 
 # Metric families (names as collected: counters without _total) each process serves from the shared
@@ -156,13 +158,20 @@ def mark_process_dead(pid: int | None = None) -> None:
 def update_worker_rss() -> int:
     """Set ``matteflow_worker_rss_bytes`` for the calling process from psutil; returns the bytes.
 
-    Cheap (one /proc read): call it after each task in every worker process; the multi-process
-    aggregate sums the live processes."""
+    The value is the proportional set size (PSS) on Linux, else the RSS. The multi-process aggregate sums
+    the live processes of a prefork worker, and their RSS would count every page the children share with
+    the parent (libraries, the imported model code) once per process; PSS splits each shared page between
+    the processes sharing it, so the sum is the memory the worker really holds. Cheap (one
+    /proc/<pid>/smaps_rollup read): call it after each task in every worker process."""
     import psutil
 
-    rss = int(psutil.Process().memory_info().rss)
-    WORKER_RSS_BYTES.set(rss)
-    return rss
+    process = psutil.Process()
+    try:
+        used = int(process.memory_full_info().pss)
+    except (AttributeError, psutil.Error, OSError):  # no PSS on this OS, or smaps not readable
+        used = int(process.memory_info().rss)
+    WORKER_RSS_BYTES.set(used)
+    return used
 
 
 # --- scrape-time collectors ----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -11,8 +12,40 @@ from typing import Any
 PREFIX = "MATTEFLOW_"
 
 
+def usable_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """CPUs this process may really use: the cores it is allowed to run on, capped by the container's CPU
+    limit (cgroup v2 ``cpu.max``, or v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``).
+
+    ``os.cpu_count()`` is the node's core count: a pod limited to 2 CPUs on a 64-core node would start 64
+    pool processes or onnxruntime threads and spend its quota on throttling.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota(cgroup_root)
+    if quota is not None:
+        cpus = min(cpus, max(1, math.ceil(quota)))
+    return max(1, cpus)
+
+
+def _cgroup_cpu_quota(root: Path) -> float | None:
+    """The CPU limit in CPUs, or None when there is none (or no cgroup file to read)."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]  # v2: "<quota|max> <period>"
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())  # v1: -1 = no limit
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return None if quota_us <= 0 or period_us <= 0 else quota_us / period_us
+    except (OSError, ValueError):
+        return None
+
+
 def _default_concurrency() -> int:
-    return max(1, os.cpu_count() or 1)
+    return usable_cpus()
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from celery import Task, shared_task
 
 from matteflow import metrics
-from matteflow.settings import Settings
+from matteflow.settings import Settings, usable_cpus
 
 from .aggregate import finalize_job
 from .jobstore import JobStore, make_redis
@@ -47,13 +47,13 @@ def engine(settings: Settings) -> MatteEngine:
 
 @functools.cache
 def _build_engine(settings: Settings) -> MatteEngine:
-    """Threads per process are the cores shared out between the pool's processes, so two processes on
-    two cores do not fight over four threads."""
+    """Threads per process are the usable cores (the container's CPU limit, not the node's core count)
+    shared out between the pool's processes, so two processes on two cores do not fight over four threads."""
     from matteflow.core.engine import MatteEngine
     from matteflow.core.model import load_model
 
     started = time.perf_counter()
-    threads = max(1, (os.cpu_count() or 1) // max(1, settings.worker_concurrency))
+    threads = max(1, usable_cpus() // max(1, settings.worker_concurrency))
     if settings.model == "unet-random" or settings.model.startswith("torch:"):
         _limit_torch_threads(threads)
     model = load_model(settings.model, settings.device, threads=threads)

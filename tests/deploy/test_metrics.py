@@ -228,12 +228,49 @@ def test_gpu_collector_with_real_nvml_when_a_gpu_exists() -> None:
     assert used is not None and 0 <= used <= total
 
 
-def test_update_worker_rss_sets_this_process_rss() -> None:
+def test_update_worker_rss_sets_this_process_proportional_memory() -> None:
+    """PSS, not RSS: summed over a prefork worker's processes, RSS counts the pages they share once each."""
     import psutil
 
-    rss = metrics.update_worker_rss()
-    assert rss == pytest.approx(psutil.Process().memory_info().rss, rel=0.2)
-    assert metrics.WORKER_RSS_BYTES._value.get() == rss
+    used = metrics.update_worker_rss()
+    process = psutil.Process()
+    assert used == pytest.approx(process.memory_full_info().pss, rel=0.2)
+    assert used <= process.memory_info().rss * 1.05
+    assert metrics.WORKER_RSS_BYTES._value.get() == used
+
+
+def test_summed_memory_of_forked_processes_counts_shared_pages_once(tmp_path: Path) -> None:
+    """A parent holding 200 MB and three forked children that only read it: the sum the worker reports stays
+    near 200 MB (PSS), where RSS would report about 800 MB."""
+    script = textwrap.dedent(
+        """
+        import multiprocessing, os
+        from matteflow import metrics
+        metrics.prepare_multiprocess_dir()
+        block = bytearray(os.urandom(200 * 2**20))  # touched: resident in the parent
+        def child(ready, done):
+            sum(block[::4096])  # read every page: resident in the child too, but shared
+            metrics.update_worker_rss()
+            ready.set(); done.wait(30)
+        ctx = multiprocessing.get_context("fork")
+        done = ctx.Event()
+        events = [ctx.Event() for _ in range(3)]
+        procs = [ctx.Process(target=child, args=(e, done)) for e in events]
+        for p in procs: p.start()
+        for e in events: e.wait(30)
+        metrics.update_worker_rss()
+        total = metrics.make_registry().get_sample_value("matteflow_worker_rss_bytes")
+        done.set()
+        for p in procs: p.join()
+        print(int(total))
+        """
+    )
+    directory = tmp_path / "prom"
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(directory), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    total = int(result.stdout.strip())
+    assert 200 * 2**20 < total < 2 * 200 * 2**20, f"{total / 2**20:.0f} MiB for one 200 MiB block"
 
 
 def free_port() -> int:
