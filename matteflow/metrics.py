@@ -56,6 +56,7 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 JOBS_TOTAL = Counter("matteflow_jobs_total", "Jobs by the state they reached.", ["state"])
 ITEMS_TOTAL = Counter("matteflow_items_total", "Images by the state they reached.", ["state"])
 TASK_RETRIES_TOTAL = Counter("matteflow_task_retries_total", "Task retries after a transient error.")
+TASKS_TOTAL = Counter("matteflow_tasks_total", "Celery tasks by name and the state a run ended in.", ["task", "state"])
 STAGE_SECONDS = Histogram(
     "matteflow_stage_seconds",
     "Time per image in each processing stage.",
@@ -101,6 +102,7 @@ WORKER_METRICS = frozenset(
         "matteflow_jobs",
         "matteflow_items",
         "matteflow_task_retries",
+        "matteflow_tasks",
         "matteflow_stage_seconds",
         "matteflow_item_seconds",
         "matteflow_queue_wait_seconds",
@@ -215,6 +217,10 @@ class QueueLengthCollector(Collector):
                 self._client = self._client_or_url
         return self._client
 
+    def redis_client(self) -> redis.Redis:
+        """The client this collector reads with (made on first use)."""
+        return self._redis()
+
     def read(self) -> QueueSnapshot:
         """Lengths, oldest messages and tasks in flight, one snapshot. Raises redis errors."""
         from matteflow.workers.queues import UNACKED_KEY, message_enqueued_at
@@ -291,6 +297,73 @@ def _in_flight_family() -> GaugeMetricFamily:
 
 def _redis_up_family() -> GaugeMetricFamily:
     return GaugeMetricFamily("matteflow_redis_up", "1 when Redis answered the last scrape, else 0.")
+
+
+class RedisHealthCollector(Collector):
+    """Redis' own health from ``INFO``: memory used and its limit (``noeviction`` refuses writes at the
+    limit, so intake fails there), and whether the last AOF write and background saves succeeded. Yields
+    nothing while Redis does not answer (``matteflow_redis_up`` says so)."""
+
+    _STATUSES = ("aof_last_write_status", "aof_last_bgrewrite_status", "rdb_last_bgsave_status")
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+
+    def describe(self) -> list[Metric]:
+        return list(_redis_health_families())
+
+    def collect(self) -> Iterator[Metric]:
+        import redis as redis_lib
+
+        try:
+            info = self._client.info()
+        except (redis_lib.RedisError, OSError):
+            return
+        used, limit, persistence = _redis_health_families()
+        used.add_metric([], float(info.get("used_memory", 0)))
+        limit.add_metric([], float(info.get("maxmemory", 0)))
+        persistence.add_metric([], 1.0 if all(info.get(k, "ok") == "ok" for k in self._STATUSES) else 0.0)
+        yield from (used, limit, persistence)
+
+
+def _redis_health_families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+    return (
+        GaugeMetricFamily("matteflow_redis_memory_used_bytes", "Memory Redis uses (INFO used_memory)."),
+        GaugeMetricFamily("matteflow_redis_memory_max_bytes", "Redis' maxmemory; 0 means no limit."),
+        GaugeMetricFamily(
+            "matteflow_redis_persistence_ok", "1 when Redis' last AOF write, AOF rewrite and RDB save succeeded."
+        ),
+    )
+
+
+class StorageCollector(Collector):
+    """``matteflow_storage_used_bytes`` / ``..._capacity_bytes`` of the volume holding uploads and results
+    (read at scrape time; nothing while the folder does not exist)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = Path(path)
+
+    def describe(self) -> list[Metric]:
+        return list(_storage_families())
+
+    def collect(self) -> Iterator[Metric]:
+        import shutil
+
+        try:
+            usage = shutil.disk_usage(self._path)
+        except OSError:
+            return
+        used, capacity = _storage_families()
+        used.add_metric([], float(usage.used))
+        capacity.add_metric([], float(usage.total))
+        yield from (used, capacity)
+
+
+def _storage_families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+    return (
+        GaugeMetricFamily("matteflow_storage_used_bytes", "Bytes used on the uploads/results volume."),
+        GaugeMetricFamily("matteflow_storage_capacity_bytes", "Size of the uploads/results volume."),
+    )
 
 
 class GpuMemoryCollector(Collector):
@@ -402,14 +475,30 @@ def web_registry(settings: Settings, redis_client: redis.Redis | None = None) ->
 
 
 def queue_registry(settings: Settings, redis_client: redis.Redis | None = None) -> CollectorRegistry:
-    """The queue metrics of a deployment (waiting per queue, in flight, Redis up), read from
-    ``redis_client`` or ``settings.redis_url`` at scrape time. One process per deployment serves it."""
+    """The metrics of a deployment's shared state, read at scrape time: the queues (waiting, oldest age, in
+    flight, Redis up) and Redis' memory and persistence from ``redis_client`` or ``settings.redis_url``, the
+    storage volume's usage from ``settings.storage_dir``. One process per deployment serves it."""
     from matteflow.workers.queues import consumed_queues
 
     registry = CollectorRegistry()
     source: str | redis.Redis = redis_client if redis_client is not None else settings.redis_url
-    registry.register(QueueLengthCollector(source, consumed_queues(settings.worker_queue)))
+    queues = QueueLengthCollector(source, consumed_queues(settings.worker_queue))
+    registry.register(queues)
+    if source != "":
+        registry.register(_LazyRedisHealth(queues))
+    registry.register(StorageCollector(settings.storage_dir))
     return registry
+
+
+class _LazyRedisHealth(RedisHealthCollector):
+    """Redis health on the queue collector's client (one connection, made at the first scrape)."""
+
+    def __init__(self, queues: QueueLengthCollector) -> None:
+        self._queues = queues
+
+    def collect(self) -> Iterator[Metric]:
+        self._client = self._queues.redis_client()
+        yield from super().collect()
 
 
 def start_queue_metrics_server(settings: Settings, host: str | None = None) -> tuple[str, int] | None:

@@ -98,6 +98,7 @@ def make_celery(settings: Settings, *, worker: bool = False) -> MatteflowCelery:
         signals.worker_process_shutdown.connect(
             _forget_process_metrics, weak=False, dispatch_uid="matteflow-metrics-dead"
         )
+        signals.task_postrun.connect(_count_task_run, weak=False, dispatch_uid="matteflow-task-runs")
         app.steps["worker"].add(DeviceCheckStep)
         app.steps["worker"].add(MetricsServerStep)
         app.steps["worker"].add(ReconcilerStep)
@@ -110,6 +111,15 @@ def _prepare_metrics_dir(**_: Any) -> None:
     from matteflow import metrics
 
     metrics.prepare_multiprocess_dir()
+
+
+def _count_task_run(task: Any = None, state: str | None = None, **_: Any) -> None:
+    """Every task run that returned, by task name and end state (success, failure, retry), as
+    celery-exporter counts them; in the pool process that ran it."""
+    from matteflow import metrics
+
+    name = getattr(task, "name", None) or "unknown"
+    metrics.TASKS_TOTAL.labels(task=name, state=(state or "unknown").lower()).inc()
 
 
 def _forget_process_metrics(pid: int | None = None, **_: Any) -> None:

@@ -42,12 +42,12 @@ def used_metrics(queries: list[str]) -> set[str]:
 
 
 @pytest.fixture
-def exported(redis_client) -> dict[str, set[str]]:
+def exported(redis_client, tmp_path: Path) -> dict[str, set[str]]:
     """Sample names of the web registry, of a worker (with NVML answering) and of the queue exporter (with a
     real Redis)."""
     touch_labelled_metrics()
     web = generate_latest(metrics.web_registry(Settings())).decode()
-    queues = generate_latest(metrics.queue_registry(Settings(), redis_client=redis_client)).decode()
+    queues = generate_latest(metrics.queue_registry(Settings(storage_dir=tmp_path), redis_client=redis_client)).decode()
     return {
         "web": sample_names(web),
         "worker": sample_names(worker_exposition(Settings())),

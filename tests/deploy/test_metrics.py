@@ -44,11 +44,11 @@ def matteflow_families(registry: CollectorRegistry) -> dict[str, str]:
     return {name: f.type for name, f in found if name.startswith("matteflow_") and not name.endswith("_created")}
 
 
-def test_each_process_exports_its_own_metrics_with_their_types(redis_client) -> None:
+def test_each_process_exports_its_own_metrics_with_their_types(redis_client, tmp_path: Path) -> None:
     """The web its HTTP/intake metrics, a worker the processing ones, the exporter the queues: nothing is
     exported as a zero by a process that never updates it, nor twice by several processes."""
     touch_labelled_metrics()
-    settings = Settings(redis_url="redis://unused:6379/0")
+    settings = Settings(redis_url="redis://unused:6379/0", storage_dir=tmp_path)
     # the parser names counters without their _total suffix
     assert matteflow_families(metrics.web_registry(settings, redis_client=redis_client)) == {
         "matteflow_items": "counter",  # uploads failing the intake check
@@ -61,6 +61,7 @@ def test_each_process_exports_its_own_metrics_with_their_types(redis_client) -> 
         "matteflow_jobs": "counter",
         "matteflow_items": "counter",
         "matteflow_task_retries": "counter",
+        "matteflow_tasks": "counter",
         "matteflow_stage_seconds": "histogram",
         "matteflow_item_seconds": "histogram",
         "matteflow_queue_wait_seconds": "histogram",
@@ -73,6 +74,11 @@ def test_each_process_exports_its_own_metrics_with_their_types(redis_client) -> 
         "matteflow_queue_oldest_age_seconds": "gauge",
         "matteflow_tasks_in_flight": "gauge",
         "matteflow_redis_up": "gauge",
+        "matteflow_redis_memory_used_bytes": "gauge",
+        "matteflow_redis_memory_max_bytes": "gauge",
+        "matteflow_redis_persistence_ok": "gauge",
+        "matteflow_storage_used_bytes": "gauge",
+        "matteflow_storage_capacity_bytes": "gauge",
     }
     found = families(metrics.worker_registry(settings))
     assert {s.labels["stage"] for s in found["matteflow_stage_seconds"].samples} == set(metrics.STAGES)
@@ -116,6 +122,29 @@ def test_queue_registry_counts_each_lane_and_the_work_in_flight(redis_client) ->
     assert sample_value(registry, "matteflow_queue_length", queue=batch) == 2
     # raw messages without MatteFlow's send-time header: their age is unknown, reported as 0
     assert sample_value(registry, "matteflow_queue_oldest_age_seconds", queue=batch) == 0
+
+
+def test_exporter_reports_redis_memory_persistence_and_storage(redis_client, tmp_path: Path) -> None:
+    import shutil
+
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "big.bin").write_bytes(b"\0" * (1 << 20))
+    registry = metrics.queue_registry(Settings(storage_dir=tmp_path), redis_client=redis_client)
+    assert sample_value(registry, "matteflow_redis_memory_used_bytes") == pytest.approx(
+        redis_client.info("memory")["used_memory"], rel=0.5
+    )
+    assert sample_value(registry, "matteflow_redis_memory_max_bytes") == redis_client.info("memory")["maxmemory"]
+    assert sample_value(registry, "matteflow_redis_persistence_ok") == 1  # the test Redis writes its AOF fine
+    usage = shutil.disk_usage(tmp_path)
+    assert sample_value(registry, "matteflow_storage_capacity_bytes") == usage.total
+    assert 0 < sample_value(registry, "matteflow_storage_used_bytes") <= usage.total
+
+
+def test_exporter_without_redis_or_storage_still_answers(tmp_path: Path) -> None:
+    settings = Settings(redis_url=f"unix://{tmp_path}/no.sock", storage_dir=tmp_path / "missing")
+    found = families(metrics.queue_registry(settings))
+    assert sample_value(metrics.queue_registry(settings), "matteflow_redis_up") == 0
+    assert not {"matteflow_redis_memory_used_bytes", "matteflow_storage_used_bytes"} & set(found)
 
 
 def test_oldest_age_is_read_from_the_oldest_message(redis_client) -> None:

@@ -120,6 +120,14 @@ def test_autoscaler_counts_a_queued_batch_and_a_real_worker_drains_it_interactiv
     }
     interactive, batch = consumed_queues(base)
     assert waits.get(batch) == BATCH and waits.get(interactive, 0) >= SINGLES, waits
+    runs = {
+        (s.labels["task"], s.labels["state"]): s.value
+        for f in text_string_to_metric_families(worker_metrics)
+        for s in f.samples
+        if s.name == "matteflow_tasks_total"
+    }
+    assert runs.get(("matteflow.process_images", "success")) == BATCH + SINGLES, runs
+    assert runs.get(("matteflow.finalize_batch", "success"), 0) >= 1 + SINGLES, runs
     # The worker took the interactive lane first: the three one-image requests queued after the batch were
     # done before more than one batch item (the one it may have started first).
     assert batch_done_when_singles_ended is not None and batch_done_when_singles_ended <= 1
