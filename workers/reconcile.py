@@ -23,7 +23,7 @@ from matteflow.settings import Settings
 
 from .aggregate import finalize_job
 from .jobstore import ENDED, JobStore, chunked, make_redis
-from .queues import PROCESS_TASK, broker_queue_length, queue_for_kind
+from .queues import PROCESS_TASK, broker_queue_length, enqueue_headers, queue_for_kind
 from .storage import JobFiles, is_valid_job_id
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,8 @@ class ReconcilerThread(threading.Thread):
         self._stop_event = threading.Event()
 
     def _send(self, name: str, args: list[Any], kind: str) -> object:
-        return self.app.send_task(name, args=args, queue=queue_for_kind(self.settings.worker_queue, kind))
+        queue = queue_for_kind(self.settings.worker_queue, kind)
+        return self.app.send_task(name, args=args, queue=queue, headers=enqueue_headers())
 
     def run(self) -> None:
         store = JobStore(make_redis(self.settings))
