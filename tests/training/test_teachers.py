@@ -20,7 +20,7 @@ def test_student_voice_is_a_person_probability_of_the_photo_size() -> None:
     (student,) = load_teachers("/nonexistent", names=("student",))  # the shipped model needs no teacher folder
     prob = predict_with_flip(student, rgb)
     assert prob.shape == rgb.shape[:2] and prob.dtype == np.float32
-    assert 0.0 <= prob.min() and prob.max() <= 1.0
+    assert prob.min() >= 0.0 and prob.max() <= 1.0
     # It must find the person, not merely return something of the right shape.
     inside, outside = prob[mask].mean(), prob[~mask].mean()
     assert inside > outside + 0.3
