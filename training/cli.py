@@ -158,6 +158,12 @@ def _eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="default | onnx:<path> | torch:<path> (default: MATTEFLOW_MODEL)")
     p.add_argument("--teachers", help="folder with u2netp.onnx and selfie_segmentation.tflite: score them too")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: all cores)")
+    p.add_argument("--input-size", type=int, help="long side the network runs at (default: the model's sidecar)")
+    p.add_argument(
+        "--linear-upsample",
+        action="store_true",
+        help="resize the matte to the photo bilinearly instead of the engine's guided filter (faster, rougher)",
+    )
     p.add_argument("--json", help="also write the summary and per-image IoU here")
     return p
 
@@ -179,7 +185,8 @@ def eval_main(argv: list[str]) -> int:
     spec = args.model or settings.model
     try:
         pairs = find_pairs(args.images, args.masks)
-        predictors = {spec: load_predictor(spec, threads=args.threads)}
+        predictor = load_predictor(spec, args.threads, args.input_size, guided=not args.linear_upsample)
+        predictors = {spec if args.input_size is None else f"{spec}@{args.input_size}": predictor}
         if args.teachers:
             predictors.update(teacher_predictors(args.teachers, threads=args.threads))
         summary, per_image = evaluate_pairs(predictors, load_pairs(pairs))

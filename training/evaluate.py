@@ -24,6 +24,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from matteflow.core.confidence import estimate_confidence
+from matteflow.core.postprocess import upsample_alpha_guided
 from matteflow.training.labels import read_gray, read_rgb
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,7 @@ def read_sidecar_json(path: Path) -> dict[str, Any]:
 class OnnxPredictor:
     """The exported network through onnxruntime on the CPU."""
 
-    def __init__(self, path: str | Path, input_size: int | None = None, threads: int = 0) -> None:
+    def __init__(self, path: str | Path, input_size: int | None = None, threads: int = 0, guided: bool = True) -> None:
         import onnxruntime as ort
 
         path = Path(path)
@@ -68,11 +70,19 @@ class OnnxPredictor:
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         sidecar = read_sidecar_json(path.with_suffix(".json"))
         self.input_size = int(input_size or sidecar.get("input_size", 320))
+        self.guided = guided
 
-    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+    def predict_with_confidence(self, rgb: np.ndarray) -> tuple[np.ndarray, float]:
+        """The full-size alpha and the confidence production reports for it (from the network's own output)."""
         x, valid = to_network_input(rgb, self.input_size)
         alpha = self.session.run(["alpha"], {"image": x})[0][0, 0]
-        return from_network_output(alpha, valid, rgb.shape[0], rgb.shape[1])
+        confidence = estimate_confidence(alpha[: valid[0], : valid[1]])
+        if self.guided:
+            return upsample_alpha_guided(alpha[: valid[0], : valid[1]], rgb), confidence
+        return from_network_output(alpha, valid, rgb.shape[0], rgb.shape[1]), confidence
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        return self.predict_with_confidence(rgb)[0]
 
 
 class TorchPredictor:
@@ -101,15 +111,19 @@ class TorchPredictor:
         return from_network_output(alpha, valid, rgb.shape[0], rgb.shape[1])
 
 
-def load_predictor(spec: str, threads: int = 0) -> Predictor:
-    """``default`` (shipped ONNX), ``onnx:<path>`` or ``torch:<path>`` (safetensors) -> predictor."""
+def load_predictor(spec: str, threads: int = 0, input_size: int | None = None, guided: bool = True) -> Predictor:
+    """``default`` (shipped ONNX), ``onnx:<path>`` or ``torch:<path>`` (safetensors) -> predictor.
+
+    ``input_size`` overrides the sidecar's long side; ``guided`` brings ONNX mattes to full size with the
+    engine's guided filter (what ``matteflow matte`` writes) instead of a plain bilinear resize.
+    """
     if spec == "default":
-        return OnnxPredictor(MODELS_DIR / f"{DEFAULT_STEM}.onnx", threads=threads)
+        return OnnxPredictor(MODELS_DIR / f"{DEFAULT_STEM}.onnx", input_size, threads, guided)
     kind, sep, path = spec.partition(":")
     if sep and kind == "onnx":
-        return OnnxPredictor(path, threads=threads)
+        return OnnxPredictor(path, input_size, threads, guided)
     if sep and kind == "torch":
-        return TorchPredictor.from_safetensors(path)
+        return TorchPredictor.from_safetensors(path, input_size=input_size)
     raise ValueError(f"unknown model spec {spec!r}: use default, onnx:<path> or torch:<path>")
 
 
@@ -193,19 +207,47 @@ class Scores:
     iou: list[float] = field(default_factory=list)
     soft: list[dict[str, float]] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+    confidence: list[float] = field(default_factory=list)
 
     def summary(self) -> dict[str, float]:
         out = {
             "n": len(self.iou),
             "mean_iou": float(np.mean(self.iou)),
             "median_iou": float(statistics.median(self.iou)),
+            "share_below_0_7": float(np.mean(np.asarray(self.iou) < POOR_IOU)),
             "ms_per_image": 1000.0 * float(np.median(self.seconds)),
         }
+        if self.confidence:
+            out.update(confidence_check(self.iou, self.confidence))
         if self.soft:
             for k in ("sad", "mse", "grad"):
                 out[f"mean_{k}"] = float(np.mean([s[k] for s in self.soft]))
             out["n_soft"] = len(self.soft)
         return out
+
+
+POOR_IOU = 0.7  # a cut-out below this needs a human look
+LOW_CONFIDENCE_SHARE = 0.15
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    return np.argsort(np.argsort(values))
+
+
+def confidence_check(ious: list[float], confidences: list[float]) -> dict[str, float]:
+    """How well the confidence points at poor cut-outs: of the photos with IoU < ``POOR_IOU``, the share that
+    falls in the lowest-scoring ``LOW_CONFIDENCE_SHARE`` of confidences; and the mean IoU inside and outside
+    that lowest group, plus the rank correlation of confidence with IoU."""
+    iou_a, conf = np.asarray(ious), np.asarray(confidences)
+    low = conf <= np.quantile(conf, LOW_CONFIDENCE_SHARE)
+    poor = iou_a < POOR_IOU
+    spearman = float(np.corrcoef(_ranks(iou_a), _ranks(conf))[0, 1]) if len(iou_a) > 2 else float("nan")
+    return {
+        "poor_in_low_confidence": float(poor[low].sum() / poor.sum()) if poor.any() else float("nan"),
+        "mean_iou_low_confidence": float(iou_a[low].mean()),
+        "mean_iou_other": float(iou_a[~low].mean()) if (~low).any() else float("nan"),
+        "confidence_iou_spearman": spearman,
+    }
 
 
 def evaluate_pairs(
@@ -221,7 +263,12 @@ def evaluate_pairs(
         soft = is_soft(truth)
         for name, predict in predictors.items():
             t0 = time.perf_counter()
-            alpha = predict(rgb)
+            with_confidence = getattr(predict, "predict_with_confidence", None)
+            if with_confidence is not None:
+                alpha, confidence = with_confidence(rgb)
+                scores[name].confidence.append(confidence)
+            else:
+                alpha = predict(rgb)
             scores[name].seconds.append(time.perf_counter() - t0)
             value = iou(alpha, truth)
             scores[name].iou.append(value)
@@ -249,13 +296,21 @@ def load_pairs(pairs: list[tuple[Path, Path]]) -> Iterable[tuple[str, np.ndarray
 
 def format_table(summary: dict[str, dict[str, float]]) -> str:
     """A plain-text table, one row per predictor."""
-    cols = ["n", "mean_iou", "median_iou", "mean_sad", "mean_mse", "mean_grad", "ms_per_image"]
+    cols = ["n", "mean_iou", "median_iou", "share_below_0_7", "mean_sad", "mean_mse", "mean_grad", "ms_per_image"]
     width = max(len("model"), *(len(name) for name in summary)) + 2
-    lines = ["model".ljust(width) + "".join(c.rjust(13) for c in cols)]
+    widths = [max(13, len(c) + 2) for c in cols]
+    lines = ["model".ljust(width) + "".join(c.rjust(w) for c, w in zip(cols, widths, strict=True))]
     for name, row in summary.items():
         cells = []
-        for c in cols:
+        for c, w in zip(cols, widths, strict=True):
             v = row.get(c)
-            cells.append(("-" if v is None else (f"{v:d}" if isinstance(v, int) else f"{v:.4f}")).rjust(13))
+            cells.append(("-" if v is None else (f"{v:d}" if isinstance(v, int) else f"{v:.4f}")).rjust(w))
         lines.append(name.ljust(width) + "".join(cells))
+    for name, row in summary.items():
+        if "poor_in_low_confidence" in row:
+            lines.append(
+                f"{name}: confidence puts {row['poor_in_low_confidence']:.0%} of the photos with IoU < {POOR_IOU} in "
+                f"its lowest {LOW_CONFIDENCE_SHARE:.0%}; mean IoU there {row['mean_iou_low_confidence']:.3f} vs "
+                f"{row['mean_iou_other']:.3f} elsewhere; Spearman(confidence, IoU) {row['confidence_iou_spearman']:.2f}"
+            )
     return "\n".join(lines)

@@ -12,6 +12,7 @@ import pytest
 from matteflow.training.cli import eval_main
 from matteflow.training.evaluate import (
     MODELS_DIR,
+    confidence_check,
     find_pairs,
     from_network_output,
     iou,
@@ -62,6 +63,16 @@ def test_network_input_matches_the_engine_and_maps_back() -> None:
     assert iou(back, rgb[..., 0] / 255.0) > 0.95
 
 
+def test_confidence_check_finds_poor_photos_among_the_least_confident() -> None:
+    ious = [0.95] * 17 + [0.5, 0.6, 0.9]
+    good_signal = [0.9] * 17 + [0.1, 0.2, 0.8]  # the two poor photos score lowest
+    result = confidence_check(ious, good_signal)
+    assert result["poor_in_low_confidence"] == 1.0
+    assert result["mean_iou_low_confidence"] < result["mean_iou_other"]
+    backwards = [0.1] * 17 + [0.9, 0.95, 0.2]  # the poor photos score highest: the check must say so
+    assert confidence_check(ious, backwards)["poor_in_low_confidence"] == 0.0
+
+
 def test_find_pairs_matches_by_stem(tmp_path: Path) -> None:
     (tmp_path / "i").mkdir()
     (tmp_path / "m").mkdir()
@@ -97,6 +108,20 @@ def test_shipped_model_reaches_stated_iou_on_committed_photos(tmp_path: Path) ->
     summary = result["summary"]["default"]
     assert summary["n"] == len(list(PEOPLE.glob("*.jpg"))) >= 5
     assert summary["mean_iou"] >= SHIPPED_MIN_MEAN_IOU, result["per_image_iou"]
+    assert 0.0 <= summary["share_below_0_7"] <= 1.0
+    assert -1.0 <= summary["confidence_iou_spearman"] <= 1.0  # the ONNX path reports production's confidence
+
+
+@needs_shipped
+def test_eval_input_size_override_is_named_and_runs_that_size(tmp_path: Path) -> None:
+    out = tmp_path / "eval.json"
+    args = ["--images", str(PEOPLE), "--masks", str(MASKS), "--model", "default", "--json", str(out)]
+    assert eval_main([*args, "--input-size", "224", "--linear-upsample"]) == 0
+    small = json.loads(out.read_text())["summary"]["default@224"]
+    assert eval_main([*args, "--input-size", "224"]) == 0
+    guided = json.loads(out.read_text())["summary"]["default@224"]
+    assert small["n"] == guided["n"] >= 5
+    assert small["mean_iou"] != guided["mean_iou"]  # the two upsampling paths really differ
 
 
 @needs_shipped
