@@ -90,7 +90,7 @@ class MatteEngine:
 
     def _decode(self, data: bytes, options: MatteOptions) -> _Prepared:
         start = time.perf_counter()
-        decoded = decode_image(data, self.max_pixels)
+        decoded = decode_image(data, self.max_pixels, max_side=options.max_side)
         return self._prepare(decoded, options, time.perf_counter() - start)
 
     def _render(

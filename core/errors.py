@@ -27,3 +27,15 @@ class InvalidOptionError(InputError):
 
 class ModelError(MattingError):
     """The model cannot be found, loaded or run (a deployment problem, not the input's fault)."""
+
+
+SHOWN_MAX_CHARS = 64
+
+
+def shown(value: object, limit: int = SHOWN_MAX_CHARS) -> str:
+    """``repr(value)`` for an error message, cut to about ``limit`` characters: messages echo what the caller
+    sent, and a 10,000-character value must not come back whole (nor fill a log line)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 1]}… ({len(str(value)):,} characters)"

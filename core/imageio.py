@@ -11,6 +11,7 @@ import io
 import re
 import warnings
 from dataclasses import dataclass
+from typing import IO
 
 import cv2
 import numpy as np
@@ -24,6 +25,11 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".
 
 # Truncated files must fail loudly rather than come out with a grey bottom half.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+# Memory per pixel at the working size, measured with tools in bench/intake_probe.py: a 7700x7700 PNG peaked at
+# 2.66 GB (about 45 bytes per pixel: float32 mattes and guided-filter planes, the RGBA output, the encoder's copy).
+PEAK_BYTES_PER_PIXEL = 48
+DECODE_BYTES_PER_PIXEL = 4  # the decoder's RGBA frame at full size, before a max_side downscale
 
 PNG_COMPRESSION = 1  # zlib level 1: PNG encoding is the largest fixed cost per 1080p image
 JPEG_QUALITY = 93
@@ -47,14 +53,20 @@ class DecodedImage:
     alpha: np.ndarray | None
 
 
-def _open(data: bytes, max_pixels: int) -> Image.Image:
-    if not data:
+def _open(data: bytes | IO[bytes], max_pixels: int) -> Image.Image:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        source: IO[bytes] = io.BytesIO(data)
+    else:
+        source = data
+        source.seek(0)
+    if not source.read(1):
         raise InvalidImageError("empty file (0 bytes)")
+    source.seek(0)
     try:
         with warnings.catch_warnings():
             # Our own limit below replaces Pillow's decompression-bomb warning.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(source)
     except Image.DecompressionBombError as exc:
         # Pillow's own bomb guard fired before ours could read the size: report it in our words.
         found = re.search(r"\((\d+) pixels\)", str(exc))
@@ -72,8 +84,8 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     return image
 
 
-def probe_image(data: bytes, max_pixels: int) -> ImageInfo:
-    """Check an upload from its header alone (cheap: no pixel is decoded).
+def probe_image(data: bytes | IO[bytes], max_pixels: int) -> ImageInfo:
+    """Check an upload (bytes, or a seekable binary stream) from its header alone (cheap: no pixel is decoded).
 
     Raises :class:`InvalidImageError` for empty or non-image bytes or an unsupported format, and
     :class:`ImageTooLargeError` when ``width * height > max_pixels``. A truncated body is only found by
@@ -81,6 +93,43 @@ def probe_image(data: bytes, max_pixels: int) -> ImageInfo:
     """
     image = _open(data, max_pixels)
     return ImageInfo(width=image.size[0], height=image.size[1], format=str(image.format))
+
+
+def working_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """The size an image is processed at: ``max_side`` applied (downscale only)."""
+    if max_side is None or max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def estimate_peak_bytes(info: ImageInfo, max_side: int | None = None) -> int:
+    """Peak memory one image costs the pipeline (decode, network input, full-size matte, post-processing,
+    encoding), from its header alone: ``PEAK_BYTES_PER_PIXEL`` per working pixel, plus the decoded RGBA
+    frame at full size when ``max_side`` shrinks it (the decoder's own copy before the downscale)."""
+    width, height = working_size(info.width, info.height, max_side)
+    full = info.width * info.height
+    decode = DECODE_BYTES_PER_PIXEL * full if width * height < full else 0
+    return PEAK_BYTES_PER_PIXEL * width * height + decode
+
+
+def check_memory_budget(info: ImageInfo, max_side: int | None, budget_mb: int) -> None:
+    """Raise :class:`ImageTooLargeError` when processing the image would need more than ``budget_mb``
+    (``0`` = no budget). The message names the budget and the ``max_side`` that would fit."""
+    if budget_mb <= 0:
+        return
+    needed = estimate_peak_bytes(info, max_side)
+    budget = budget_mb * 1024 * 1024
+    if needed <= budget:
+        return
+    fitting_pixels = max(1, budget - DECODE_BYTES_PER_PIXEL * info.width * info.height) / PEAK_BYTES_PER_PIXEL
+    aspect = max(info.width, info.height) / min(info.width, info.height)
+    fitting_side = int((fitting_pixels * aspect) ** 0.5)
+    hint = f"; send max_side={fitting_side} or less, or a smaller image" if fitting_side >= 16 else ""
+    raise ImageTooLargeError(
+        f"image is {info.width}x{info.height}: processing it needs about {needed / 2**20:,.0f} MB, over the "
+        f"per-image memory budget of {budget_mb:,} MB (MATTEFLOW_MAX_IMAGE_MEMORY_MB){hint}"
+    )
 
 
 def _to_uint8(array: np.ndarray) -> np.ndarray:
@@ -116,15 +165,24 @@ def _pixels(image: Image.Image) -> DecodedImage:
     return DecodedImage(rgb=np.asarray(image), alpha=None)
 
 
-def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
+def decode_image(data: bytes, max_pixels: int, max_side: int | None = None) -> DecodedImage:
     """Decode untrusted bytes to an upright RGB array plus the input's own alpha, if it has one.
 
-    Raises :class:`InvalidImageError` (empty, not an image, truncated, corrupt) or
-    :class:`ImageTooLargeError` (over ``max_pixels``, checked before decoding).
+    With ``max_side`` the decoder may return a smaller image whose long side is still at least ``max_side``
+    (JPEG's DCT scaling in draft mode; an integer box reduction for other formats), so a large upload with a
+    small output never costs its full size downstream. Raises :class:`InvalidImageError` (empty, not an image,
+    truncated, corrupt) or :class:`ImageTooLargeError` (over ``max_pixels``, checked before decoding).
     """
     image = _open(data, max_pixels)
     try:
+        if max_side is not None and image.format in ("JPEG", "MPO"):
+            # draft() keeps the long side >= the request; EXIF rotation does not change the long side.
+            width, height = working_size(*image.size, max_side)
+            image.draft("RGB", (width, height))
         image.load()
+        reducible = image.mode in ("RGB", "RGBA", "L", "LA")
+        if max_side is not None and reducible and (factor := max(image.size) // max_side) >= 2:
+            image = image.reduce(factor)
         image = ImageOps.exif_transpose(image) or image
         return _pixels(image)
     except Image.DecompressionBombError as exc:

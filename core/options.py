@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .errors import InvalidOptionError
+from .errors import InvalidOptionError, shown
 
 FORMATS = ("png", "jpeg", "webp")
 FORMAT_ALIASES = {"jpg": "jpeg"}
@@ -95,7 +95,7 @@ def parse_colour(value: Any) -> tuple[int, int, int] | None:
         return None
     match = _HEX_COLOUR.match(text)
     if not match:
-        raise InvalidOptionError(f"background must be 'transparent' or a colour like '#ffffff', got {value!r}")
+        raise InvalidOptionError(f"background must be 'transparent' or a colour like '#ffffff', got {shown(value)}")
     hex_digits = match.group(1)
     return (int(hex_digits[0:2], 16), int(hex_digits[2:4], 16), int(hex_digits[4:6], 16))
 
@@ -108,16 +108,16 @@ def _parse_bool(name: str, value: Any) -> bool:
         return True
     if text in ("0", "false", "no", "off", ""):
         return False
-    raise InvalidOptionError(f"{name} must be true or false, got {value!r}")
+    raise InvalidOptionError(f"{name} must be true or false, got {shown(value)}")
 
 
 def _parse_int(name: str, value: Any, low: int, high: int) -> int:
     if isinstance(value, bool):
-        raise InvalidOptionError(f"{name} must be a whole number from {low} to {high}, got {value!r}")
+        raise InvalidOptionError(f"{name} must be a whole number from {low} to {high}, got {shown(value)}")
     try:
         number = int(str(value).strip()) if not isinstance(value, int) else value
     except ValueError:
-        raise InvalidOptionError(f"{name} must be a whole number from {low} to {high}, got {value!r}") from None
+        raise InvalidOptionError(f"{name} must be a whole number from {low} to {high}, got {shown(value)}") from None
     if not low <= number <= high:
         raise InvalidOptionError(f"{name} must be from {low} to {high}, got {number}")
     return number
@@ -127,7 +127,7 @@ def _parse_format(value: Any) -> str:
     text = str(value).strip().lower()
     text = FORMAT_ALIASES.get(text, text)
     if text not in FORMATS:
-        raise InvalidOptionError(f"format must be one of {', '.join(FORMATS)}, got {value!r}")
+        raise InvalidOptionError(f"format must be one of {', '.join(FORMATS)}, got {shown(value)}")
     return text
 
 
@@ -138,7 +138,7 @@ def parse_options(values: Mapping[str, Any] | None = None, **overrides: Any) -> 
     :class:`InvalidOptionError` with a message that names the option.
     """
     raw: dict[str, Any] = {k: v for k, v in {**(values or {}), **overrides}.items() if v is not None}
-    unknown = sorted(set(raw) - set(OPTION_NAMES))
+    unknown = sorted(shown(name) for name in set(raw) - set(OPTION_NAMES))
     if unknown:
         raise InvalidOptionError(f"unknown option(s): {', '.join(unknown)}; known: {', '.join(OPTION_NAMES)}")
 
@@ -148,11 +148,12 @@ def parse_options(values: Mapping[str, Any] | None = None, **overrides: Any) -> 
         if preset in ("", "none"):
             preset = None
         elif preset not in PRESETS:
-            raise InvalidOptionError(f"preset must be one of {', '.join(PRESETS)}, got {raw['preset']!r}")
+            raise InvalidOptionError(f"preset must be one of {', '.join(PRESETS)}, got {shown(raw['preset'])}")
     merged: dict[str, Any] = {**(PRESETS[preset] if preset else {}), **raw}
 
     max_side = merged.get("max_side")
-    if max_side is not None and str(max_side).strip() in ("", "0", "none"):
+    # Not given; 0 is refused like any other size under 16 (the OpenAPI document's minimum).
+    if max_side is not None and str(max_side).strip().lower() in ("", "none"):
         max_side = None
     options = MatteOptions(
         preset=preset,

@@ -79,7 +79,16 @@ class Settings:
     single_image_timeout_s: float = 120.0
     web_host: str = "127.0.0.1"
     web_port: int = 7860
-    web_threads: int = 8
+    web_threads: int = 32  # request threads; a single-image call waiting on its worker holds one
+    # The intake under hostile load (docs/operations.md, "Web server"): connections in all and per client
+    # address, how long an idle keep-alive connection stays, how long a client may take to send its headers,
+    # and the slowest average upload rate accepted after that.
+    web_connection_limit: int = 1000
+    web_client_connection_limit: int = 64  # 0 = no per-client limit (raise it behind a proxy or NAT)
+    web_idle_timeout_s: int = 15
+    web_header_timeout_s: float = 10.0
+    web_min_upload_kib_s: int = 16
+    matte_max_in_flight: int = 24  # POST /api/v1/matte calls waiting at once; more get 503 + Retry-After
     # On SIGTERM the web stops accepting and lets requests in progress finish for this long: at least the
     # synchronous single-image wait (the pod's terminationGracePeriodSeconds must cover it, plus preStop).
     web_shutdown_grace_s: float = 130.0
@@ -90,7 +99,10 @@ class Settings:
     task_retry_backoff_s: float = 2.0  # first retry after ~this, doubling per attempt (with jitter)
     task_retry_backoff_max_s: float = 120.0
     task_chunk_size: int = 1  # images per task; a GPU deployment sets it to gpu_batch_size to batch inference
-    worker_max_memory_mb: int = 0  # a pool process past this RSS is replaced after its task (0 = no limit)
+    worker_max_memory_mb: int = 2560  # a pool process past this RSS is replaced after its task (0 = no limit)
+    # Peak memory one image may need while it is processed, estimated from its header (core.imageio):
+    # above it an image is refused (413) unless max_side brings its working size under it.
+    max_image_memory_mb: int = 1024
     worker_pool: str = ""  # celery pool: "" = threads on a GPU, prefork on the CPU; or prefork | threads | solo
     embedded_redis_port: int = 0  # `matteflow up`'s own Redis when redis_url is empty (0 = any free port)
     job_stale_after_s: float = 1800.0  # an unfinished job with no progress this long has its items re-sent

@@ -14,14 +14,18 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request, send_file, url_for
 
 from matteflow import metrics
+from matteflow.core.errors import shown
 from matteflow.workers.storage import sanitize_name
 
 from .context import web_context
 from .errors import ApiError
 from .openapi import build_openapi
-from .uploads import read_options, read_uploads
+from .uploads import read_options, read_uploads, refuse_nameless_parts, stream_size
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+# Seconds a client is asked to wait (Retry-After) when every single-image slot is taken.
+MATTE_RETRY_AFTER_S = 2
 
 # Truthy spellings for boolean query parameters (``?mask=1``, ``?download=true``).
 _TRUE = ("1", "true", "yes", "on")
@@ -34,7 +38,7 @@ def _flag(name: str) -> bool:
 def _job_or_404(job_id: str) -> dict[str, Any]:
     job = web_context().jobs.get_job(job_id)
     if job is None:
-        raise ApiError(404, "job_not_found", f"no job with id {job_id!r} (it may have expired or been deleted)")
+        raise ApiError(404, "job_not_found", f"no job with id {shown(job_id)} (it may have expired or been deleted)")
     return job
 
 
@@ -64,6 +68,7 @@ def _item_view(job_id: str, item: dict[str, Any], with_mask: bool) -> dict[str, 
 def create_job() -> tuple[Response, int, dict[str, str]]:
     ctx = web_context()
     # Options first: a bad option fails the request before any file is read or stored.
+    refuse_nameless_parts(request.form, request.files)
     options = read_options(request.args, request.form)
     uploads = read_uploads(request.files.getlist("files"))
     if not uploads:
@@ -75,7 +80,7 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
             f"{len(uploads)} files in one job; the limit is {ctx.settings.max_files_per_job} "
             "(MATTEFLOW_MAX_FILES_PER_JOB): split the batch",
         )
-    metrics.UPLOAD_BYTES_TOTAL.inc(sum(len(data) for _, data in uploads))
+    metrics.UPLOAD_BYTES_TOTAL.inc(sum(stream_size(stream) for _, stream in uploads))
     # Bad files (empty, not an image, too many pixels) become failed items inside the client; the rest run.
     job_id = ctx.jobs.create_job(uploads, options)
     urls = _job_urls(job_id)
@@ -130,7 +135,7 @@ def get_item(job_id: str, index: int) -> Response:
     job = _job_or_404(job_id)
     items = job.get("items", [])
     if index >= len(items):
-        raise ApiError(404, "item_not_found", f"job {job_id!r} has {len(items)} items; there is no item {index}")
+        raise ApiError(404, "item_not_found", f"job {shown(job_id)} has {len(items)} items; there is no item {index}")
     item = items[index]
     if item.get("state") == "failed":
         raise ApiError(409, "item_failed", item.get("error") or "this item failed", state="failed")
@@ -155,13 +160,14 @@ def get_item(job_id: str, index: int) -> Response:
 @bp.delete("/jobs/<job_id>")
 def delete_job(job_id: str) -> Response:
     if not web_context().jobs.delete_job(job_id):
-        raise ApiError(404, "job_not_found", f"no job with id {job_id!r}")
+        raise ApiError(404, "job_not_found", f"no job with id {shown(job_id)}")
     return jsonify({"id": job_id, "deleted": True})
 
 
 @bp.post("/matte")
 def matte_one() -> Response:
     ctx = web_context()
+    refuse_nameless_parts(request.form, request.files)
     options = read_options(request.args, request.form)
     uploads = read_uploads(request.files.getlist("file"))
     if not uploads:
@@ -169,7 +175,17 @@ def matte_one() -> Response:
     if len(uploads) > 1:
         raise ApiError(400, "too_many_files", "this endpoint takes one image; use POST /api/v1/jobs for several")
     name, data = uploads[0]
-    metrics.UPLOAD_BYTES_TOTAL.inc(len(data))
+    metrics.UPLOAD_BYTES_TOTAL.inc(stream_size(data))
+    # Each call waiting on its worker holds a request thread: at most matte_max_in_flight at once, so jobs,
+    # the page and the probes always have threads. Beyond that: 503 at once, with when to come back.
+    if not ctx.matte_slots.acquire(blocking=False):
+        raise ApiError(
+            503,
+            "busy",
+            f"{ctx.matte_in_flight} single-image calls are already running (MATTEFLOW_MATTE_MAX_IN_FLIGHT); "
+            f"retry after {MATTE_RETRY_AFTER_S} s, or send batches to POST /api/v1/jobs",
+            retry_after_s=MATTE_RETRY_AFTER_S,
+        )
     try:
         image, media_type = ctx.jobs.matte_one(data, name, options, timeout=ctx.settings.single_image_timeout_s)
     except TimeoutError as exc:
@@ -179,6 +195,8 @@ def matte_one() -> Response:
             f"no worker finished the image within {ctx.settings.single_image_timeout_s:g} s; "
             "check that workers are running (GET /readyz?workers=1)",
         ) from exc
+    finally:
+        ctx.matte_slots.release()
     download_name = f"{PurePosixPath(name).stem}.{options.extension}"
     return send_file(io.BytesIO(image), mimetype=media_type, download_name=download_name)
 

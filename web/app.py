@@ -11,6 +11,7 @@ from matteflow.workers.client import JobClient
 from . import api, observability, page
 from .context import EXTENSION_KEY, WebContext
 from .errors import register_error_handlers
+from .uploads import SpoolingRequest
 
 # Multipart fields beyond the files themselves (the options); Werkzeug answers 413 above MAX_FORM_PARTS.
 _OPTION_FIELD_ALLOWANCE = 64
@@ -32,8 +33,13 @@ def create_app(settings: Settings | None = None, job_client: JobClient | None = 
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[EXTENSION_KEY] = WebContext(
-        settings=settings, jobs=jobs, metrics_registry=metrics.web_registry(settings, jobs.redis)
+        settings=settings,
+        jobs=jobs,
+        metrics_registry=metrics.web_registry(settings, jobs.redis),
+        matte_in_flight=max(1, settings.matte_max_in_flight),
     )
+    # Uploads spool to the storage volume (not to a tmpfs /tmp) and reach storage by streaming copies.
+    app.request_class = type("MatteflowRequest", (SpoolingRequest,), {"spool_dir": settings.storage_dir / "tmp"})
 
     app.register_blueprint(page.bp)
     app.register_blueprint(api.bp)

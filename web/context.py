@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 from flask import current_app
 from prometheus_client import CollectorRegistry
 
 from matteflow.settings import Settings
 from matteflow.workers.client import JobClient
+
+from .readiness import ReadinessCache
 
 EXTENSION_KEY = "matteflow"
 
@@ -18,6 +21,15 @@ class WebContext:
     settings: Settings
     jobs: JobClient
     metrics_registry: CollectorRegistry
+    # Bounds POST /api/v1/matte calls in flight (each holds a request thread while it waits on its worker).
+    matte_in_flight: int = 1
+    matte_slots: threading.BoundedSemaphore = field(init=False)
+    # /readyz's view of the workers, cached for a moment (web/observability.py).
+    readiness: ReadinessCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "matte_slots", threading.BoundedSemaphore(self.matte_in_flight))
+        object.__setattr__(self, "readiness", ReadinessCache(self.jobs))
 
 
 def web_context() -> WebContext:

@@ -46,14 +46,23 @@ HTTP_CODES: dict[int, str] = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     429: "too_many_requests",
+    431: "request_header_fields_too_large",
+    501: "not_implemented",
+    503: "unavailable",
 }
+
+
+def upload_limit_message(limit_mb: int) -> str:
+    """The 413 message for a body over the limit: the same whether waitress or Werkzeug found it."""
+    return f"the request body is larger than the limit of {limit_mb} MB (MATTEFLOW_MAX_UPLOAD_MB)"
 
 
 class ApiError(Exception):
     """An error the API raises on purpose: it carries its status, code, message and optional extra fields."""
 
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+    def __init__(self, status: int, code: str, message: str, retry_after_s: int | None = None, **extra: Any) -> None:
         super().__init__(message)
+        self.retry_after_s = retry_after_s
         self.status = status
         self.code = code
         self.message = message
@@ -79,7 +88,10 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Response:
-        return error_response(exc.status, exc.code, exc.message, **exc.extra)
+        response = error_response(exc.status, exc.code, exc.message, **exc.extra)
+        if exc.retry_after_s is not None:
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
 
     @app.errorhandler(MattingError)
     def _core_error(exc: MattingError) -> Response:
@@ -99,8 +111,7 @@ def register_error_handlers(app: Flask) -> None:
         elif status == 405:
             message = f"{request.method} is not allowed on {request.path}; allowed: {', '.join(valid_methods)}"
         elif status == 413:
-            limit_mb = app.config.get("MAX_CONTENT_LENGTH", 0) // (1024 * 1024)
-            message = f"the request body is larger than the limit of {limit_mb} MB (MATTEFLOW_MAX_UPLOAD_MB)"
+            message = upload_limit_message(app.config.get("MAX_CONTENT_LENGTH", 0) // (1024 * 1024))
         response = error_response(status, code, message)
         if status == 405 and valid_methods:
             response.headers["Allow"] = ", ".join(valid_methods)

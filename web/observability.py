@@ -35,16 +35,16 @@ def readyz() -> Response:
 
     Workers are not part of it: busy or scaled-to-zero workers must not take the whole web tier (status
     pages, downloads, intake that queues work for the autoscaler to see) out of the Service. With
-    ``?workers=1`` it also pings the workers (up to 1 s) and fails when none answers, for people and scripts.
+    ``?workers=1`` it also fails when no worker published a heartbeat lately (workers/heartbeat.py), for people
+    and scripts. Both answer from a state at most a second old (web/readiness.py): milliseconds, never a
+    broadcast ping that waits out a timeout.
     """
-    jobs = web_context().jobs
-    redis_ok = jobs.redis_ok()
-    body: dict[str, object] = {"redis": redis_ok}
-    reason = "" if redis_ok else "Redis is not reachable"
+    state = web_context().readiness.get()
+    body: dict[str, object] = {"redis": state.redis}
+    reason = "" if state.redis else "Redis is not reachable"
     if request.args.get("workers") == "1":
-        workers = jobs.workers_alive(timeout=1.0) if redis_ok else 0
-        body["workers"] = workers
-        reason = reason or ("" if workers >= 1 else "no worker answered")
+        body["workers"] = state.workers
+        reason = reason or ("" if state.workers >= 1 else "no worker sent a heartbeat lately")
     if not reason:
         return jsonify({"status": "ready", **body})
     response = error_response(503, "not_ready", reason, **body)

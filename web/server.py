@@ -1,55 +1,211 @@
 """``matteflow web``: serve the app with waitress (a production WSGI server; never Flask's dev server).
 
-Waitress is pure Python and multi-threaded: request threads only parse uploads, talk to Redis and stream
-files, so threads (``MATTEFLOW_WEB_THREADS``) are the right unit; the heavy work runs in the workers.
+Why waitress (docs/operations.md, "Web server"): its I/O thread reads every request whole (headers and body)
+before a worker thread sees it, as a buffering proxy would, so a slow or idle client costs a socket, never a
+thread. What it lacks we add here, in three small subclasses:
+
+- ``GuardedServer``: at most ``web_client_connection_limit`` connections per client address (one more is
+  answered 503 and closed at once), and a maintenance pass that closes a client that is too slow: headers not
+  complete within ``web_header_timeout_s``, or a body arriving slower than ``web_min_upload_kib_s`` on average
+  once ``web_header_timeout_s`` has passed. Idle keep-alive connections go after ``web_idle_timeout_s``.
+- ``GuardedChannel``: remembers when its current request began, and answers waitress's own errors (the 413 for a
+  body over the limit, sent as soon as the headers say so or a chunked body passes it) in the API's JSON form.
+- ``ProbeFirstDispatcher``: ``/healthz`` and ``/readyz`` run on threads of their own, so a probe never waits
+  behind uploads or single-image calls that hold the request threads.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
+import socket
 import threading
 import time
 from types import FrameType
 from typing import Any
 
-from waitress import create_server, wasyncore
+from waitress import wasyncore
+from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
-from waitress.server import BaseWSGIServer, MultiSocketServer
+from waitress.server import BaseWSGIServer, MultiSocketServer, TcpWSGIServer
+from waitress.task import ErrorTask, ThreadedTaskDispatcher
 
 from matteflow.settings import Settings
 
 from .app import create_app
+from .errors import HTTP_CODES, upload_limit_message
 
 log = logging.getLogger("matteflow.web")
 
-# Waitress buffers a whole request body (spilling to a temp file) before the app sees it, and answers its
-# own plain-text 413 above max_request_body_size. Keep that ceiling well above MAX_UPLOAD_MB so the app's
-# JSON 413 is what clients see for any realistic oversize upload.
-_WAITRESS_BODY_CEILING_FACTOR = 4
-_WAITRESS_MIN_BODY_CEILING = 1 << 30
+# Liveness and readiness probes: answered by threads no other request can occupy.
+PROBE_PATHS = frozenset({"/healthz", "/readyz"})
+PROBE_THREADS = 2
+# Slack above MAX_UPLOAD_MB for the multipart framing around the files (boundaries, part headers, options).
+_MULTIPART_SLACK_BYTES = 64 * 1024
+_TOO_MANY_CONNECTIONS = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 5\r\n"
+    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s"
+)
+
+
+class JsonErrorTask(ErrorTask):
+    """waitress's own error answers (413, 400 for a malformed request...) as the API's JSON error body."""
+
+    def execute(self) -> None:
+        error = self.request.error
+        status = int(error.code)
+        message = str(error.body or error.reason)
+        if status == 413:
+            message = upload_limit_message(self.channel.server.max_upload_mb)
+        body = json.dumps({"error": HTTP_CODES.get(status, "bad_request"), "message": message}).encode()
+        self.status = f"{status} {error.reason}"
+        self.response_headers.append(("Content-Type", "application/json"))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class GuardedChannel(HTTPChannel):
+    """One client connection; ``request_started`` is when the request now being read began to arrive."""
+
+    error_task_class = JsonErrorTask
+    request_started = 0.0
+
+    def received(self, data: bytes) -> bool:
+        before = self.request
+        result = super().received(data)
+        if self.request is not None and self.request is not before:
+            self.request_started = time.time()
+        return result
+
+
+class ProbeFirstDispatcher:
+    """Request threads for the app, plus ``PROBE_THREADS`` threads that only ever serve the probes."""
+
+    def __init__(self, threads: int, probe_threads: int = PROBE_THREADS) -> None:
+        self.main = ThreadedTaskDispatcher()
+        self.main.set_thread_count(threads)
+        self.probes = ThreadedTaskDispatcher()
+        self.probes.set_thread_count(probe_threads)
+
+    def add_task(self, channel: Any) -> None:
+        request = channel.requests[0] if getattr(channel, "requests", None) else None
+        # A request waitress could not parse has no command or path: it is answered by the main pool.
+        command, path = getattr(request, "command", None), getattr(request, "path", None)
+        is_probe = command in ("GET", "HEAD") and path in PROBE_PATHS
+        (self.probes if is_probe else self.main).add_task(channel)
+
+    def set_thread_count(self, count: int) -> None:
+        self.main.set_thread_count(count)
+
+    def shutdown(self, cancel_pending: bool = True, timeout: int = 5) -> bool:
+        main = self.main.shutdown(cancel_pending, timeout)
+        probes = self.probes.shutdown(cancel_pending, timeout)
+        return main or probes
+
+
+class GuardedServer(TcpWSGIServer):
+    """waitress's TCP server with a per-client connection limit and deadlines for slow requests."""
+
+    channel_class = GuardedChannel
+
+    def __init__(self, *args: Any, settings: Settings, **kwargs: Any) -> None:
+        self.max_upload_mb = settings.max_upload_mb
+        self.client_connection_limit = settings.web_client_connection_limit
+        self.header_timeout_s = settings.web_header_timeout_s
+        self.min_body_bytes_per_s = settings.web_min_upload_kib_s * 1024
+        self.refused_connections = 0
+        self.timed_out_requests = 0
+        super().__init__(*args, **kwargs)
+
+    def handle_accept(self) -> None:
+        try:
+            accepted = self.accept()
+            if accepted is None:
+                return
+            conn, addr = accepted
+            self.set_socket_options(conn)
+        except OSError:
+            return
+        addr = self.fix_addr(addr)
+        client = addr[0] if isinstance(addr, tuple) else addr
+        if self.client_connection_limit and self._connections_from(client) >= self.client_connection_limit:
+            self._refuse(conn, client)
+            return
+        self.channel_class(self, conn, addr, self.adj, map=self._map)
+
+    def _connections_from(self, client: str) -> int:
+        return sum(1 for channel in list(self.active_channels.values()) if channel.addr[0] == client)
+
+    def _refuse(self, conn: socket.socket, client: str) -> None:
+        self.refused_connections += 1
+        body = json.dumps(
+            {
+                "error": "too_many_connections",
+                "message": f"more than {self.client_connection_limit} open connections from {client}; "
+                "close idle ones and retry (MATTEFLOW_WEB_CLIENT_CONNECTION_LIMIT)",
+            }
+        ).encode()
+        try:
+            conn.setblocking(False)
+            conn.send(_TOO_MANY_CONNECTIONS % (len(body), body))
+        except OSError:
+            pass
+        conn.close()
+        if self.refused_connections in (1, 10, 100) or self.refused_connections % 1000 == 0:
+            log.warning(
+                "refused %d connections over the per-client limit (latest from %s)", self.refused_connections, client
+            )
+
+    def maintenance(self, now: float) -> None:
+        """Close idle keep-alive connections (waitress) and clients too slow to finish their request."""
+        super().maintenance(now)
+        for channel in list(self.active_channels.values()):
+            request = getattr(channel, "request", None)
+            if request is None or channel.requests or channel.will_close:
+                continue  # between requests (idle rule above) or being served
+            elapsed = now - channel.request_started
+            if elapsed <= self.header_timeout_s:
+                continue
+            too_slow = not request.headers_finished or (
+                request.body_bytes_received < self.min_body_bytes_per_s * elapsed
+            )
+            if too_slow:
+                self.timed_out_requests += 1
+                channel.will_close = True
 
 
 def build_server(
     settings: Settings, host: str, port: int, socket_map: dict[int, Any] | None = None
-) -> BaseWSGIServer | MultiSocketServer:
-    """A bound (not yet running) waitress server for the app; ``port=0`` picks a free port. ``socket_map``
-    is the asyncore map it registers its listener and connections in (:func:`serve` drains it)."""
+) -> GuardedServer | MultiSocketServer:
+    """A bound (not yet running) server for the app; ``port=0`` picks a free port. ``socket_map`` is the
+    asyncore map it registers its listener and connections in (:func:`serve` drains it)."""
     app = create_app(settings)
-    return create_server(
-        app,
-        map=socket_map,
+    adj = Adjustments(
         host=host,
         port=port,
         threads=settings.web_threads,
         ident="matteflow",
-        max_request_body_size=max(
-            settings.max_upload_bytes * _WAITRESS_BODY_CEILING_FACTOR, _WAITRESS_MIN_BODY_CEILING
-        ),
-        # Batch uploads on slow links can take a while; don't cut a client off mid-body.
-        channel_timeout=300,
+        # waitress answers 413 from the Content-Length alone, or once a chunked body passes the limit.
+        max_request_body_size=settings.max_upload_bytes + _MULTIPART_SLACK_BYTES,
+        connection_limit=settings.web_connection_limit,
+        channel_timeout=settings.web_idle_timeout_s,
+        cleanup_interval=1,
+        # poll(), not select(): select() cannot watch file descriptors above 1023.
+        asyncore_use_poll=True,
     )
+    dispatcher = ProbeFirstDispatcher(settings.web_threads)
+    server_map: dict[int, Any] = socket_map if socket_map is not None else {}
+    servers = [
+        GuardedServer(app, server_map, True, None, dispatcher=dispatcher, adj=adj, sockinfo=sockinfo, settings=settings)
+        for sockinfo in adj.listen
+    ]
+    if len(servers) == 1:
+        return servers[0]
+    listening = [(server.effective_host, server.effective_port) for server in servers]
+    return MultiSocketServer(server_map, adj, listening, dispatcher, servers[-1].log_info)
 
 
 def serve(settings: Settings, host: str, port: int) -> None:

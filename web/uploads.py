@@ -1,17 +1,58 @@
-"""Reading a multipart request into (name, bytes) uploads and validated options.
+"""Reading a multipart request into uploads (name + stream) and validated options.
 
 Kept apart from the routes so the rules (what counts as "no file", how names are sanitised, which fields are
-options) are one small, testable module.
+options, which parts are refused) are one small, testable module.
+
+Uploads are never read into memory whole: Werkzeug spools each file part to a temporary file (in memory up to
+``SPOOL_IN_MEMORY_BYTES``), and the job client copies that stream to storage through a bounded buffer.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import IO, Any
 
-from werkzeug.datastructures import FileStorage
+from flask import Request
+from werkzeug.datastructures import FileStorage, MultiDict
 
+from matteflow.core.errors import shown
 from matteflow.core.options import MatteOptions, parse_options
 from matteflow.workers.storage import sanitize_name
+
+from .errors import ApiError
+
+# A file part larger than this goes to a temporary file on the storage volume, not to memory.
+SPOOL_IN_MEMORY_BYTES = 256 * 1024
+
+
+class SpoolingRequest(Request):
+    """A Flask request whose file parts spill to ``spool_dir`` (the storage volume, never a tmpfs)."""
+
+    spool_dir: Path | None = None
+
+    def _get_file_stream(
+        self,
+        total_content_length: int | None,
+        content_type: str | None,
+        filename: str | None = None,
+        content_length: int | None = None,
+    ) -> IO[bytes]:
+        if self.spool_dir is not None:
+            self.spool_dir.mkdir(parents=True, exist_ok=True)
+        return tempfile.SpooledTemporaryFile(  # noqa: SIM115 - Werkzeug owns and closes it
+            max_size=SPOOL_IN_MEMORY_BYTES, mode="rb+", dir=self.spool_dir
+        )
+
+
+def stream_size(stream: IO[bytes]) -> int:
+    """Bytes in a seekable stream (its position is kept)."""
+    position = stream.tell()
+    size = stream.seek(0, os.SEEK_END)
+    stream.seek(position)
+    return size
 
 
 def is_blank_part(part: FileStorage) -> bool:
@@ -23,13 +64,29 @@ def is_blank_part(part: FileStorage) -> bool:
     return not head
 
 
-def read_uploads(parts: Iterable[FileStorage]) -> list[tuple[str, bytes]]:
-    """Every non-blank part as ``(sanitised name, bytes)``; a named 0-byte file is kept (it is bad input)."""
-    uploads: list[tuple[str, bytes]] = []
+def refuse_nameless_parts(form: MultiDict[Any, Any], files: MultiDict[Any, Any]) -> None:
+    """A multipart part without a usable field name is a malformed request: 400 (it used to reach the
+    option parser as a ``None`` key and answer 500)."""
+    for source, kind in ((form, "field"), (files, "file part")):
+        for key in source:
+            if not isinstance(key, str) or not key.strip() or "\ufffd" in key:
+                raise ApiError(
+                    400,
+                    "invalid_form",
+                    f"a multipart {kind} has no name or a name that is not valid UTF-8 ({shown(key)}); "
+                    "every part needs a name such as 'files', 'file' or an option",
+                )
+
+
+def read_uploads(parts: Iterable[FileStorage]) -> list[tuple[str, IO[bytes]]]:
+    """Every non-blank part as ``(sanitised name, stream at 0)``; a named 0-byte file is kept (it is bad
+    input). The streams belong to the request and are closed with it."""
+    uploads: list[tuple[str, IO[bytes]]] = []
     for number, part in enumerate(parts, start=1):
         if is_blank_part(part):
             continue
-        uploads.append((sanitize_name(part.filename, fallback=f"image_{number}"), part.read()))
+        part.stream.seek(0)
+        uploads.append((sanitize_name(part.filename, fallback=f"image_{number}"), part.stream))
     return uploads
 
 

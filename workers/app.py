@@ -103,6 +103,7 @@ def make_celery(settings: Settings, *, worker: bool = False) -> MatteflowCelery:
         app.steps["worker"].add(MetricsServerStep)
         app.steps["worker"].add(ReconcilerStep)
         app.steps["consumer"].add(ConsumerHeartbeatStep)
+        app.steps["worker"].add(HeartbeatStep)
     return app
 
 
@@ -215,6 +216,25 @@ class ReconcilerStep(bootsteps.StartStopStep):
     def stop(self, worker: Any) -> None:
         if self.thread is not None:
             self.thread.stop(timeout=5.0)
+
+
+class HeartbeatStep(bootsteps.StartStopStep):
+    """Publish this worker's liveness in Redis (what /readyz reads), from a thread of the main process."""
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.thread: Any = None
+
+    def start(self, worker: Any) -> None:
+        from .heartbeat import HeartbeatThread
+        from .jobstore import make_redis
+
+        self.thread = HeartbeatThread(make_redis(worker.app.settings, fast_fail=True), worker.hostname)
+        self.thread.start()
+
+    def stop(self, worker: Any) -> None:
+        if self.thread is not None:
+            self.thread.stop()
 
 
 _app: MatteflowCelery | None = None

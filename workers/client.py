@@ -10,21 +10,25 @@ import json
 import secrets
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import redis
 
 from matteflow import metrics
 from matteflow.core import errors as core_errors
 from matteflow.core.errors import InputError, InvalidOptionError, MattingError
-from matteflow.core.imageio import probe_image
+from matteflow.core.imageio import check_memory_budget, probe_image
 from matteflow.core.options import MatteOptions, parse_options
 from matteflow.settings import Settings
 
+from . import heartbeat
 from .app import MatteflowCelery, make_celery
 from .jobstore import JobStore, NewItem, chunked, make_redis
 from .queues import FINALIZE_TASK, PROCESS_TASK, broker_queue_length, enqueue_headers, finalize_queue, queue_for_kind
 from .storage import JobFiles, is_valid_job_id, sanitize_name, write_atomic
+
+# An upload as the client takes it: the bytes, or a seekable binary stream (a request's spooled file part).
+Upload = bytes | IO[bytes]
 
 
 class JobClient:
@@ -48,10 +52,11 @@ class JobClient:
 
     # -- submitting -------------------------------------------------------------------------------------
 
-    def create_job(self, files: list[tuple[str, bytes]], options: MatteOptions, *, kind: str = "batch") -> str:
+    def create_job(self, files: list[tuple[str, Upload]], options: MatteOptions, *, kind: str = "batch") -> str:
         """Store the uploads, record the job and enqueue its good items; returns the job id.
 
-        A file that fails the header check becomes a failed item with its message (never enqueued).
+        Each upload is bytes or a seekable binary stream (copied to storage through a bounded buffer, never
+        read whole). A file that fails the header check becomes a failed item with its message (never enqueued).
         Raises InvalidOptionError for options that are not a MatteOptions, ValueError for no files or
         more than ``max_files_per_job``.
         """
@@ -71,10 +76,13 @@ class JobClient:
                 safe = sanitize_name(name)
                 stored = f"{index}_{safe}"
                 try:
-                    probe_image(data, self.settings.max_pixels)
+                    info = probe_image(data, self.settings.max_pixels)
+                    check_memory_budget(info, options.max_side, self.settings.max_image_memory_mb)
                 except InputError as exc:
                     items.append(NewItem(safe, stored, str(exc), type(exc).__name__))
                     continue
+                if not isinstance(data, bytes):
+                    data.seek(0)
                 write_atomic(job_files.input_path(index, stored), data)
                 items.append(NewItem(safe, stored))
             self.store.create(job_id, items, options.to_dict(), kind=kind)
@@ -102,14 +110,16 @@ class JobClient:
                 )
         return job_id
 
-    def matte_one(self, data: bytes, name: str, options: MatteOptions, timeout: float) -> tuple[bytes, str]:
-        """Run one image through the queue and wait for it: (image bytes, media type).
+    def matte_one(self, data: Upload, name: str, options: MatteOptions, timeout: float) -> tuple[bytes, str]:
+        """Run one image (bytes or a seekable binary stream) through the queue and wait for it: (image bytes,
+        media type).
 
         Raises the core InputError subclass for bad input, TimeoutError when no worker answered in time,
         MattingError when the worker could not process it.
         """
-        # Empty, non-image and pixel-bomb uploads are answered at once, before anything is stored or queued.
-        probe_image(data, self.settings.max_pixels)
+        # Empty, non-image, pixel-bomb and over-budget uploads are answered at once, before anything is stored.
+        info = probe_image(data, self.settings.max_pixels)
+        check_memory_budget(info, options.max_side, self.settings.max_image_memory_mb)
         job_id = self.create_job([(name, data)], options, kind="single")
         try:
             deadline = time.monotonic() + timeout
@@ -183,8 +193,11 @@ class JobClient:
             return False
 
     def workers_alive(self, timeout: float = 1.0) -> int:
-        """How many workers answered a ping within ``timeout`` seconds."""
-        return len(self.celery.control.ping(timeout=timeout) or [])
+        """How many workers published a heartbeat lately (``workers/heartbeat.py``): one Redis round trip,
+        no broadcast ping. ``timeout`` bounds that round trip (kept for callers of the ping version)."""
+        if self._health_redis is None:
+            self._health_redis = make_redis(self.settings, fast_fail=True)
+        return heartbeat.count_alive(self._health_redis)
 
     def queue_length(self) -> int:
         """Tasks waiting in the deployment's queues (not counting those a worker already holds)."""

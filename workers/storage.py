@@ -13,9 +13,12 @@ import shutil
 import tempfile
 import unicodedata
 from pathlib import Path
+from typing import IO
 
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"|?*;\\/]+')
 _MAX_NAME = 120
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
+COPY_BUFFER_BYTES = 1024 * 1024  # streams are copied to storage this much at a time
 # Job ids come from secrets.token_urlsafe: anything else is refused before it reaches a path.
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
@@ -25,10 +28,13 @@ def sanitize_name(name: str | None, fallback: str = "image") -> str:
 
     The last path component (``/`` or ``\\``); Unicode letters kept (the seeds' users name files in Chinese);
     control, shell- and Windows-reserved characters replaced by ``_``; no leading dots (no hidden files, no
-    ``..``); at most 120 characters, keeping the extension. ``'../../x.jpg'`` -> ``'x.jpg'``;
-    ``''`` or ``'..'`` -> ``fallback``.
+    ``..``); bidi, format and other invisible characters removed; at most 120 characters, keeping the
+    extension. ``'../../x.jpg'`` -> ``'x.jpg'``; ``''`` or ``'..'`` -> ``fallback``.
     """
     text = unicodedata.normalize("NFC", name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    # Invisible characters go: bidi overrides and isolates (U+202E shows "gpj.exe" as "exe.jpg"), zero-width
+    # and other format characters, line separators, C1 controls, lone surrogates.
+    text = "".join(ch for ch in text if ch < "\x80" or unicodedata.category(ch) not in _INVISIBLE)
     text = _UNSAFE.sub("_", text).strip().lstrip(".").rstrip(" .")
     if len(text) > _MAX_NAME:
         stem, dot, ext = text.rpartition(".")
@@ -40,13 +46,17 @@ def is_valid_job_id(job_id: str) -> bool:
     return bool(_JOB_ID.match(job_id or ""))
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the whole new one, never a part."""
+def write_atomic(path: Path, data: bytes | IO[bytes]) -> None:
+    """Write ``data`` (bytes, or a binary stream copied from its current position through a bounded
+    buffer) to ``path`` so readers see the old file or the whole new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                handle.write(data)
+            else:
+                shutil.copyfileobj(data, handle, COPY_BUFFER_BYTES)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
