@@ -120,9 +120,16 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
         media: {"schema": {"type": "string", "format": "binary"}} for media in ("image/png", "image/jpeg", "image/webp")
     }
     too_large = _error(
-        f"Body over {settings.max_upload_mb} MB (MATTEFLOW_MAX_UPLOAD_MB), or an image over "
-        f"{settings.max_pixels} pixels (error image_too_large)."
+        f"Body over {settings.max_upload_mb} MB (MATTEFLOW_MAX_UPLOAD_MB; answered as soon as the Content-Length "
+        "says so, or when a chunked body passes it), or an image over "
+        f"{settings.max_pixels} pixels or over the per-image memory budget of {settings.max_image_memory_mb} MB "
+        "(error image_too_large; the message says which max_side would fit)."
     )
+    bad_form = (
+        "An unknown field (error invalid_option: only the fields listed are accepted), a bad option value, or a "
+        "malformed body: a part without a name or with a name that is not UTF-8 (error invalid_form)."
+    )
+    unavailable = _error("The job store (Redis) is not reachable (error unavailable); try again later.")
     return {
         "openapi": "3.0.3",
         "info": {
@@ -145,6 +152,8 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                             "multipart/form-data": {
                                 "schema": {
                                     "type": "object",
+                                    "additionalProperties": False,
+                                    "description": "Unknown fields are rejected with 400 (invalid_option).",
                                     "required": ["files"],
                                     "properties": {
                                         "files": {
@@ -164,8 +173,9 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                             "headers": {"Location": {"schema": {"type": "string"}}},
                             "content": {_JSON: {"schema": _ref("JobCreated")}},
                         },
-                        "400": _error("No files, too many files, or an unknown option or value."),
+                        "400": _error(f"No files (no_files), too many files (too_many_files). {bad_form}"),
                         "413": too_large,
+                        "503": unavailable,
                     },
                 }
             },
@@ -248,8 +258,9 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                 "post": {
                     "summary": "Cut out one image and wait for it",
                     "description": "Runs through the same queue and workers as jobs; waits up to "
-                    f"{settings.single_image_timeout_s:g} s (MATTEFLOW_SINGLE_IMAGE_TIMEOUT_S). Option fields "
-                    "may also be sent as query parameters.",
+                    f"{settings.single_image_timeout_s:g} s (MATTEFLOW_SINGLE_IMAGE_TIMEOUT_S). At most "
+                    f"{settings.matte_max_in_flight} calls wait at once; more are answered 503 with Retry-After "
+                    "at once. Option fields may also be sent as query parameters.",
                     "operationId": "matte",
                     "requestBody": {
                         "required": True,
@@ -257,6 +268,8 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                             "multipart/form-data": {
                                 "schema": {
                                     "type": "object",
+                                    "additionalProperties": False,
+                                    "description": "Unknown fields are rejected with 400 (invalid_option).",
                                     "required": ["file"],
                                     "properties": {"file": {"type": "string", "format": "binary"}, **options},
                                 }
@@ -265,9 +278,17 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                     },
                     "responses": {
                         "200": {"description": "The result image.", "content": image_content},
-                        "400": _error("No file or an unknown option or value."),
+                        "400": _error(f"No file (no_file), more than one (too_many_files). {bad_form}"),
                         "413": too_large,
                         "422": _error("Not a decodable image (empty, truncated, not an image)."),
+                        "503": {
+                            **_error(
+                                f"Already {settings.matte_max_in_flight} single-image calls in flight "
+                                "(error busy, MATTEFLOW_MATTE_MAX_IN_FLIGHT): retry after Retry-After seconds, or "
+                                "use POST /api/v1/jobs; or the job store (Redis) is unreachable (unavailable)."
+                            ),
+                            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                        },
                         "504": _error("No worker finished the image in time."),
                     },
                 }

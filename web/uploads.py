@@ -17,6 +17,7 @@ from typing import IO, Any
 
 from flask import Request
 from werkzeug.datastructures import FileStorage, MultiDict
+from werkzeug.formparser import FormDataParser
 
 from matteflow.core.errors import shown
 from matteflow.core.options import MatteOptions, parse_options
@@ -32,6 +33,22 @@ class SpoolingRequest(Request):
     """A Flask request whose file parts spill to ``spool_dir`` (the storage volume, never a tmpfs)."""
 
     spool_dir: Path | None = None
+
+    def make_form_data_parser(self) -> FormDataParser:
+        parser = super().make_form_data_parser()
+        parser.silent = False  # a body Werkzeug cannot parse is the client's error, not an empty form
+        return parser
+
+    def _load_form_data(self) -> None:
+        try:
+            super()._load_form_data()
+        except ValueError as exc:  # UnicodeDecodeError of a part header, no boundary, broken framing
+            raise ApiError(
+                400,
+                "invalid_form",
+                f"the multipart body cannot be parsed ({shown(str(exc))}); part headers must be UTF-8 and each "
+                "part needs a name",
+            ) from None
 
     def _get_file_stream(
         self,
