@@ -159,6 +159,7 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                                         "files": {
                                             "type": "array",
                                             "items": {"type": "string", "format": "binary"},
+                                            "minItems": 1,
                                             "maxItems": settings.max_files_per_job,
                                         },
                                         **options,
@@ -172,6 +173,21 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                             "description": "Accepted; poll status_url.",
                             "headers": {"Location": {"schema": {"type": "string"}}},
                             "content": {_JSON: {"schema": _ref("JobCreated")}},
+                            # What a client does next with the id (stateful fuzzers follow these too).
+                            "links": {
+                                **{
+                                    name: {"operationId": operation, "parameters": {"job_id": "$response.body#/id"}}
+                                    for name, operation in (
+                                        ("GetJob", "getJob"),
+                                        ("GetResults", "getResults"),
+                                        ("DeleteJob", "deleteJob"),
+                                    )
+                                },
+                                "GetFirstItem": {
+                                    "operationId": "getItem",
+                                    "parameters": {"job_id": "$response.body#/id", "index": 0},
+                                },
+                            },
                         },
                         "400": _error(f"No files (no_files), too many files (too_many_files). {bad_form}"),
                         "413": too_large,
