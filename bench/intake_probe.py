@@ -225,12 +225,13 @@ from matteflow.core.options import parse_options
 from matteflow.core.engine import MatteEngine
 from matteflow.core.model import load_model
 side, max_side = int(sys.argv[1]), sys.argv[2]
-rng = np.random.default_rng(0)
-small = rng.integers(0, 255, (side // 64, side // 64, 3), dtype=np.uint8)
+from PIL import ImageDraw
+picture = Image.new("RGB", (side, side), (40, 90, 200))
+ImageDraw.Draw(picture).ellipse((side // 4, side // 6, 3 * side // 4, side), fill=(210, 150, 120))
 buffer = io.BytesIO()
-Image.fromarray(small).resize((side, side)).save(buffer, "PNG", compress_level=9)
+picture.save(buffer, "PNG")
 data = buffer.getvalue()
-del small, buffer
+del picture, buffer
 engine = MatteEngine(load_model("unet-random", "cpu"), 60_000_000)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 options = parse_options({"max_side": max_side} if max_side != "none" else {})
@@ -239,7 +240,7 @@ try:
     from matteflow.core import imageio
     check = getattr(imageio, "check_memory_budget", None)
     if check is not None:
-        check(data, 60_000_000, options.max_side, int(sys.argv[3]) * 2**20)
+        check(imageio.probe_image(data, 60_000_000), options.max_side, int(sys.argv[3]))
     result = engine.process_bytes(data, options)
     outcome = f"ok {result.width}x{result.height}"
 except MattingError as exc:

@@ -99,10 +99,10 @@ class Settings:
     task_retry_backoff_s: float = 2.0  # first retry after ~this, doubling per attempt (with jitter)
     task_retry_backoff_max_s: float = 120.0
     task_chunk_size: int = 1  # images per task; a GPU deployment sets it to gpu_batch_size to batch inference
-    worker_max_memory_mb: int = 2560  # a pool process past this RSS is replaced after its task (0 = no limit)
+    worker_max_memory_mb: int = 2048  # a pool process past this RSS is replaced after its task (0 = no limit)
     # Peak memory one image may need while it is processed, estimated from its header (core.imageio):
     # above it an image is refused (413) unless max_side brings its working size under it.
-    max_image_memory_mb: int = 1024
+    max_image_memory_mb: int = 1536
     worker_pool: str = ""  # celery pool: "" = threads on a GPU, prefork on the CPU; or prefork | threads | solo
     embedded_redis_port: int = 0  # `matteflow up`'s own Redis when redis_url is empty (0 = any free port)
     job_stale_after_s: float = 1800.0  # an unfinished job with no progress this long has its items re-sent
