@@ -9,7 +9,7 @@ on ``--port`` with a private storage folder, then measures over loopback:
 - ``oversize``: a 200 MB body (Content-Length, then chunked) against the 20 MB limit: bytes sent before the
   413 arrived, and its media type.
 - ``single-image calls``: 16 concurrent ``POST /api/v1/matte`` (1600x1200 JPEG) while /healthz is timed.
-- ``readyz``: latency of 20 calls.
+- ``readyz``: latency of 20 calls of ``/readyz?workers=1`` (Redis and a live worker).
 - ``--memory``: peak RSS of a fresh process that runs one 7700x7700 PNG through the engine (and with
   ``max_side=2048``), or the refusal it gets.
 
@@ -207,11 +207,11 @@ def probe_readyz(base: str) -> None:
     codes = []
     for _ in range(20):
         started = time.perf_counter()
-        response = requests.get(base + "/readyz", timeout=10)
+        response = requests.get(base + "/readyz?workers=1", timeout=10)
         latencies.append(time.perf_counter() - started)
         codes.append(response.status_code)
     print(
-        f"/readyz x20: median {_fmt(statistics.median(latencies))}, max {_fmt(max(latencies))}, "
+        f"/readyz?workers=1 x20: median {_fmt(statistics.median(latencies))}, max {_fmt(max(latencies))}, "
         f"statuses {sorted(set(codes))}"
     )
 
@@ -275,7 +275,7 @@ def _wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 12
         if process.poll() is not None:
             raise SystemExit(f"matteflow up exited with {process.returncode}")
         try:
-            if requests.get(base + "/readyz", timeout=5).status_code == 200:
+            if requests.get(base + "/readyz?workers=1", timeout=5).status_code == 200:
                 return
         except requests.RequestException:
             pass
