@@ -249,13 +249,18 @@ def _busy_channels(socket_map: dict[int, Any]) -> list[HTTPChannel]:
 def drain(server: BaseWSGIServer | MultiSocketServer, socket_map: dict[int, Any], grace_s: float) -> int:
     """Stop accepting, run the I/O loop until no connection is busy or ``grace_s`` passed, then close all.
     Returns how many connections were still busy at the end."""
-    for listener in [obj for obj in list(socket_map.values()) if isinstance(obj, BaseWSGIServer)]:
+    listeners = [obj for obj in list(socket_map.values()) if isinstance(obj, BaseWSGIServer)]
+    for listener in listeners:
         listener.accepting = False
         listener.del_channel()
         listener.socket.close()  # new connections are refused from here on
     deadline = time.monotonic() + max(0.0, grace_s)
     while (busy := _busy_channels(socket_map)) and time.monotonic() < deadline:
         _loop_once(server, socket_map)
+        # Out of the map, a listener's maintenance no longer runs by itself: keep closing slow clients, or
+        # one idle connection with a lying Content-Length would hold the shutdown for the whole grace.
+        for listener in listeners:
+            listener.maintenance(time.time())
     server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
     wasyncore.close_all(socket_map)
     return len(busy)

@@ -295,3 +295,28 @@ def test_upload_is_streamed_not_held_in_memory(service_settings: Settings, tmp_p
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+def test_a_slow_client_does_not_hold_the_shutdown_drain(service_settings: Settings) -> None:
+    from matteflow.web.server import drain
+
+    socket_map: dict[int, Any] = {}
+    server = build_server(service_settings.replace(web_header_timeout_s=1.0), "127.0.0.1", 0, socket_map)
+    held = open_slow_clients(int(server.effective_port), "127.0.0.7", 3, trickle=False)
+    try:
+        deadline = time.monotonic() + 5
+        while len(server.active_channels) < 3 and time.monotonic() < deadline:  # accepted by the loop
+            socket_map_loop(server, socket_map)
+        started = time.monotonic()
+        still_busy = drain(server, socket_map, grace_s=60)
+        assert still_busy == 0
+        assert time.monotonic() - started < 10  # the header deadline, not the 60 s grace
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def socket_map_loop(server: Any, socket_map: dict[int, Any]) -> None:
+    from waitress import wasyncore
+
+    wasyncore.loop(timeout=0.1, use_poll=True, map=socket_map, count=1)
