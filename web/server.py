@@ -21,6 +21,7 @@ import json
 import logging
 import signal
 import socket
+import tempfile
 import threading
 import time
 from types import FrameType
@@ -215,6 +216,11 @@ def serve(settings: Settings, host: str, port: int) -> None:
     waitress's own stop gives running requests 5 s and stops the I/O loop first, so even a finished response
     was never sent: a 120 s single-image call or a large download died with every rollout.
     """
+    # waitress spills request bodies over 512 KB to temporary files: on the storage volume (as Werkzeug's
+    # spooled parts, web/uploads.py), never in a tmpfs /tmp where a few large uploads would cost memory.
+    spool_dir = settings.storage_dir / "tmp"
+    spool_dir.mkdir(parents=True, exist_ok=True)
+    tempfile.tempdir = str(spool_dir)
     socket_map: dict[int, Any] = {}
     server = build_server(settings, host, port, socket_map)
     stopping = threading.Event()
