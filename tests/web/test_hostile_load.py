@@ -289,6 +289,7 @@ def test_upload_is_streamed_not_held_in_memory(service_settings: Settings, tmp_p
         stored = next((tmp_path / "jobs" / job_id / "in").iterdir())
         assert stored.stat().st_size > size
         growth_mib = (_peak_rss_kib(process.pid) - baseline) / 1024
+        print(f"web peak RSS grew by {growth_mib:.1f} MiB for a 150 MiB upload")
         assert growth_mib < 40, f"peak RSS grew by {growth_mib:.0f} MiB for a 150 MiB upload"
         assert requests.delete(f"{url}/api/v1/jobs/{job_id}", timeout=10).status_code == 200
         assert not list((tmp_path / "tmp").iterdir())  # the spooled part is gone with its request
