@@ -16,7 +16,7 @@ import numpy as np
 from . import postprocess
 from .confidence import estimate_confidence
 from .errors import MattingError
-from .imageio import DecodedImage, decode_image, encode_image, encode_mask
+from .imageio import DecodedImage, check_memory_budget, decode_image, encode_image, encode_mask, probe_image
 from .model import STRIDE, MattingModel
 from .options import MatteOptions
 
@@ -76,9 +76,12 @@ def make_network_input(rgb: np.ndarray, input_size: int) -> tuple[np.ndarray, tu
 class MatteEngine:
     """Runs the whole pipeline with one loaded model. Thread-safe: the CLI runs several images at once."""
 
-    def __init__(self, model: MattingModel, max_pixels: int) -> None:
+    def __init__(self, model: MattingModel, max_pixels: int, memory_budget_mb: int = 0) -> None:
         self.model = model
         self.max_pixels = max_pixels
+        # Per-image peak memory budget (0 = none), checked from the header before decoding: the worker's own
+        # guard, whatever the intake that stored the image checked (docs/operations.md, "Memory budget").
+        self.memory_budget_mb = memory_budget_mb
 
     def _prepare(self, decoded: DecodedImage, options: MatteOptions, decode_s: float = 0.0) -> _Prepared:
         rgb = resize_to_max_side(decoded.rgb, options.max_side)
@@ -90,6 +93,8 @@ class MatteEngine:
 
     def _decode(self, data: bytes, options: MatteOptions) -> _Prepared:
         start = time.perf_counter()
+        if self.memory_budget_mb:
+            check_memory_budget(probe_image(data, self.max_pixels), options.max_side, self.memory_budget_mb)
         decoded = decode_image(data, self.max_pixels, max_side=options.max_side)
         return self._prepare(decoded, options, time.perf_counter() - start)
 

@@ -64,7 +64,7 @@ def _build_engine(settings: Settings) -> MatteEngine:
         getattr(model, "device", "?"),
         time.perf_counter() - started,
     )
-    return MatteEngine(model, max_pixels=settings.max_pixels)
+    return MatteEngine(model, max_pixels=settings.max_pixels, memory_budget_mb=settings.max_image_memory_mb)
 
 
 def _limit_torch_threads(threads: int) -> None:

@@ -183,3 +183,18 @@ def test_decode_at_max_side_is_smaller_but_never_below_it(fmt: str) -> None:
     assert full.shape[:2] == (900, 1200)
     assert max(reduced.shape[:2]) >= 256
     assert reduced.shape[0] * reduced.shape[1] * 4 <= full.shape[0] * full.shape[1]
+
+
+def test_the_worker_engine_enforces_the_budget_too() -> None:
+    """Whatever the intake checked (another web version, other settings), the worker's engine refuses an
+    over-budget image from its header before decoding it, and runs it when max_side brings it under."""
+    from matteflow.core.engine import MatteEngine
+    from matteflow.core.model import load_model
+    from matteflow.core.options import parse_options
+
+    engine = MatteEngine(load_model("unet-random", "cpu"), max_pixels=10**8, memory_budget_mb=16)
+    image = encode(portrait(600, 600), "PNG")
+    with pytest.raises(ImageTooLargeError, match="16 MB"):
+        engine.process_bytes(image, parse_options())
+    result = engine.process_bytes(image, parse_options(max_side=128))
+    assert (result.width, result.height) == (128, 128)
