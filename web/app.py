@@ -9,7 +9,7 @@ from matteflow.settings import Settings
 from matteflow.workers.client import JobClient
 
 from . import api, observability, page
-from .context import EXTENSION_KEY, WebContext
+from .context import EXTENSION_KEY, WebContext, matte_in_flight_bound
 from .errors import register_error_handlers
 from .uploads import SpoolingRequest
 
@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None, job_client: JobClient | None = 
         settings=settings,
         jobs=jobs,
         metrics_registry=metrics.web_registry(settings, jobs.redis),
-        matte_in_flight=max(1, settings.matte_max_in_flight),
+        matte_in_flight=matte_in_flight_bound(settings),
     )
     # Uploads spool to the storage volume (not to a tmpfs /tmp) and reach storage by streaming copies.
     app.request_class = type("MatteflowRequest", (SpoolingRequest,), {"spool_dir": settings.storage_dir / "tmp"})

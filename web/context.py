@@ -32,6 +32,17 @@ class WebContext:
         object.__setattr__(self, "readiness", ReadinessCache(self.jobs))
 
 
+# Request threads kept for everything else (job uploads, status, downloads, the page) however many
+# single-image calls wait.
+THREADS_KEPT_FROM_MATTE = 4
+
+
+def matte_in_flight_bound(settings: Settings) -> int:
+    """How many POST /api/v1/matte calls may wait at once: the setting, but never so many that they would
+    hold every request thread."""
+    return max(1, min(settings.matte_max_in_flight, settings.web_threads - THREADS_KEPT_FROM_MATTE))
+
+
 def web_context() -> WebContext:
     """The context of the app serving the current request (set once by ``create_app``)."""
     return current_app.extensions[EXTENSION_KEY]

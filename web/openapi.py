@@ -12,6 +12,8 @@ from matteflow import __version__
 from matteflow.core.options import FORMATS, MAX_ERODE, MAX_SIDE_LIMIT, PRESETS
 from matteflow.settings import Settings
 
+from .context import matte_in_flight_bound
+
 _JSON = "application/json"
 
 
@@ -275,7 +277,7 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                     "summary": "Cut out one image and wait for it",
                     "description": "Runs through the same queue and workers as jobs; waits up to "
                     f"{settings.single_image_timeout_s:g} s (MATTEFLOW_SINGLE_IMAGE_TIMEOUT_S). At most "
-                    f"{settings.matte_max_in_flight} calls wait at once; more are answered 503 with Retry-After "
+                    f"{matte_in_flight_bound(settings)} calls wait at once; more are answered 503 with Retry-After "
                     "at once. Option fields may also be sent as query parameters.",
                     "operationId": "matte",
                     "requestBody": {
@@ -299,7 +301,7 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                         "422": _error("Not a decodable image (empty, truncated, not an image)."),
                         "503": {
                             **_error(
-                                f"Already {settings.matte_max_in_flight} single-image calls in flight "
+                                f"Already {matte_in_flight_bound(settings)} single-image calls in flight "
                                 "(error busy, MATTEFLOW_MATTE_MAX_IN_FLIGHT): retry after Retry-After seconds, or "
                                 "use POST /api/v1/jobs; or the job store (Redis) is unreachable (unavailable)."
                             ),

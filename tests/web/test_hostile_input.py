@@ -198,3 +198,11 @@ def test_the_worker_engine_enforces_the_budget_too() -> None:
         engine.process_bytes(image, parse_options())
     result = engine.process_bytes(image, parse_options(max_side=128))
     assert (result.width, result.height) == (128, 128)
+
+
+@pytest.mark.parametrize(("threads", "wanted", "bound"), [(32, 24, 24), (8, 24, 4), (2, 24, 1), (56, 48, 48)])
+def test_single_image_calls_never_get_every_thread(web_settings: Any, threads: int, wanted: int, bound: int) -> None:
+    from matteflow.web.context import matte_in_flight_bound
+
+    settings = web_settings.replace(web_threads=threads, matte_max_in_flight=wanted)
+    assert matte_in_flight_bound(settings) == bound

@@ -44,11 +44,12 @@ def healthz_seconds(url: str) -> float:
 
 @pytest.fixture
 def guarded(service_settings: Settings) -> Iterator[tuple[str, Any]]:
-    """A live guarded server: 20 MB limit, 4 request threads, 2 s to send headers, 64 connections per client."""
+    """A live guarded server: 20 MB limit, 6 request threads (2 for single-image calls), 2 s to send headers,
+    64 connections per client."""
     settings = service_settings.replace(
         max_upload_mb=20,
-        web_threads=4,
-        matte_max_in_flight=2,
+        web_threads=6,
+        matte_max_in_flight=8,  # bounded to 6 - 4 = 2 by the threads kept for the rest
         web_header_timeout_s=2.0,
         web_client_connection_limit=64,
     )
