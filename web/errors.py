@@ -22,6 +22,7 @@ from matteflow.core.errors import (
     InvalidOptionError,
     MattingError,
     ModelError,
+    shown,
 )
 
 log = logging.getLogger(__name__)
@@ -107,9 +108,11 @@ def register_error_handlers(app: Flask) -> None:
         message = exc.description or exc.name or code
         valid_methods = getattr(exc, "valid_methods", None) or []
         if status == 404:
-            message = f"no such URL: {request.path} (the API is described at /api/v1/openapi.json)"
+            message = f"no such URL: {shown(request.path)} (the API is described at /api/v1/openapi.json)"
         elif status == 405:
-            message = f"{request.method} is not allowed on {request.path}; allowed: {', '.join(valid_methods)}"
+            message = (
+                f"{shown(request.method)} is not allowed on {shown(request.path)}; allowed: {', '.join(valid_methods)}"
+            )
         elif status == 413:
             message = upload_limit_message(app.config.get("MAX_CONTENT_LENGTH", 0) // (1024 * 1024))
         response = error_response(status, code, message)

@@ -145,8 +145,12 @@ def test_error_messages_truncate_long_values(client: FlaskClient, samples: Any, 
     assert "10,000 characters" in body["message"] or "10,001 characters" in body["message"]
 
 
-def test_unknown_job_id_is_not_echoed_whole(client: FlaskClient) -> None:
+def test_unknown_job_id_or_path_is_not_echoed_whole(client: FlaskClient) -> None:
     body = assert_json_error(client.get("/api/v1/jobs/" + "A" * 5000), 404, "job_not_found")
+    assert len(body["message"]) < 300
+    body = assert_json_error(client.get("/nothing/" + "B" * 10_000), 404, "not_found")
+    assert len(body["message"]) < 300
+    body = assert_json_error(client.delete("/healthz/" + "C" * 10_000), 404, "not_found")
     assert len(body["message"]) < 300
 
 
