@@ -98,7 +98,11 @@ class Settings:
     broker_visibility_timeout_s: float = 3600.0
     task_retry_backoff_s: float = 2.0  # first retry after ~this, doubling per attempt (with jitter)
     task_retry_backoff_max_s: float = 120.0
-    task_chunk_size: int = 1  # images per task; a GPU deployment sets it to gpu_batch_size to batch inference
+    # Images per task. 0 = auto: gpu_batch_size when the device is CUDA (the worker batches a task's images
+    # through the network and the device post-processing), else 1. Resolved when the settings are built.
+    task_chunk_size: int = 0
+    postprocess: str = "auto"  # auto (torch on a CUDA device, else numpy/OpenCV) | numpy | torch
+    encode_processes: int = 0  # encoder processes of a device-post-processing worker (0 = one per core)
     worker_max_memory_mb: int = 2048  # a pool process past this RSS is replaced after its task (0 = no limit)
     # Peak memory one image may need while it is processed, estimated from its header (core.imageio):
     # above it an image is refused (413) unless max_side brings its working size under it.
@@ -111,6 +115,9 @@ class Settings:
     def __post_init__(self) -> None:
         # Absolute once, here: child processes (Redis runs in its data dir) must all see the same folder.
         object.__setattr__(self, "storage_dir", Path(self.storage_dir).expanduser().absolute())
+        if self.task_chunk_size <= 0:
+            chunk = self.gpu_batch_size if str(self.device).startswith("cuda") else 1
+            object.__setattr__(self, "task_chunk_size", max(1, chunk))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -64,7 +64,28 @@ def _build_engine(settings: Settings) -> MatteEngine:
         getattr(model, "device", "?"),
         time.perf_counter() - started,
     )
+    if uses_device_postprocess(settings, str(getattr(model, "device", "cpu"))):
+        from matteflow.core.device_engine import DeviceMatteEngine
+        from matteflow.core.encode_pool import EncodePool
+
+        _limit_torch_threads(threads)
+        return DeviceMatteEngine(
+            model,
+            max_pixels=settings.max_pixels,
+            memory_budget_mb=settings.max_image_memory_mb,
+            encoder=EncodePool(settings.encode_processes),
+            max_batch=settings.gpu_batch_size,
+        )
     return MatteEngine(model, max_pixels=settings.max_pixels, memory_budget_mb=settings.max_image_memory_mb)
+
+
+def uses_device_postprocess(settings: Settings, model_device: str) -> bool:
+    """torch post-processing (batched, on the model's device) on a GPU, or when asked for; else numpy."""
+    if settings.postprocess not in ("auto", "numpy", "torch"):
+        raise ValueError(f"MATTEFLOW_POSTPROCESS must be auto, numpy or torch, got {settings.postprocess!r}")
+    if settings.postprocess == "auto":
+        return model_device.startswith("cuda")
+    return settings.postprocess == "torch"
 
 
 def _limit_torch_threads(threads: int) -> None:

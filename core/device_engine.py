@@ -1,0 +1,197 @@
+"""The matting pipeline of a GPU worker: a batch of images decoded in parallel, the network and every stage
+after it run on the device in batches of same-size images, the results encoded in a pool of processes.
+
+:class:`DeviceMatteEngine` is a :class:`~matteflow.core.engine.MatteEngine` (same results, same per-image
+errors) whose ``process_many`` keeps the device busy:
+
+- decoding on a thread pool (Pillow and OpenCV release the GIL), each image's failure its own;
+- the network batched over images of one padded input shape (as the base engine does);
+- guided upsampling, threshold, erosion, feathering, foreground colours and compositing in torch
+  (:mod:`matteflow.core.device_postprocess`) over images of one full size, uploaded from pinned memory
+  with asynchronous copies, at most ``max_batch`` at a time;
+- encoding in an :class:`~matteflow.core.encode_pool.EncodePool` when one is given (GPU workers), else in
+  the calling thread.
+
+This module imports torch; the CPU runtime (ONNX model, numpy post-processing) never loads it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+from . import device_postprocess
+from .confidence import estimate_confidence
+from .encode_pool import EncodePool, encode_result
+from .engine import MatteEngine, MatteResult, _Prepared
+from .errors import MattingError
+from .model import MattingModel
+from .options import MatteOptions
+
+
+def finish_settings(options: MatteOptions) -> device_postprocess.FinishSettings:
+    return device_postprocess.FinishSettings(
+        alpha_threshold=options.alpha_threshold,
+        erode=options.erode,
+        feather=options.feather,
+        background=options.background,
+    )
+
+
+class DeviceMatteEngine(MatteEngine):
+    """A :class:`MatteEngine` whose post-processing runs in torch on ``device`` (default: the model's).
+
+    ``decode_threads`` (0 = one per core) decode a batch in parallel; ``encoder`` encodes it (None: in the
+    calling thread); ``max_batch`` bounds how many full-size images are on the device at once.
+    Thread-safe, like the base engine.
+    """
+
+    def __init__(
+        self,
+        model: MattingModel,
+        max_pixels: int,
+        memory_budget_mb: int = 0,
+        device: str | None = None,
+        decode_threads: int = 0,
+        encoder: EncodePool | None = None,
+        max_batch: int = 8,
+    ) -> None:
+        super().__init__(model, max_pixels, memory_budget_mb)
+        self.device = torch.device(device or model.device)
+        self.encoder = encoder
+        self.max_batch = max(1, max_batch)
+        self._pinned = self.device.type == "cuda"
+        threads = decode_threads if decode_threads > 0 else max(1, os.cpu_count() or 1)
+        self._decoder = ThreadPoolExecutor(threads, thread_name_prefix="matteflow-decode")
+
+    # -- device transfers ----------------------------------------------------------------------------------
+
+    def _upload(self, array: np.ndarray) -> torch.Tensor:
+        """Host array -> device tensor; from pinned memory and asynchronous on CUDA."""
+        host = torch.from_numpy(array)
+        if self._pinned:
+            return host.pin_memory().to(self.device, non_blocking=True)
+        return host.to(self.device)
+
+    def _download(self, tensor: torch.Tensor) -> np.ndarray:
+        if not self._pinned:
+            return tensor.numpy()
+        host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+        host.copy_(tensor, non_blocking=True)
+        torch.cuda.current_stream(self.device).synchronize()
+        return host.numpy()
+
+    def render_group(
+        self, items: list[_Prepared], alpha_lows: list[np.ndarray], options: MatteOptions
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Post-process same-size images on the device: (output pixels H x W x 3|4, mattes H x W) uint8."""
+        pixels_out: list[np.ndarray] = []
+        alphas_out: list[np.ndarray] = []
+        for start in range(0, len(items), self.max_batch):
+            part = items[start : start + self.max_batch]
+            lows = alpha_lows[start : start + self.max_batch]
+            with torch.inference_mode():
+                images = self._upload(np.stack([p.rgb for p in part])).permute(0, 3, 1, 2)
+                low = np.stack([a[: p.valid[0], : p.valid[1]] for p, a in zip(part, lows, strict=True)])
+                low_t = self._upload(np.ascontiguousarray(low, dtype=np.float32)[:, None])
+                input_alpha = None
+                if any(p.input_alpha is not None for p in part):
+                    stacked = np.stack([p.input_alpha if p.input_alpha is not None else _opaque(p) for p in part])
+                    input_alpha = self._upload(stacked[:, None])
+                pixels, alpha8 = device_postprocess.render_batch(images, low_t, finish_settings(options), input_alpha)
+                pixels_host, alpha_host = self._download(pixels), self._download(alpha8)
+            pixels_out.extend(pixels_host)
+            alphas_out.extend(alpha_host)
+        return pixels_out, alphas_out
+
+    # -- one image (process_bytes / process_array of the base class) --------------------------------------
+
+    def _render(
+        self, prepared: _Prepared, alpha_low: np.ndarray, options: MatteOptions
+    ) -> tuple[np.ndarray, np.ndarray]:
+        (pixels,), (alpha8,) = self.render_group([prepared], [alpha_low], options)
+        return pixels, alpha8.astype(np.float32) * (1.0 / 255.0)  # round-trips exactly through alpha_to_uint8
+
+    # -- a batch ------------------------------------------------------------------------------------------
+
+    def _decode_or_error(self, data: bytes, options: MatteOptions) -> _Prepared | MattingError:
+        try:
+            return self._decode(data, options)
+        except MattingError as exc:
+            return exc
+
+    def process_many(self, datas: list[bytes], options: MatteOptions) -> list[MatteResult | MattingError]:
+        """Like :meth:`MatteEngine.process_many` (one outcome per input, in order; a bad image fails
+        alone), with decoding, post-processing and encoding of the batch done in parallel/on the device."""
+        outcomes: list[MatteResult | MattingError | None] = [None] * len(datas)
+        prepared: dict[int, _Prepared] = {}
+        decoded = self._decoder.map(lambda data: self._decode_or_error(data, options), datas)
+        for index, item in enumerate(decoded):
+            if isinstance(item, MattingError):
+                outcomes[index] = item
+            else:
+                prepared[index] = item
+
+        alpha_lows: dict[int, np.ndarray] = {}
+        by_input: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        for index, item in prepared.items():
+            by_input[item.net_input.shape[1:]].append(index)
+        for indices in by_input.values():
+            for start in range(0, len(indices), self.max_batch):
+                part = indices[start : start + self.max_batch]
+                started = time.perf_counter()
+                alphas = self.model.predict(np.stack([prepared[i].net_input for i in part]))
+                share = (time.perf_counter() - started) / len(part)
+                for i, alpha_low in zip(part, alphas, strict=True):
+                    prepared[i].timings["inference"] = share
+                    alpha_lows[i] = alpha_low
+
+        rendered: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        by_size: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        for index, item in prepared.items():
+            by_size[item.rgb.shape].append(index)
+        for indices in by_size.values():
+            started = time.perf_counter()
+            pixels, alphas = self.render_group(
+                [prepared[i] for i in indices], [alpha_lows[i] for i in indices], options
+            )
+            share = (time.perf_counter() - started) / len(indices)
+            for i, pixel, alpha in zip(indices, pixels, alphas, strict=True):
+                prepared[i].timings["postprocess"] = share
+                rendered[i] = (pixel, alpha)
+
+        order = sorted(rendered)
+        jobs = [(rendered[i][0], options.format, rendered[i][1] if options.mask else None) for i in order]
+        if self.encoder is not None and len(jobs) > 1:
+            encoded = self.encoder.encode_many(jobs)
+        else:
+            encoded = [encode_result(*job) for job in jobs]
+        for i, (image, mask, encode_s) in zip(order, encoded, strict=True):
+            item = prepared[i]
+            h, w = item.valid
+            height, width = rendered[i][1].shape
+            timings = {**item.timings, "encode": encode_s}
+            confidence = estimate_confidence(alpha_lows[i][:h, :w])
+            outcomes[i] = MatteResult(
+                image, mask, options.extension, options.media_type, width, height, confidence, timings
+            )
+
+        missing = [i for i, outcome in enumerate(outcomes) if outcome is None]
+        if missing:  # never silently shift results onto the wrong images
+            raise RuntimeError(f"no outcome for images {missing}")
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def close(self) -> None:
+        """Stop the decode threads and the encoder processes."""
+        self._decoder.shutdown(wait=True)
+        if self.encoder is not None:
+            self.encoder.close()
+
+
+def _opaque(prepared: _Prepared) -> np.ndarray:
+    return np.full(prepared.rgb.shape[:2], 255, np.uint8)

@@ -1,0 +1,364 @@
+"""The post-processing of :mod:`matteflow.core.postprocess` in torch, batched over images of one size.
+
+Guided-filter upsampling, alpha threshold, erosion, feathering, blur-fusion foreground colours and
+compositing run on whatever device the tensors live on (the GPU worker's CUDA device, or the CPU), on a batch
+of same-size images at once. Each function mirrors its numpy/OpenCV twin step by step (same working sizes,
+same borders, same kernels), so the output pixels match the CPU path: the differences left are float
+rounding and OpenCV's fixed-point 8-bit resizes, at most a few levels on a few edge pixels (the tolerance is
+stated and checked in ``tests/core/test_device_postprocess.py``).
+
+Tensors: images are ``N x 3 x H x W`` uint8 RGB; alphas ``N x 1 x H x W`` float32 in [0, 1]. This module
+imports torch: only the GPU worker (or a caller that asks for it) loads it; the CPU runtime never does.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .postprocess import _EPS
+
+_REFLECT = "reflect"  # OpenCV BORDER_REFLECT: fedcba|abcdefgh|hgfedcb (edge pixel repeated)
+_REFLECT_101 = "reflect101"  # OpenCV BORDER_REFLECT_101 (cv2.blur's default): gfedcb|abcdefgh|gfedcba
+
+
+@functools.lru_cache(maxsize=256)
+def _border_index_cpu(n: int, pad: int, mode: str) -> torch.Tensor:
+    index = torch.arange(-pad, n + pad)
+    if n == 1:
+        return torch.zeros_like(index)
+    period = 2 * n if mode == _REFLECT else 2 * (n - 1)
+    index = index % period
+    if mode == _REFLECT:
+        return torch.where(index >= n, period - 1 - index, index)
+    return torch.where(index >= n, period - index, index)
+
+
+def _border_index(n: int, pad: int, mode: str, device: torch.device) -> torch.Tensor:
+    return _border_index_cpu(n, pad, mode).to(device, non_blocking=True)
+
+
+def _pad(x: torch.Tensor, pad: int, dim: int, mode: str, lead_zero: bool = False) -> torch.Tensor:
+    """Extend ``x`` by ``pad`` on both sides of ``dim`` as OpenCV's border ``mode`` does, for any size;
+    ``lead_zero`` puts one more 0 in front (the running-sum form of a box filter wants it)."""
+    n = x.shape[dim]
+    if pad >= n:  # windows wider than the image: the general (slower) index form
+        parts = [x.index_select(dim, _border_index(n, pad, mode, x.device))]
+    else:
+        skip = 1 if mode == _REFLECT_101 else 0
+        parts = [x.narrow(dim, skip, pad).flip(dim), x, x.narrow(dim, n - pad - skip, pad).flip(dim)]
+    if lead_zero:
+        parts.insert(0, torch.zeros_like(x.narrow(dim, 0, 1)))
+    return torch.cat(parts, dim) if len(parts) > 1 else parts[0]
+
+
+def box_filter(x: torch.Tensor, radius: int, border: str = _REFLECT) -> torch.Tensor:
+    """Mean over a (2r+1)^2 window of ``N x C x H x W`` float32, borders as OpenCV's ``border``.
+
+    Running sums, so the cost does not grow with the radius. float32 sums over one row or column (at most a
+    few thousand values in [0, 1]) stay within ~1e-6 of OpenCV's double-accumulated means.
+    """
+    size = 2 * radius + 1
+    out = x
+    for dim in (3, 2):
+        n = out.shape[dim]
+        sums = _pad(out, radius, dim, border, lead_zero=True).cumsum(dim)
+        out = sums.narrow(dim, size, n) - sums.narrow(dim, 0, n)
+    return out * (1.0 / (size * size))
+
+
+@functools.lru_cache(maxsize=64)
+def _area_taps_cpu(n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Source indices and weights (n_out x K) of OpenCV's INTER_AREA shrink along one axis."""
+    scale = n_in / n_out
+    taps = int(np.ceil(scale)) + 1
+    index = np.zeros((n_out, taps), np.int64)
+    weight = np.zeros((n_out, taps), np.float64)
+    for out in range(n_out):
+        start, end = out * scale, min(n_in, (out + 1) * scale)
+        first = int(np.floor(start))
+        for k in range(taps):
+            src = first + k
+            if src >= n_in:
+                break
+            cover = min(end, src + 1) - max(start, src)
+            if cover > 1e-9:
+                index[out, k], weight[out, k] = src, cover / (end - start)
+    return torch.from_numpy(index), torch.from_numpy(weight.astype(np.float32))
+
+
+def _area_axis(x: torch.Tensor, n_out: int, dim: int) -> torch.Tensor:
+    n_in = x.shape[dim]
+    if n_in == n_out:
+        return x
+    if n_in % n_out == 0:  # the common case (1920 -> 640, 1920 -> 960): plain block means
+        factor = n_in // n_out
+        kernel = (1, factor) if dim == 3 else (factor, 1)
+        return F.avg_pool2d(x, kernel, stride=kernel)
+    index, weight = _area_taps_cpu(n_in, n_out)
+    index, weight = index.to(x.device), weight.to(x.device)
+    view = [1] * x.dim()
+    view[dim] = n_out
+    out = None
+    for k in range(index.shape[1]):
+        term = x.index_select(dim, index[:, k]) * weight[:, k].reshape(view)
+        out = term if out is None else out + term
+    assert out is not None
+    return out
+
+
+def resize_area(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Shrink ``N x C x H x W`` float32 as ``cv2.resize(..., INTER_AREA)`` does (fractional coverage)."""
+    in_h, in_w = x.shape[2:]
+    if (in_h, in_w) != (height, width) and in_h % height == 0 and in_w % width == 0:
+        kernel = (in_h // height, in_w // width)
+        return F.avg_pool2d(x, kernel, stride=kernel)
+    return _area_axis(_area_axis(x, width, 3), height, 2)
+
+
+def resize_linear(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``cv2.resize(..., INTER_LINEAR)`` on float32 (half-pixel centres, no antialias)."""
+    if x.shape[2:] == (height, width):
+        return x
+    return F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
+
+
+def to_uint8_levels(x: torch.Tensor) -> torch.Tensor:
+    """Round and saturate to 0..255 (as OpenCV's saturate_cast), kept as float32 levels."""
+    return x.round().clamp_(0.0, 255.0)
+
+
+def _working_size(height: int, width: int, side: int) -> tuple[int, int]:
+    scale = min(1.0, side / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def snap_alpha(alpha: torch.Tensor) -> torch.Tensor:
+    """Clip to [0, 1] and snap what would round to 0 or 255 in 8 bits (see ``postprocess._snap``)."""
+    alpha = alpha.clamp(0.0, 1.0)
+    alpha.masked_fill_(alpha < 0.5 / 255.0, 0.0)
+    return alpha.masked_fill_(alpha > 254.5 / 255.0, 1.0)
+
+
+def upsample_alpha_guided(
+    alpha_low: torch.Tensor,
+    image: torch.Tensor,
+    guide_side: int = 640,
+    radius: int = 4,
+    eps: float = 1e-3,
+) -> torch.Tensor:
+    """Batched :func:`matteflow.core.postprocess.upsample_alpha_guided`.
+
+    ``alpha_low`` N x 1 x h x w float32 [0, 1]; ``image`` N x 3 x H x W uint8 (or float32 0..255) full-size
+    guide. Returns N x 1 x H x W float32 in [0, 1].
+    """
+    full_h, full_w = image.shape[2:]
+    work_h, work_w = _working_size(full_h, full_w, guide_side)
+    image_f = image if image.is_floating_point() else image.float()
+    guide = resize_area(image_f, work_h, work_w)
+    if (work_h, work_w) != (full_h, full_w):
+        guide = to_uint8_levels(guide)  # OpenCV's shrink of a uint8 image gives uint8
+    guide = guide / 255.0
+    p = resize_linear(alpha_low.float(), work_h, work_w)
+
+    # Every box filter of one pass in one call: I (3), p (1), I*p (3), the 6 products of I's channels.
+    r, g, b = guide[:, 0:1], guide[:, 1:2], guide[:, 2:3]
+    stacked = torch.cat([guide, p, guide * p, r * r, r * g, r * b, g * g, g * b, b * b], 1)
+    means = box_filter(stacked, radius)
+    mean_i, mean_p, mean_ip = means[:, 0:3], means[:, 3:4], means[:, 4:7]
+    mr, mg, mb = mean_i[:, 0:1], mean_i[:, 1:2], mean_i[:, 2:3]
+    cov_ip = mean_ip - mean_i * mean_p
+    var_rr = means[:, 7:8] - mr * mr + eps
+    var_rg = means[:, 8:9] - mr * mg
+    var_rb = means[:, 9:10] - mr * mb
+    var_gg = means[:, 10:11] - mg * mg + eps
+    var_gb = means[:, 11:12] - mg * mb
+    var_bb = means[:, 12:13] - mb * mb + eps
+    inv_rr = var_gg * var_bb - var_gb * var_gb
+    inv_rg = var_gb * var_rb - var_rg * var_bb
+    inv_rb = var_rg * var_gb - var_gg * var_rb
+    inv_gg = var_rr * var_bb - var_rb * var_rb
+    inv_gb = var_rb * var_rg - var_rr * var_gb
+    inv_bb = var_rr * var_gg - var_rg * var_rg
+    det = var_rr * inv_rr + var_rg * inv_rg + var_rb * inv_rb
+    cr, cg, cb = cov_ip[:, 0:1], cov_ip[:, 1:2], cov_ip[:, 2:3]
+    a_r = (inv_rr * cr + inv_rg * cg + inv_rb * cb) / det
+    a_g = (inv_rg * cr + inv_gg * cg + inv_gb * cb) / det
+    a_b = (inv_rb * cr + inv_gb * cg + inv_bb * cb) / det
+    b_coef = mean_p - (a_r * mr + a_g * mg + a_b * mb)
+    coefs = box_filter(torch.cat([a_r, a_g, a_b, b_coef], 1), radius)
+    if (work_h, work_w) == (full_h, full_w):
+        alpha = (coefs[:, 0:3] * guide).sum(1, keepdim=True) + coefs[:, 3:4]
+        return snap_alpha(alpha)
+    # Full resolution: q = a . I + b with a, b upsampled (the fast guided filter).
+    coefs = resize_linear(coefs, full_h, full_w)
+    alpha = (coefs[:, 0:3] * image_f).sum(1, keepdim=True) * (1.0 / 255.0) + coefs[:, 3:4]
+    return snap_alpha(alpha)
+
+
+def apply_alpha_threshold(alpha: torch.Tensor, threshold: int) -> torch.Tensor:
+    """Alpha below ``threshold`` (0-255 scale) becomes 0."""
+    if threshold <= 0:
+        return alpha
+    return torch.where(alpha < threshold / 255.0, torch.zeros_like(alpha), alpha)
+
+
+@functools.lru_cache(maxsize=64)
+def _ellipse_rows(pixels: int) -> tuple[tuple[int, int], ...]:
+    """(row offset, half width) of each row of OpenCV's elliptical structuring element of radius ``pixels``."""
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * pixels + 1, 2 * pixels + 1))
+    rows = []
+    for y in range(kernel.shape[0]):
+        xs = np.flatnonzero(kernel[y])
+        if xs.size:  # each row of an ellipse is one run centred on the middle column
+            rows.append((y - pixels, int(pixels - xs[0])))
+    return tuple(rows)
+
+
+def erode_alpha(alpha: torch.Tensor, pixels: int) -> torch.Tensor:
+    """Grey-level erosion with OpenCV's elliptical element (2p+1 square); outside the image counts as +inf."""
+    if pixels <= 0:
+        return alpha
+    rows = _ellipse_rows(pixels)
+    # Min over each distinct row width first (max-pool of -alpha ignores the padding), then over the rows.
+    widths = {half: -F.max_pool2d(-alpha, (1, 2 * half + 1), stride=1, padding=(0, half)) for _, half in rows}
+    height = alpha.shape[2]
+    out = None
+    for offset, half in rows:
+        row_min = widths[half]
+        padded = F.pad(row_min, (0, 0, pixels, pixels), value=float("inf"))
+        shifted = padded.narrow(2, pixels + offset, height)
+        out = shifted if out is None else torch.minimum(out, shifted)
+    assert out is not None
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _gaussian_taps(sigma: float) -> np.ndarray:
+    size = int(round(sigma * 4 * 2 + 1)) | 1  # OpenCV's kernel size for float images when ksize is (0, 0)
+    return cv2.getGaussianKernel(size, sigma, cv2.CV_64F)[:, 0].astype(np.float32)
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    taps = torch.from_numpy(_gaussian_taps(sigma)).to(x.device)
+    half = taps.numel() // 2
+    channels = x.shape[1]
+    out = _pad(x, half, 3, _REFLECT)
+    out = F.conv2d(out, taps.reshape(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
+    out = _pad(out, half, 2, _REFLECT)
+    return F.conv2d(out, taps.reshape(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
+
+
+def feather_alpha(alpha: torch.Tensor, sigma: float | None = None) -> torch.Tensor:
+    """Gaussian-soften the edge band only (see ``postprocess.feather_alpha``); sigma from the long side."""
+    if sigma is None:
+        sigma = max(1.0, max(alpha.shape[2:]) / 1000.0)
+    blurred = _gaussian_blur(alpha, sigma)
+    solid = (alpha >= 1.0) & (blurred > 0.999)
+    clear = (alpha <= 0.0) & (blurred < 0.001)
+    blurred = torch.where(solid, torch.ones_like(blurred), blurred)
+    return torch.where(clear, torch.zeros_like(blurred), blurred)
+
+
+def _blur_fusion_pass(
+    image: torch.Tensor, fg: torch.Tensor, bg: torch.Tensor, alpha: torch.Tensor, radius: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    blurred = box_filter(torch.cat([alpha, fg * alpha, bg * (1.0 - alpha)], 1), radius, _REFLECT_101)
+    blurred_a, blurred_fg, blurred_bg = blurred[:, 0:1], blurred[:, 1:4], blurred[:, 4:7]
+    blurred_fg = blurred_fg / (blurred_a + _EPS)
+    blurred_bg = blurred_bg / ((1.0 - blurred_a) + _EPS)
+    fg = blurred_fg + alpha * (image - alpha * blurred_fg - (1.0 - alpha) * blurred_bg)
+    return fg.clamp(0.0, 1.0), blurred_bg
+
+
+def estimate_foreground_blur_fusion(
+    image: torch.Tensor,
+    alpha: torch.Tensor,
+    work_side: int = 960,
+    radii: tuple[int, int] = (90, 6),
+    image_f: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Batched :func:`matteflow.core.postprocess.estimate_foreground_blur_fusion`.
+
+    ``image`` N x 3 x H x W uint8, ``alpha`` N x 1 x H x W float32 (``image_f``: ``image`` as float32, when
+    the caller has it already). Returns N x 3 x H x W uint8, equal to ``image`` wherever alpha is 0 or 1.
+    """
+    height, width = alpha.shape[2:]
+    soft = (alpha > 0.0) & (alpha < 1.0)
+    work_h, work_w = _working_size(height, width, work_side)
+    scale = min(1.0, work_side / max(height, width))
+    small_img = resize_area(image.float() if image_f is None else image_f, work_h, work_w)
+    if (work_h, work_w) != (height, width):
+        small_img = to_uint8_levels(small_img)
+    small_img = small_img / 255.0
+    small_a = resize_area(alpha, work_h, work_w)
+    fg, bg = small_img, small_img
+    for radius in radii:
+        fg, bg = _blur_fusion_pass(small_img, fg, bg, small_a, max(1, round(radius * scale)))
+    estimate = to_uint8_levels(fg * 255.0)
+    if (work_h, work_w) != (height, width):
+        estimate = to_uint8_levels(resize_linear(estimate, height, width))
+    return torch.where(soft, estimate.to(torch.uint8), image)
+
+
+def alpha_to_uint8(alpha: torch.Tensor) -> torch.Tensor:
+    """float32 [0, 1] -> uint8 [0, 255], rounded and saturated."""
+    return to_uint8_levels(alpha * 255.0).to(torch.uint8)
+
+
+def compose_rgba(foreground: torch.Tensor, alpha8: torch.Tensor) -> torch.Tensor:
+    """N x 4 x H x W uint8 RGBA from foreground (N x 3) and alpha (N x 1 uint8); colour under alpha 0 is 0."""
+    rgba = torch.cat([foreground, alpha8], 1)
+    return torch.where(alpha8 > 0, rgba, torch.zeros_like(rgba))
+
+
+def composite_over_color(foreground: torch.Tensor, alpha: torch.Tensor, color: tuple[int, int, int]) -> torch.Tensor:
+    """``F * a + C * (1 - a)`` as N x 3 x H x W uint8 (the weights' sum carries OpenCV blendLinear's 1e-5)."""
+    colour = torch.tensor(color, dtype=torch.float32, device=foreground.device).reshape(1, 3, 1, 1)
+    mixed = (foreground.float() * alpha + colour * (1.0 - alpha)) / (1.0 + 1e-5)
+    return to_uint8_levels(mixed).to(torch.uint8)
+
+
+@dataclass(frozen=True)
+class FinishSettings:
+    """The options that shape the finished pixels (a subset of ``MatteOptions``)."""
+
+    alpha_threshold: int = 0
+    erode: int = 0
+    feather: bool = False
+    background: tuple[int, int, int] | None = None
+
+
+def render_batch(
+    images: torch.Tensor,
+    alpha_low: torch.Tensor,
+    settings: FinishSettings,
+    input_alpha: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Everything after the network for a batch of same-size images, on their device.
+
+    ``images`` N x 3 x H x W uint8; ``alpha_low`` N x 1 x h x w float32 (the network's alpha, padding cut
+    off); ``input_alpha`` N x 1 x H x W uint8 or None (the inputs' own transparency, kept). Returns the
+    output pixels N x H x W x 4 (transparent) or x 3 uint8, channels last as the encoders want them, and
+    the final matte N x H x W uint8.
+    """
+    images_f = images.float().contiguous()
+    alpha = upsample_alpha_guided(alpha_low, images_f)
+    if input_alpha is not None:
+        alpha = alpha * (input_alpha.float() / 255.0)
+    alpha = apply_alpha_threshold(alpha, settings.alpha_threshold)
+    alpha = erode_alpha(alpha, settings.erode)
+    if settings.feather:
+        alpha = feather_alpha(alpha)
+    foreground = estimate_foreground_blur_fusion(images, alpha, image_f=images_f)
+    alpha8 = alpha_to_uint8(alpha)
+    if settings.background is None:
+        pixels = compose_rgba(foreground, alpha8)
+    else:
+        pixels = composite_over_color(foreground, alpha, settings.background)
+    return pixels.permute(0, 2, 3, 1).contiguous(), alpha8[:, 0]
