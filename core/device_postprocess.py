@@ -4,8 +4,9 @@ Guided-filter upsampling, alpha threshold, erosion, feathering, blur-fusion fore
 compositing run on whatever device the tensors live on (the GPU worker's CUDA device, or the CPU), on a batch
 of same-size images at once. Each function mirrors its numpy/OpenCV twin step by step (same working sizes,
 same borders, same kernels), so the output pixels match the CPU path: the differences left are float
-rounding and OpenCV's fixed-point 8-bit resizes, at most a few levels on a few edge pixels (the tolerance is
-stated and checked in ``tests/core/test_device_postprocess.py``).
+rounding and OpenCV's fixed-point 8-bit resizes. Measured on real photos (``tests/core/test_device_postprocess.py``
+states and checks it): >= 99.95 % of matte pixels identical and all but 0.001 % within 1 level; visible colour
+within 2 levels on all but 0.003 % of values, mean difference < 0.1 level.
 
 Tensors: images are ``N x 3 x H x W`` uint8 RGB; alphas ``N x 1 x H x W`` float32 in [0, 1]. This module
 imports torch: only the GPU worker (or a caller that asks for it) loads it; the CPU runtime never does.
