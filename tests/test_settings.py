@@ -24,3 +24,11 @@ def test_relative_storage_dir_becomes_absolute(monkeypatch: pytest.MonkeyPatch, 
 def test_bad_number_names_the_variable() -> None:
     with pytest.raises(ValueError, match="MATTEFLOW_WEB_PORT"):
         Settings.from_env({"MATTEFLOW_WEB_PORT": "eighty"})
+
+
+def test_task_chunk_size_is_the_gpu_batch_on_cuda_unless_set() -> None:
+    assert Settings.from_env({}).task_chunk_size == 1
+    assert Settings.from_env({"MATTEFLOW_DEVICE": "cuda", "MATTEFLOW_GPU_BATCH_SIZE": "12"}).task_chunk_size == 12
+    assert Settings.from_env({"MATTEFLOW_DEVICE": "cuda:1"}).task_chunk_size == Settings().gpu_batch_size
+    assert Settings.from_env({"MATTEFLOW_DEVICE": "cuda", "MATTEFLOW_TASK_CHUNK_SIZE": "3"}).task_chunk_size == 3
+    assert Settings.from_env({"MATTEFLOW_DEVICE": "auto"}).task_chunk_size == 1  # the web side cannot tell
