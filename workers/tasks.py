@@ -69,11 +69,19 @@ def _build_engine(settings: Settings) -> MatteEngine:
         from matteflow.core.encode_pool import EncodePool
 
         _limit_torch_threads(threads)
+        encoder = EncodePool(settings.encode_processes)
+        log.info(
+            "pid %s: torch post-processing on %s in batches of %s, %s encoder processes",
+            os.getpid(),
+            model.device,
+            settings.gpu_batch_size,
+            encoder.processes,
+        )
         return DeviceMatteEngine(
             model,
             max_pixels=settings.max_pixels,
             memory_budget_mb=settings.max_image_memory_mb,
-            encoder=EncodePool(settings.encode_processes),
+            encoder=encoder,
             max_batch=settings.gpu_batch_size,
         )
     return MatteEngine(model, max_pixels=settings.max_pixels, memory_budget_mb=settings.max_image_memory_mb)
