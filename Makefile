@@ -42,6 +42,9 @@ format: install
 bench: install
 	$(BIN)/python bench/run_bench.py
 	$(BIN)/python bench/service_bench.py
+	@if $(BIN)/python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then \
+		$(BIN)/python bench/gpu_bench.py; \
+	else echo "no CUDA GPU: skipping bench/gpu_bench.py (run it with --device cpu for the CPU numbers)"; fi
 
 # Every stage (teachers, labels, fit, export). Sized for one GPU (training/gpu_job.sh runs it on a bare GPU
 # machine); on a 2-core CPU the fit stage alone takes days.
