@@ -5,6 +5,10 @@ batch: a worker that encodes in its own threads is bound by the GIL-free but sin
 and by the threads it has. A pool of processes sized to the cores encodes a batch in parallel. The
 processes are started with ``spawn`` (never ``fork``: the worker is multi-threaded and holds a CUDA context)
 and import only numpy, OpenCV and Pillow.
+
+A daemonic process (a Celery prefork child, as the GPU worker runs under Kubernetes) may not start children:
+there the pool is made of threads instead. OpenCV releases the GIL while it converts and encodes, so the
+threads encode in parallel too (without the pickling of pixels that processes pay).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import multiprocessing
 import os
 import threading
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
@@ -38,7 +42,8 @@ def _init_process() -> None:
 
 
 class EncodePool:
-    """A lazily started pool of ``processes`` encoder processes (0 = one per core). Thread-safe.
+    """A lazily started pool of ``processes`` encoders (0 = one per core): processes, or threads inside a
+    daemonic process (``kind`` says which). Thread-safe.
 
     A pool whose process died (killed, out of memory) raises ``BrokenProcessPool`` to the caller of that
     batch (a transient error: the worker retries the items) and is rebuilt on the next call.
@@ -46,15 +51,19 @@ class EncodePool:
 
     def __init__(self, processes: int = 0) -> None:
         self.processes = processes if processes > 0 else max(1, os.cpu_count() or 1)
-        self._executor: ProcessPoolExecutor | None = None
+        self.kind = "threads" if multiprocessing.current_process().daemon else "processes"
+        self._executor: Executor | None = None
         self._lock = threading.Lock()
 
-    def _pool(self) -> ProcessPoolExecutor:
+    def _pool(self) -> Executor:
         with self._lock:
             if self._executor is None:
-                self._executor = ProcessPoolExecutor(
-                    self.processes, mp_context=multiprocessing.get_context("spawn"), initializer=_init_process
-                )
+                if self.kind == "threads":
+                    self._executor = ThreadPoolExecutor(self.processes, thread_name_prefix="matteflow-encode")
+                else:
+                    self._executor = ProcessPoolExecutor(
+                        self.processes, mp_context=multiprocessing.get_context("spawn"), initializer=_init_process
+                    )
             return self._executor
 
     def submit(self, pixels: np.ndarray, fmt: str, mask: np.ndarray | None) -> Future[EncodedImage]:

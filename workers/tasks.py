@@ -69,13 +69,14 @@ def _build_engine(settings: Settings) -> MatteEngine:
         from matteflow.core.encode_pool import EncodePool
 
         _limit_torch_threads(threads)
-        encoder = EncodePool(settings.encode_processes)
+        encoder = EncodePool(settings.encode_processes or usable_cpus())
         log.info(
-            "pid %s: torch post-processing on %s in batches of %s, %s encoder processes",
+            "pid %s: torch post-processing on %s in batches of %s, %s encoder %s",
             os.getpid(),
             model.device,
             settings.gpu_batch_size,
             encoder.processes,
+            encoder.kind,
         )
         return DeviceMatteEngine(
             model,

@@ -124,3 +124,23 @@ def test_an_encoding_error_reaches_the_caller(encoder: EncodePool) -> None:
     # and the pool still works afterwards
     ((image, _, _),) = encoder.encode_many([(np.zeros((8, 8, 3), np.uint8), "png", None)])
     assert image.startswith(b"\x89PNG")
+
+
+def test_inside_a_daemonic_process_the_encoders_are_threads() -> None:
+    # A Celery prefork child is daemonic and may not start processes: the pool must still encode.
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:  # pool workers are daemonic
+        kind, size = pool.apply(_encode_in_a_daemon)
+    assert (kind, size) == ("threads", 2)
+
+
+def _encode_in_a_daemon() -> tuple[str, int]:
+    pool = EncodePool(2)
+    try:
+        encoded = pool.encode_many([(np.zeros((8, 8, 3), np.uint8), "png", None)] * 2)
+        assert all(image.startswith(b"\x89PNG") for image, _, _ in encoded)
+        return pool.kind, len(encoded)
+    finally:
+        pool.close()

@@ -1,4 +1,4 @@
-"""A GPU-style worker (threads pool, torch post-processing, encoder processes) run on the CPU: chunked tasks
+"""A GPU-style worker (torch post-processing, encoder processes) run on the CPU: chunked tasks
 through a real worker process and a real Redis end every item exactly once, a bad image failing alone."""
 
 from __future__ import annotations
@@ -27,9 +27,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CHUNK = 4
 
 
-@pytest.fixture(scope="module")
-def device_stack(tmp_path_factory: pytest.TempPathFactory, make_test_settings: Callable[..., Settings]) -> Iterator:
-    root = tmp_path_factory.mktemp("device-worker")
+@pytest.fixture(scope="module", params=["threads", "prefork"])
+def device_stack(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    make_test_settings: Callable[..., Settings],
+) -> Iterator:
+    """A private Redis and a worker like a GPU one, in both pools a GPU worker runs (threads; prefork with the
+    child owning the device, as the Kubernetes prod overlay runs it): encoder processes are spawned from it."""
+    root = tmp_path_factory.mktemp(f"device-worker-{request.param}")
     redis = EmbeddedRedis(root / "redis").start()
     settings = make_test_settings(
         redis.url,
@@ -38,7 +44,8 @@ def device_stack(tmp_path_factory: pytest.TempPathFactory, make_test_settings: C
         gpu_batch_size=3,  # smaller than a chunk: the device batches are split too
         postprocess="torch",
         encode_processes=2,
-        worker_pool="threads",
+        worker_pool=request.param,
+        worker_concurrency=1 if request.param == "prefork" else 2,
     )
     worker = WorkerProcess(
         settings,
@@ -49,14 +56,14 @@ def device_stack(tmp_path_factory: pytest.TempPathFactory, make_test_settings: C
     client = JobClient(settings)
     try:
         worker.wait_ready(client.celery, timeout=120)
-        yield client, worker, root / "worker.log"
+        yield client, request.param, root / "worker.log"
     finally:
         worker.kill()
         redis.kill()
 
 
 def test_a_chunked_task_ends_every_item_once_and_a_bad_image_alone(device_stack, make_jpeg: Callable) -> None:
-    client, _, log_path = device_stack
+    client, pool, log_path = device_stack
     truncated = make_jpeg(160, 160, seed=9)[:1800]  # a valid header, the pixels cut off: fails in the worker
     sizes = [(96, 128), (96, 128), (128, 96), (96, 128), (128, 96), (96, 128)]
     files = [(f"p{i}.jpg", make_jpeg(w, h, seed=i)) for i, (w, h) in enumerate(sizes)]
@@ -86,7 +93,9 @@ def test_a_chunked_task_ends_every_item_once_and_a_bad_image_alone(device_stack,
         assert Image.open(io.BytesIO(archive.read("p0.png"))).mode == "RGBA"
     assert [e["state"] for e in manifest["items"]] == states
     log = log_path.read_text(errors="replace")
-    assert "torch post-processing on cpu in batches of 3, 2 encoder processes" in log
+    # A prefork child is daemonic (no children of its own): its encoders are threads (OpenCV frees the GIL).
+    kind = "threads" if pool == "prefork" else "processes"
+    assert f"torch post-processing on cpu in batches of 3, 2 encoder {kind}" in log
 
 
 def test_a_redelivered_chunk_does_not_redo_or_recount(device_stack, make_jpeg: Callable) -> None:
