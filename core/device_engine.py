@@ -6,6 +6,8 @@ errors) whose ``process_many`` keeps the device busy:
 
 - decoding on a thread pool (Pillow and OpenCV release the GIL), each image's failure its own;
 - the network batched over images of one padded input shape (as the base engine does);
+- the photo's two small working copies (guide, foreground) shrunk by OpenCV on the decode threads, exactly
+  as the numpy path makes them;
 - guided upsampling, threshold, erosion, feathering, foreground colours and compositing in torch
   (:mod:`matteflow.core.device_postprocess`) over images of one full size, uploaded from pinned memory
   with asynchronous copies, at most ``max_batch`` at a time;
@@ -32,6 +34,8 @@ from .engine import MatteEngine, MatteResult, _Prepared
 from .errors import MattingError
 from .model import MattingModel
 from .options import MatteOptions
+
+Shrinks = tuple[np.ndarray, np.ndarray]  # a photo's guide and foreground working copies (shrink_photo)
 
 
 def finish_settings(options: MatteOptions) -> device_postprocess.FinishSettings:
@@ -86,24 +90,42 @@ class DeviceMatteEngine(MatteEngine):
         torch.cuda.current_stream(self.device).synchronize()
         return host.numpy()
 
+    def _upload_images(self, arrays: list[np.ndarray]) -> torch.Tensor:
+        """Same-size H x W x 3 uint8 arrays -> N x 3 x H x W uint8 on the device."""
+        return self._upload(np.stack(arrays)).permute(0, 3, 1, 2)
+
     def render_group(
-        self, items: list[_Prepared], alpha_lows: list[np.ndarray], options: MatteOptions
+        self,
+        items: list[_Prepared],
+        alpha_lows: list[np.ndarray],
+        options: MatteOptions,
+        shrinks: list[Shrinks] | None = None,
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Post-process same-size images on the device: (output pixels H x W x 3|4, mattes H x W) uint8."""
+        """Post-process same-size images on the device: (output pixels H x W x 3|4, mattes H x W) uint8.
+
+        ``shrinks``: each photo's working copies (:func:`device_postprocess.shrink_photo`) when the decode
+        threads made them; else they are made here."""
+        if shrinks is None:
+            shrinks = [device_postprocess.shrink_photo(p.rgb) for p in items]
         pixels_out: list[np.ndarray] = []
         alphas_out: list[np.ndarray] = []
         for start in range(0, len(items), self.max_batch):
             part = items[start : start + self.max_batch]
             lows = alpha_lows[start : start + self.max_batch]
+            part_shrinks = shrinks[start : start + self.max_batch]
             with torch.inference_mode():
-                images = self._upload(np.stack([p.rgb for p in part])).permute(0, 3, 1, 2)
+                images = self._upload_images([p.rgb for p in part])
+                guides = self._upload_images([guide for guide, _ in part_shrinks])
+                smalls = self._upload_images([small for _, small in part_shrinks])
                 low = np.stack([a[: p.valid[0], : p.valid[1]] for p, a in zip(part, lows, strict=True)])
                 low_t = self._upload(np.ascontiguousarray(low, dtype=np.float32)[:, None])
                 input_alpha = None
                 if any(p.input_alpha is not None for p in part):
                     stacked = np.stack([p.input_alpha if p.input_alpha is not None else _opaque(p) for p in part])
                     input_alpha = self._upload(stacked[:, None])
-                pixels, alpha8 = device_postprocess.render_batch(images, low_t, finish_settings(options), input_alpha)
+                pixels, alpha8 = device_postprocess.render_batch(
+                    images, low_t, finish_settings(options), input_alpha, guides=guides, small_images=smalls
+                )
                 pixels_host, alpha_host = self._download(pixels), self._download(alpha8)
             pixels_out.extend(pixels_host)
             alphas_out.extend(alpha_host)
@@ -119,23 +141,29 @@ class DeviceMatteEngine(MatteEngine):
 
     # -- a batch ------------------------------------------------------------------------------------------
 
-    def _decode_or_error(self, data: bytes, options: MatteOptions) -> _Prepared | MattingError:
+    def _decode_or_error(self, data: bytes, options: MatteOptions) -> tuple[_Prepared, Shrinks] | MattingError:
+        """Decode and make the working copies (a decode thread's work); a bad image gives its error."""
         try:
-            return self._decode(data, options)
+            prepared = self._decode(data, options)
         except MattingError as exc:
             return exc
+        started = time.perf_counter()
+        shrinks = device_postprocess.shrink_photo(prepared.rgb)
+        prepared.timings["decode"] += time.perf_counter() - started
+        return prepared, shrinks
 
     def process_many(self, datas: list[bytes], options: MatteOptions) -> list[MatteResult | MattingError]:
         """Like :meth:`MatteEngine.process_many` (one outcome per input, in order; a bad image fails
         alone), with decoding, post-processing and encoding of the batch done in parallel/on the device."""
         outcomes: list[MatteResult | MattingError | None] = [None] * len(datas)
         prepared: dict[int, _Prepared] = {}
+        shrinks: dict[int, Shrinks] = {}
         decoded = self._decoder.map(lambda data: self._decode_or_error(data, options), datas)
         for index, item in enumerate(decoded):
             if isinstance(item, MattingError):
                 outcomes[index] = item
             else:
-                prepared[index] = item
+                prepared[index], shrinks[index] = item
 
         alpha_lows: dict[int, np.ndarray] = {}
         by_input: dict[tuple[int, ...], list[int]] = defaultdict(list)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .postprocess import _EPS
+from .postprocess import _EPS, FOREGROUND_SIDE, GUIDE_SIDE
 
 _REFLECT = "reflect"  # OpenCV BORDER_REFLECT: fedcba|abcdefgh|hgfedcb (edge pixel repeated)
 _REFLECT_101 = "reflect101"  # OpenCV BORDER_REFLECT_101 (cv2.blur's default): gfedcb|abcdefgh|gfedcba
@@ -139,6 +139,22 @@ def _working_size(height: int, width: int, side: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
+def shrink_photo(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The photo's two working copies, made where it was decoded, exactly as the numpy path makes them
+    (OpenCV INTER_AREA, uint8): (guide at ``GUIDE_SIDE``, foreground image at ``FOREGROUND_SIDE``), H x W x 3.
+
+    Cheap on the CPU (a few ms per 1080p photo on a decode thread) and exact; the device then works only on
+    what depends on the matte. Pass them to :func:`render_batch` as ``guides`` and ``small_images``.
+    """
+    height, width = rgb.shape[:2]
+    shrunk = []
+    for side in (GUIDE_SIDE, FOREGROUND_SIDE):
+        work_h, work_w = _working_size(height, width, side)
+        same = (work_h, work_w) == (height, width)
+        shrunk.append(rgb if same else cv2.resize(rgb, (work_w, work_h), interpolation=cv2.INTER_AREA))
+    return shrunk[0], shrunk[1]
+
+
 def snap_alpha(alpha: torch.Tensor) -> torch.Tensor:
     """Clip to [0, 1] and snap what would round to 0 or 255 in 8 bits (see ``postprocess._snap``)."""
     alpha = alpha.clamp(0.0, 1.0)
@@ -149,22 +165,24 @@ def snap_alpha(alpha: torch.Tensor) -> torch.Tensor:
 def upsample_alpha_guided(
     alpha_low: torch.Tensor,
     image: torch.Tensor,
-    guide_side: int = 640,
+    guide_side: int = GUIDE_SIDE,
     radius: int = 4,
     eps: float = 1e-3,
+    guide: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Batched :func:`matteflow.core.postprocess.upsample_alpha_guided`.
 
-    ``alpha_low`` N x 1 x h x w float32 [0, 1]; ``image`` N x 3 x H x W uint8 (or float32 0..255) full-size
-    guide. Returns N x 1 x H x W float32 in [0, 1].
+    ``alpha_low`` N x 1 x h x w float32 [0, 1]; ``image`` N x 3 x H x W uint8 full-size guide; ``guide``
+    its shrink to ``guide_side`` (N x 3 x h' x w' uint8, :func:`shrink_photo`), else made here. Returns
+    N x 1 x H x W float32 in [0, 1].
     """
     full_h, full_w = image.shape[2:]
     work_h, work_w = _working_size(full_h, full_w, guide_side)
-    image_f = image if image.is_floating_point() else image.float()
-    guide = resize_area(image_f, work_h, work_w)
-    if (work_h, work_w) != (full_h, full_w):
-        guide = to_uint8_levels(guide)  # OpenCV's shrink of a uint8 image gives uint8
-    guide = guide / 255.0
+    if guide is None:
+        guide = resize_area(image.float(), work_h, work_w)
+        if (work_h, work_w) != (full_h, full_w):
+            guide = to_uint8_levels(guide)  # OpenCV's shrink of a uint8 image gives uint8
+    guide = guide.float() * (1.0 / 255.0)
     p = resize_linear(alpha_low.float(), work_h, work_w)
 
     # Every box filter of one pass in one call: I (3), p (1), I*p (3), the 6 products of I's channels.
@@ -196,10 +214,13 @@ def upsample_alpha_guided(
     if (work_h, work_w) == (full_h, full_w):
         alpha = (coefs[:, 0:3] * guide).sum(1, keepdim=True) + coefs[:, 3:4]
         return snap_alpha(alpha)
-    # Full resolution: q = a . I + b with a, b upsampled (the fast guided filter).
+    # Full resolution: q = a . I + b with a, b upsampled (the fast guided filter), channel by channel from
+    # the uint8 photo (no full-size float copy of it).
     coefs = resize_linear(coefs, full_h, full_w)
-    alpha = (coefs[:, 0:3] * image_f).sum(1, keepdim=True) * (1.0 / 255.0) + coefs[:, 3:4]
-    return snap_alpha(alpha)
+    weighted = coefs[:, 0:1] * image[:, 0:1]
+    weighted += coefs[:, 1:2] * image[:, 1:2]
+    weighted += coefs[:, 2:3] * image[:, 2:3]
+    return snap_alpha(torch.add(coefs[:, 3:4], weighted, alpha=1.0 / 255.0))
 
 
 def apply_alpha_threshold(alpha: torch.Tensor, threshold: int) -> torch.Tensor:
@@ -280,23 +301,25 @@ def _blur_fusion_pass(
 def estimate_foreground_blur_fusion(
     image: torch.Tensor,
     alpha: torch.Tensor,
-    work_side: int = 960,
+    work_side: int = FOREGROUND_SIDE,
     radii: tuple[int, int] = (90, 6),
-    image_f: torch.Tensor | None = None,
+    small_image: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Batched :func:`matteflow.core.postprocess.estimate_foreground_blur_fusion`.
 
-    ``image`` N x 3 x H x W uint8, ``alpha`` N x 1 x H x W float32 (``image_f``: ``image`` as float32, when
-    the caller has it already). Returns N x 3 x H x W uint8, equal to ``image`` wherever alpha is 0 or 1.
+    ``image`` N x 3 x H x W uint8, ``alpha`` N x 1 x H x W float32, ``small_image`` the photo's shrink to
+    ``work_side`` (:func:`shrink_photo`), else made here. Returns N x 3 x H x W uint8, equal to ``image``
+    wherever alpha is 0 or 1.
     """
     height, width = alpha.shape[2:]
     soft = (alpha > 0.0) & (alpha < 1.0)
     work_h, work_w = _working_size(height, width, work_side)
     scale = min(1.0, work_side / max(height, width))
-    small_img = resize_area(image.float() if image_f is None else image_f, work_h, work_w)
-    if (work_h, work_w) != (height, width):
-        small_img = to_uint8_levels(small_img)
-    small_img = small_img / 255.0
+    if small_image is None:
+        small_image = resize_area(image.float(), work_h, work_w)
+        if (work_h, work_w) != (height, width):
+            small_image = to_uint8_levels(small_image)
+    small_img = small_image.float() * (1.0 / 255.0)
     small_a = resize_area(alpha, work_h, work_w)
     fg, bg = small_img, small_img
     for radius in radii:
@@ -313,9 +336,13 @@ def alpha_to_uint8(alpha: torch.Tensor) -> torch.Tensor:
 
 
 def compose_rgba(foreground: torch.Tensor, alpha8: torch.Tensor) -> torch.Tensor:
-    """N x 4 x H x W uint8 RGBA from foreground (N x 3) and alpha (N x 1 uint8); colour under alpha 0 is 0."""
-    rgba = torch.cat([foreground, alpha8], 1)
-    return torch.where(alpha8 > 0, rgba, torch.zeros_like(rgba))
+    """N x H x W x 4 (channels last) uint8 RGBA from foreground (N x 3 x H x W) and alpha (N x 1 x H x W
+    uint8); colour under alpha 0 is 0."""
+    n, _, height, width = foreground.shape
+    rgba = torch.empty((n, height, width, 4), dtype=torch.uint8, device=foreground.device)
+    rgba[..., :3] = foreground.permute(0, 2, 3, 1)
+    rgba[..., 3] = alpha8[:, 0]
+    return rgba.masked_fill_((alpha8[:, 0] == 0).unsqueeze(-1), 0)
 
 
 def composite_over_color(foreground: torch.Tensor, alpha: torch.Tensor, color: tuple[int, int, int]) -> torch.Tensor:
@@ -340,26 +367,28 @@ def render_batch(
     alpha_low: torch.Tensor,
     settings: FinishSettings,
     input_alpha: torch.Tensor | None = None,
+    guides: torch.Tensor | None = None,
+    small_images: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Everything after the network for a batch of same-size images, on their device.
 
     ``images`` N x 3 x H x W uint8; ``alpha_low`` N x 1 x h x w float32 (the network's alpha, padding cut
-    off); ``input_alpha`` N x 1 x H x W uint8 or None (the inputs' own transparency, kept). Returns the
+    off); ``input_alpha`` N x 1 x H x W uint8 or None (the inputs' own transparency, kept); ``guides`` and
+    ``small_images`` the photos' working copies (:func:`shrink_photo`, N x 3 x h x w uint8) when the caller
+    made them, else they are made here on the device. Returns the
     output pixels N x H x W x 4 (transparent) or x 3 uint8, channels last as the encoders want them, and
     the final matte N x H x W uint8.
     """
-    images_f = images.float().contiguous()
-    alpha = upsample_alpha_guided(alpha_low, images_f)
+    alpha = upsample_alpha_guided(alpha_low, images, guide=guides)
     if input_alpha is not None:
         alpha = alpha * (input_alpha.float() / 255.0)
     alpha = apply_alpha_threshold(alpha, settings.alpha_threshold)
     alpha = erode_alpha(alpha, settings.erode)
     if settings.feather:
         alpha = feather_alpha(alpha)
-    foreground = estimate_foreground_blur_fusion(images, alpha, image_f=images_f)
+    foreground = estimate_foreground_blur_fusion(images, alpha, small_image=small_images)
     alpha8 = alpha_to_uint8(alpha)
     if settings.background is None:
-        pixels = compose_rgba(foreground, alpha8)
-    else:
-        pixels = composite_over_color(foreground, alpha, settings.background)
+        return compose_rgba(foreground, alpha8), alpha8[:, 0]
+    pixels = composite_over_color(foreground, alpha, settings.background)
     return pixels.permute(0, 2, 3, 1).contiguous(), alpha8[:, 0]

@@ -10,6 +10,8 @@ import cv2
 import numpy as np
 
 _EPS = 1e-6
+GUIDE_SIDE = 640  # long side at which the guided filter solves its coefficients
+FOREGROUND_SIDE = 960  # long side at which the foreground colours are estimated
 
 
 def _box(array: np.ndarray, radius: int) -> np.ndarray:
@@ -21,7 +23,7 @@ def _box(array: np.ndarray, radius: int) -> np.ndarray:
 def upsample_alpha_guided(
     alpha_low: np.ndarray,
     image: np.ndarray,
-    guide_side: int = 640,
+    guide_side: int = GUIDE_SIDE,
     radius: int = 4,
     eps: float = 1e-3,
 ) -> np.ndarray:
@@ -143,7 +145,7 @@ def _blur_fusion_pass(
 
 
 def estimate_foreground_blur_fusion(
-    image: np.ndarray, alpha: np.ndarray, work_side: int = 960, radii: tuple[int, int] = (90, 6)
+    image: np.ndarray, alpha: np.ndarray, work_side: int = FOREGROUND_SIDE, radii: tuple[int, int] = (90, 6)
 ) -> np.ndarray:
     """Estimate the subject's own colour at semi-transparent pixels, without the old background mixed in.
 

@@ -72,13 +72,22 @@ def numpy_render(rgb: np.ndarray, alpha_low: np.ndarray, options: MatteOptions) 
     return pixels, postprocess.alpha_to_uint8(alpha)
 
 
-def torch_render(rgbs: list[np.ndarray], lows: list[np.ndarray], options: MatteOptions) -> tuple[np.ndarray, ...]:
+def torch_render(
+    rgbs: list[np.ndarray], lows: list[np.ndarray], options: MatteOptions, shrunk_by_opencv: bool = False
+) -> tuple[np.ndarray, ...]:
+    """render_batch; the working copies made on the device, or (as DeviceMatteEngine does) by OpenCV."""
     from matteflow.core.device_engine import finish_settings
 
+    def nchw(arrays: list[np.ndarray]) -> torch.Tensor:
+        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+
+    shrinks: dict[str, torch.Tensor] = {}
+    if shrunk_by_opencv:
+        pairs = [device_postprocess.shrink_photo(rgb) for rgb in rgbs]
+        shrinks = {"guides": nchw([g for g, _ in pairs]), "small_images": nchw([s for _, s in pairs])}
     with torch.inference_mode():
-        images = torch.from_numpy(np.stack(rgbs)).permute(0, 3, 1, 2)
         low = torch.from_numpy(np.stack(lows))[:, None]
-        pixels, alpha8 = device_postprocess.render_batch(images, low, finish_settings(options))
+        pixels, alpha8 = device_postprocess.render_batch(nchw(rgbs), low, finish_settings(options), **shrinks)
     return pixels.numpy(), alpha8.numpy()
 
 
@@ -112,6 +121,13 @@ def test_render_matches_the_numpy_path_on_real_photos(option_name: str) -> None:
         expected = numpy_render(rgb, low, options)
         pixels, alphas = torch_render([rgb], [low], options)
         assert_within_tolerance(f"{name} {option_name}", expected, (pixels[0], alphas[0]))
+
+
+def test_working_copies_shrunk_by_opencv_give_the_same_pixels() -> None:
+    options = OPTION_SETS["ecommerce"]
+    for name, rgb, low in CASES:
+        pixels, alphas = torch_render([rgb], [low], options, shrunk_by_opencv=True)
+        assert_within_tolerance(f"{name} shrunk by OpenCV", numpy_render(rgb, low, options), (pixels[0], alphas[0]))
 
 
 def test_a_batch_gives_each_image_what_it_gets_alone() -> None:
