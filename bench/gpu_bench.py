@@ -309,15 +309,21 @@ def main() -> int:
     parser.add_argument("--postprocess", default="torch", help="torch (the device path) | numpy | auto")
     parser.add_argument("--one-image", type=int, default=5, help="photos for the one-image comparison (0: skip)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--torch-threads", type=int, default=0, help="torch CPU threads in part 1 (0: torch's default)")
     parser.add_argument("--skip-worker", action="store_true")
     args = parser.parse_args()
 
     import torch
 
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     cuda = torch.cuda.is_available()
     device = ("cuda" if cuda else "cpu") if args.device == "auto" else args.device
     count = args.images or (400 if device.startswith("cuda") else 24)
-    print(f"matteflow gpu_bench: device {device}, torch {torch.__version__}, {os.cpu_count()} CPU cores")
+    print(
+        f"matteflow gpu_bench: device {device}, torch {torch.__version__} ({torch.get_num_threads()} CPU threads), "
+        f"{os.cpu_count()} CPU cores"
+    )
     if device.startswith("cuda"):
         print(f"   GPU: {torch.cuda.get_device_name(0)}")
     else:

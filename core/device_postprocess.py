@@ -270,10 +270,12 @@ def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     taps = torch.from_numpy(_gaussian_taps(sigma)).to(x.device)
     half = taps.numel() // 2
     channels = x.shape[1]
-    out = _pad(x, half, 3, _REFLECT)
-    out = F.conv2d(out, taps.reshape(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
-    out = _pad(out, half, 2, _REFLECT)
-    return F.conv2d(out, taps.reshape(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
+    # cuDNN may run float32 convolutions in TF32 (10-bit mantissa) on Ampere and later: not for a matte.
+    with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, allow_tf32=False):
+        out = _pad(x, half, 3, _REFLECT)
+        out = F.conv2d(out, taps.reshape(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
+        out = _pad(out, half, 2, _REFLECT)
+        return F.conv2d(out, taps.reshape(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
 
 
 def feather_alpha(alpha: torch.Tensor, sigma: float | None = None) -> torch.Tensor:

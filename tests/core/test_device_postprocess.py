@@ -73,22 +73,26 @@ def numpy_render(rgb: np.ndarray, alpha_low: np.ndarray, options: MatteOptions) 
 
 
 def torch_render(
-    rgbs: list[np.ndarray], lows: list[np.ndarray], options: MatteOptions, shrunk_by_opencv: bool = False
+    rgbs: list[np.ndarray],
+    lows: list[np.ndarray],
+    options: MatteOptions,
+    shrunk_by_opencv: bool = False,
+    device: str = "cpu",
 ) -> tuple[np.ndarray, ...]:
-    """render_batch; the working copies made on the device, or (as DeviceMatteEngine does) by OpenCV."""
+    """render_batch on ``device``; the working copies made there, or (as DeviceMatteEngine does) by OpenCV."""
     from matteflow.core.device_engine import finish_settings
 
     def nchw(arrays: list[np.ndarray]) -> torch.Tensor:
-        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).to(device)
 
     shrinks: dict[str, torch.Tensor] = {}
     if shrunk_by_opencv:
         pairs = [device_postprocess.shrink_photo(rgb) for rgb in rgbs]
         shrinks = {"guides": nchw([g for g, _ in pairs]), "small_images": nchw([s for _, s in pairs])}
     with torch.inference_mode():
-        low = torch.from_numpy(np.stack(lows))[:, None]
+        low = torch.from_numpy(np.stack(lows))[:, None].to(device)
         pixels, alpha8 = device_postprocess.render_batch(nchw(rgbs), low, finish_settings(options), **shrinks)
-    return pixels.numpy(), alpha8.numpy()
+    return pixels.cpu().numpy(), alpha8.cpu().numpy()
 
 
 def assert_within_tolerance(name: str, expected: tuple[np.ndarray, np.ndarray], got: tuple[np.ndarray, np.ndarray]):
@@ -114,13 +118,18 @@ OPTION_SETS = {
 }
 
 
+# The CPU always; a GPU when there is one (a GPU session runs this file first: the same tolerance holds there).
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("option_name", sorted(OPTION_SETS))
-def test_render_matches_the_numpy_path_on_real_photos(option_name: str) -> None:
+def test_render_matches_the_numpy_path_on_real_photos(option_name: str, device: str) -> None:
     options = OPTION_SETS[option_name]
     for name, rgb, low in CASES:
         expected = numpy_render(rgb, low, options)
-        pixels, alphas = torch_render([rgb], [low], options)
-        assert_within_tolerance(f"{name} {option_name}", expected, (pixels[0], alphas[0]))
+        pixels, alphas = torch_render([rgb], [low], options, shrunk_by_opencv=device != "cpu", device=device)
+        assert_within_tolerance(f"{name} {option_name} on {device}", expected, (pixels[0], alphas[0]))
 
 
 def test_working_copies_shrunk_by_opencv_give_the_same_pixels() -> None:
