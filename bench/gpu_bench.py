@@ -134,8 +134,10 @@ def compare_one_image(paths: list[Path], device: str, model_spec: str, rounds: i
     from matteflow.core.options import parse_options
 
     options = parse_options()
-    numpy_engine = MatteEngine(load_model(model_spec, "cpu"), max_pixels=60_000_000)
-    device_model = load_model(model_spec, device)
+    # One onnxruntime thread: its idle threads spin after each call and would steal the cores from the
+    # post-processing that follows (OpenCV's pool or torch's), a contention neither path has in a worker.
+    numpy_engine = MatteEngine(load_model(model_spec, "cpu", threads=1), max_pixels=60_000_000)
+    device_model = load_model(model_spec, device, threads=1)
     torch_engine = DeviceMatteEngine(device_model, max_pixels=60_000_000, device=device)
     datas = [p.read_bytes() for p in paths]
     engines = {"numpy (today)": numpy_engine, f"torch on {device}": torch_engine}

@@ -157,8 +157,8 @@ def shrink_photo(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def snap_alpha(alpha: torch.Tensor) -> torch.Tensor:
     """Clip to [0, 1] and snap what would round to 0 or 255 in 8 bits (see ``postprocess._snap``)."""
-    alpha = alpha.clamp(0.0, 1.0)
-    alpha.masked_fill_(alpha < 0.5 / 255.0, 0.0)
+    # Below 0 is below the low snap and above 1 above the high one: the two snaps are the clip as well.
+    alpha = alpha.masked_fill(alpha < 0.5 / 255.0, 0.0)
     return alpha.masked_fill_(alpha > 254.5 / 255.0, 1.0)
 
 
