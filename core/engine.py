@@ -1,7 +1,9 @@
 """The matting pipeline for one image or a batch: decode -> network -> edge-aware upsampling -> finish -> encode.
 
-The network runs at a reduced size (``model.input_size`` on the long side) and the alpha is brought back to
-full resolution by a guided filter on the full-size photo, so hair and edges follow the real image.
+The network runs at a reduced size (``model.input_size`` on the long side, or a square for networks trained on
+squares) and the alpha is brought back to full resolution by a guided filter on the full-size photo, so hair
+and edges follow the real image. Which network runs is the option ``model`` (``people``, ``general`` or
+``auto``, see :mod:`matteflow.core.registry`); every result says which one it was.
 """
 
 from __future__ import annotations
@@ -14,17 +16,20 @@ import cv2
 import numpy as np
 
 from . import postprocess
+from .autoselect import choose_model
 from .confidence import estimate_confidence
 from .errors import MattingError
 from .imageio import DecodedImage, check_memory_budget, decode_image, encode_image, encode_mask, probe_image
 from .model import STRIDE, MattingModel
 from .options import MatteOptions
+from .registry import AUTO, GENERAL, PEOPLE, ModelSet
 
 
 @dataclass
 class MatteResult:
     """An encoded result. ``timings`` has the seconds spent in decode, inference, postprocess, encode;
-    ``confidence`` (in [0, 1]) how sure the network was of this matte (:mod:`matteflow.core.confidence`)."""
+    ``confidence`` (in [0, 1]) how sure the network was of this matte (:mod:`matteflow.core.confidence`);
+    ``model`` the name of the network that made it (``people`` or ``general``: ``auto`` resolved)."""
 
     image: bytes
     mask: bytes | None
@@ -33,6 +38,7 @@ class MatteResult:
     width: int
     height: int
     confidence: float
+    model: str = PEOPLE
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -40,9 +46,16 @@ class MatteResult:
 class _Prepared:
     rgb: np.ndarray  # full-size (after max_side) H x W x 3 uint8
     input_alpha: np.ndarray | None
-    net_input: np.ndarray  # 3 x h x w float32, h and w multiples of STRIDE
-    valid: tuple[int, int]  # (h, w) of the image inside the padded network input
     timings: dict[str, float]
+    # Network inputs by (input_size, resize): 3 x h x w float32 (h, w multiples of STRIDE) and the (h, w) of
+    # the image inside it. Made once per model geometry (auto may need two).
+    inputs: dict[tuple[int, str], tuple[np.ndarray, tuple[int, int]]] = field(default_factory=dict)
+
+    def network_input(self, model: MattingModel) -> tuple[np.ndarray, tuple[int, int]]:
+        key = (model.input_size, model.resize)
+        if key not in self.inputs:
+            self.inputs[key] = make_network_input(self.rgb, model.input_size, model.resize)
+        return self.inputs[key]
 
 
 def resize_to_max_side(rgb: np.ndarray, max_side: int | None) -> np.ndarray:
@@ -55,15 +68,22 @@ def resize_to_max_side(rgb: np.ndarray, max_side: int | None) -> np.ndarray:
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
 
 
-def make_network_input(rgb: np.ndarray, input_size: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """Resize so the long side is ``input_size`` and pad the short side up to a multiple of ``STRIDE``.
+def make_network_input(
+    rgb: np.ndarray, input_size: int, resize: str = "long-side"
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Resize so the long side is ``input_size`` and pad the short side up to a multiple of ``STRIDE``
+    (``resize="long-side"``), or squeeze the whole photo into an ``input_size`` square (``"square"``).
 
     Returns a 3 x h x w float32 array in [0, 1] and the (h, w) of the unpadded content. Padding replicates
     the border so the network does not see an artificial edge.
     """
     height, width = rgb.shape[:2]
-    scale = input_size / max(height, width)
-    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    if resize == "square":
+        new_w = new_h = input_size
+        scale = input_size / max(height, width)
+    else:
+        scale = input_size / max(height, width)
+        new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
     interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     small = cv2.resize(rgb, (new_w, new_h), interpolation=interpolation)
     pad_h, pad_w = -new_h % STRIDE, -new_w % STRIDE
@@ -74,22 +94,30 @@ def make_network_input(rgb: np.ndarray, input_size: int) -> tuple[np.ndarray, tu
 
 
 class MatteEngine:
-    """Runs the whole pipeline with one loaded model. Thread-safe: the CLI runs several images at once."""
+    """Runs the whole pipeline with a set of named models. Thread-safe: the CLI runs several images at once.
 
-    def __init__(self, model: MattingModel, max_pixels: int, memory_budget_mb: int = 0) -> None:
-        self.model = model
+    ``models`` is a :class:`ModelSet` (``people`` and ``general``, loaded on first use) or one model, which then
+    serves every name (and ``auto`` has nothing to choose).
+    """
+
+    def __init__(self, models: ModelSet | MattingModel, max_pixels: int, memory_budget_mb: int = 0) -> None:
+        self.models = models if isinstance(models, ModelSet) else ModelSet.single(models)
         self.max_pixels = max_pixels
         # Per-image peak memory budget (0 = none), checked from the header before decoding: the worker's own
         # guard, whatever the intake that stored the image checked (docs/operations.md, "Memory budget").
         self.memory_budget_mb = memory_budget_mb
+
+    @property
+    def model(self) -> MattingModel:
+        """The people model (the one model of engines built before named models)."""
+        return self.models.get(PEOPLE)
 
     def _prepare(self, decoded: DecodedImage, options: MatteOptions, decode_s: float = 0.0) -> _Prepared:
         rgb = resize_to_max_side(decoded.rgb, options.max_side)
         input_alpha = decoded.alpha
         if input_alpha is not None and input_alpha.shape != rgb.shape[:2]:
             input_alpha = cv2.resize(input_alpha, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_AREA)
-        net_input, valid = make_network_input(rgb, self.model.input_size)
-        return _Prepared(rgb, input_alpha, net_input, valid, {"decode": decode_s})
+        return _Prepared(rgb, input_alpha, {"decode": decode_s})
 
     def _decode(self, data: bytes, options: MatteOptions) -> _Prepared:
         start = time.perf_counter()
@@ -101,9 +129,11 @@ class MatteEngine:
     def _render(
         self, prepared: _Prepared, alpha_low: np.ndarray, options: MatteOptions
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Full-size matte + post-processing -> (output pixels RGB or RGBA uint8, alpha H x W float32)."""
-        h, w = prepared.valid
-        alpha = postprocess.upsample_alpha_guided(alpha_low[:h, :w], prepared.rgb)
+        """Full-size matte + post-processing -> (output pixels RGB or RGBA uint8, alpha H x W float32).
+
+        ``alpha_low`` is the network's matte cropped to the image content (any size: it is resized to the
+        photo, so a squeezed square input comes back to the photo's aspect ratio here)."""
+        alpha = postprocess.upsample_alpha_guided(alpha_low, prepared.rgb)
         if prepared.input_alpha is not None:
             # An input that is already partly transparent keeps its transparency.
             alpha *= prepared.input_alpha.astype(np.float32) / 255.0
@@ -116,23 +146,53 @@ class MatteEngine:
             return postprocess.compose_rgba(foreground, alpha), alpha
         return postprocess.composite_over_color(foreground, alpha, options.background), alpha
 
-    def _finish(self, prepared: _Prepared, alpha_low: np.ndarray, options: MatteOptions) -> MatteResult:
+    def _finish(self, prepared: _Prepared, matte: _Matte, options: MatteOptions) -> MatteResult:
         start = time.perf_counter()
-        pixels, alpha = self._render(prepared, alpha_low, options)
+        pixels, alpha = self._render(prepared, matte.alpha_low, options)
         mid = time.perf_counter()
         image = encode_image(pixels, options.format)
         mask = encode_mask(postprocess.alpha_to_uint8(alpha)) if options.mask else None
         timings = {**prepared.timings, "postprocess": mid - start, "encode": time.perf_counter() - mid}
         height, width = alpha.shape
-        h, w = prepared.valid
-        confidence = estimate_confidence(alpha_low[:h, :w])
-        return MatteResult(image, mask, options.extension, options.media_type, width, height, confidence, timings)
+        confidence = estimate_confidence(matte.alpha_low)
+        return MatteResult(
+            image, mask, options.extension, options.media_type, width, height, confidence, matte.model, timings
+        )
 
-    def _infer_one(self, prepared: _Prepared) -> np.ndarray:
-        start = time.perf_counter()
-        alpha_low = self.model.predict(prepared.net_input[None])[0]
-        prepared.timings["inference"] = time.perf_counter() - start
-        return alpha_low
+    def _run_model(self, name: str, prepared: list[_Prepared]) -> list[np.ndarray]:
+        """The named network's matte of each image (cropped to its content), batching images whose network
+        inputs have the same shape into one call; the inference time is shared out over the images."""
+        model = self.models.get(name)
+        inputs = [item.network_input(model) for item in prepared]
+        groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        for position, (tensor, _) in enumerate(inputs):
+            groups[tensor.shape].append(position)
+        mattes: list[np.ndarray | None] = [None] * len(prepared)
+        for positions in groups.values():
+            start = time.perf_counter()
+            alphas = model.predict(np.stack([inputs[p][0] for p in positions]))
+            share = (time.perf_counter() - start) / len(positions)
+            for position, alpha in zip(positions, alphas, strict=True):
+                h, w = inputs[position][1]
+                mattes[position] = alpha[:h, :w]
+                timings = prepared[position].timings
+                timings["inference"] = timings.get("inference", 0.0) + share
+        return [m for m in mattes if m is not None]
+
+    def _mattes(self, prepared: list[_Prepared], requested: str) -> list[_Matte]:
+        """Run the requested model (``people``, ``general`` or ``auto``) over images of one request."""
+        if requested == GENERAL:
+            return [_Matte(alpha, GENERAL) for alpha in self._run_model(GENERAL, prepared)]
+        people = [_Matte(alpha, PEOPLE) for alpha in self._run_model(PEOPLE, prepared)]
+        if requested != AUTO or self.models.is_single:
+            return people
+        # auto: the people model has run; photos it is not sure of go through the general model.
+        chosen = [choose_model(matte.alpha_low) for matte in people]
+        others = [i for i, name in enumerate(chosen) if name == GENERAL]
+        if others:
+            for i, alpha in zip(others, self._run_model(GENERAL, [prepared[i] for i in others]), strict=True):
+                people[i] = _Matte(alpha, GENERAL)
+        return people
 
     def process_array(
         self, rgb: np.ndarray, options: MatteOptions, input_alpha: np.ndarray | None = None
@@ -145,25 +205,26 @@ class MatteEngine:
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"expected an H x W x 3 uint8 RGB array, got {rgb.shape} {rgb.dtype}")
         prepared = self._prepare(DecodedImage(np.ascontiguousarray(rgb), input_alpha), options)
-        pixels, alpha = self._render(prepared, self._infer_one(prepared), options)
+        (matte,) = self._mattes([prepared], options.model)
+        pixels, alpha = self._render(prepared, matte.alpha_low, options)
         return pixels, postprocess.alpha_to_uint8(alpha)
 
     def process_bytes(self, data: bytes, options: MatteOptions) -> MatteResult:
         """Cut out one encoded image. Raises :class:`InvalidImageError` / :class:`ImageTooLargeError`."""
         prepared = self._decode(data, options)
-        return self._finish(prepared, self._infer_one(prepared), options)
+        (matte,) = self._mattes([prepared], options.model)
+        return self._finish(prepared, matte, options)
 
-    def predict_alpha(self, rgb: np.ndarray) -> np.ndarray:
+    def predict_alpha(self, rgb: np.ndarray, model: str = PEOPLE) -> np.ndarray:
         """The full-resolution matte of an ``H x W x 3`` uint8 RGB image: H x W float32 in [0, 1].
 
         No threshold/erosion/feathering: the raw quality the evaluation measures.
         """
-        net_input, (h, w) = make_network_input(rgb, self.model.input_size)
-        alpha_low = self.model.predict(net_input[None])[0]
-        return postprocess.upsample_alpha_guided(alpha_low[:h, :w], rgb)
+        (matte,) = self._mattes([_Prepared(rgb, None, {})], model)
+        return postprocess.upsample_alpha_guided(matte.alpha_low, rgb)
 
     def process_many(self, datas: list[bytes], options: MatteOptions) -> list[MatteResult | MattingError]:
-        """Cut out several images, batching the network call over images of the same padded shape.
+        """Cut out several images, batching each network call over images of the same input shape.
 
         Each entry of the result is a :class:`MatteResult` or the :class:`MattingError` that image raised;
         one bad image never costs the others their result. Batching pays off on a GPU.
@@ -175,20 +236,22 @@ class MatteEngine:
                 prepared[index] = self._decode(data, options)
             except MattingError as exc:
                 outcomes[index] = exc
-        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-        for index, item in prepared.items():
-            groups[item.net_input.shape[1:]].append(index)
-        for indices in groups.values():
-            start = time.perf_counter()
-            alphas = self.model.predict(np.stack([prepared[i].net_input for i in indices]))
-            share = (time.perf_counter() - start) / len(indices)
-            for i, alpha_low in zip(indices, alphas, strict=True):
-                prepared[i].timings["inference"] = share
-                try:
-                    outcomes[i] = self._finish(prepared[i], alpha_low, options)
-                except MattingError as exc:
-                    outcomes[i] = exc
+        indices = list(prepared)
+        mattes = self._mattes([prepared[i] for i in indices], options.model) if indices else []
+        for index, matte in zip(indices, mattes, strict=True):
+            try:
+                outcomes[index] = self._finish(prepared[index], matte, options)
+            except MattingError as exc:
+                outcomes[index] = exc
         missing = [i for i, outcome in enumerate(outcomes) if outcome is None]
         if missing:  # never silently shift results onto the wrong images
             raise RuntimeError(f"no outcome for images {missing}")
         return [outcome for outcome in outcomes if outcome is not None]
+
+
+@dataclass
+class _Matte:
+    """A network's matte of one image, cropped to the image content, and the name of that network."""
+
+    alpha_low: np.ndarray
+    model: str

@@ -2,14 +2,17 @@
 
 Specs understood by :func:`load_model`:
 
-- ``default``: the model shipped in ``matteflow/models`` (ONNX through onnxruntime on the CPU; the
-  safetensors weights through torch in fp16 on a CUDA device).
+- ``default`` (also ``people``): the people model shipped in ``matteflow/models`` (ONNX through onnxruntime
+  on the CPU; the safetensors weights through torch in fp16 on a CUDA device).
+- ``general``: the shipped salient-object model (U^2-Net-p, ``general-u2netp.onnx``) for products and objects.
 - ``onnx:<path>``: any ONNX file with input ``image`` (N x 3 x H x W float32 RGB in [0, 1]) and output
-  ``alpha`` (N x 1 x H x W in [0, 1]); a ``<path>.json`` sidecar may give ``input_size``.
+  ``alpha`` (N x 1 x H x W in [0, 1]); a ``<path>.json`` sidecar may give ``input_size`` and ``resize``.
 - ``torch:<path>``: a safetensors file of an architecture from :mod:`matteflow.core.unet`, with sidecar.
-- ``unet-random``: an untrained network of the shipped architecture (tests and benchmarks of plumbing).
+- ``unet-random``: an untrained network of the shipped people architecture (tests of plumbing).
 
-Only the torch backend imports torch, and only when it is asked for.
+Which spec serves which *name* a request can ask for (``people``, ``general``, ``auto``) is
+:mod:`matteflow.core.registry`'s business. Only the torch backend imports torch, and only when it is asked
+for (or, with device ``auto``, when the machine has an NVIDIA GPU to offer).
 """
 
 from __future__ import annotations
@@ -29,8 +32,13 @@ from .errors import ModelError
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAME = "matteflow-unet"
+GENERAL_MODEL_NAME = "general-u2netp"
 DEFAULT_INPUT_SIZE = 320
 STRIDE = 32
+# How the engine fits a photo to the network: the long side at input_size with the short side padded to a
+# multiple of STRIDE ("long-side", the people model), or squeezed into an input_size square ("square",
+# networks trained on squares such as U^2-Net-p).
+RESIZE_MODES = ("long-side", "square")
 
 
 class MattingModel(Protocol):
@@ -38,6 +46,7 @@ class MattingModel(Protocol):
 
     device: str  # "cpu", "cuda:0", ...
     input_size: int  # long side, in pixels, the network runs at (a multiple of 32)
+    resize: str  # one of RESIZE_MODES
     name: str
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
@@ -61,16 +70,23 @@ def _read_sidecar(path: Path) -> dict:
         raise ModelError(f"model sidecar {path} is unreadable: {exc}") from exc
 
 
-def shipped_model_files() -> ModelFiles:
-    """The files of the model shipped inside the package (``matteflow/models``)."""
+def shipped_model_files(stem: str = DEFAULT_MODEL_NAME) -> ModelFiles:
+    """The files of a model shipped inside the package (``matteflow/models``), by file stem."""
     folder = Path(str(resources.files("matteflow.models")))
-    onnx = folder / f"{DEFAULT_MODEL_NAME}.onnx"
-    weights = folder / f"{DEFAULT_MODEL_NAME}.safetensors"
+    onnx = folder / f"{stem}.onnx"
+    weights = folder / f"{stem}.safetensors"
     return ModelFiles(
         onnx=onnx if onnx.is_file() else None,
         weights=weights if weights.is_file() else None,
-        sidecar=_read_sidecar(folder / f"{DEFAULT_MODEL_NAME}.json"),
+        sidecar=_read_sidecar(folder / f"{stem}.json"),
     )
+
+
+def _resize_mode(sidecar: dict, source: object) -> str:
+    mode = str(sidecar.get("resize", "long-side"))
+    if mode not in RESIZE_MODES:
+        raise ModelError(f"sidecar of {source} has resize {mode!r}; expected one of {', '.join(RESIZE_MODES)}")
+    return mode
 
 
 def _check_batch(batch: np.ndarray) -> None:
@@ -84,9 +100,21 @@ def _check_batch(batch: np.ndarray) -> None:
 
 
 class OnnxMattingModel:
-    """An ONNX network run by onnxruntime on the CPU; one session shared by all threads."""
+    """An ONNX network run by onnxruntime; one session shared by all threads.
 
-    def __init__(self, path: Path, input_size: int, threads: int = 0, name: str | None = None) -> None:
+    On the CPU by default; with ``device`` ``cuda[:n]`` through onnxruntime's CUDA provider when the installed
+    onnxruntime has one (a GPU worker's image), else the CPU (said in the log).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        input_size: int,
+        threads: int = 0,
+        name: str | None = None,
+        resize: str = "long-side",
+        device: str = "cpu",
+    ) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -94,15 +122,24 @@ class OnnxMattingModel:
         # 0 lets onnxruntime use every core; callers running several images at once ask for 1 each.
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        providers: list[object] = ["CPUExecutionProvider"]
+        self.device = "cpu"
+        if device.startswith("cuda"):
+            if "CUDAExecutionProvider" in ort.get_available_providers():
+                index = int(device.partition(":")[2] or 0)
+                providers.insert(0, ("CUDAExecutionProvider", {"device_id": index}))
+                self.device = f"cuda:{index}"
+            else:
+                log.warning("onnxruntime has no CUDA provider here: %s runs on the CPU", path.name)
         try:
-            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
             raise ModelError(f"cannot load ONNX model {path}: {exc}") from exc
         inputs = {i.name for i in self._session.get_inputs()}
         if "image" not in inputs:
             raise ModelError(f"ONNX model {path} has inputs {sorted(inputs)}; expected one named 'image'")
-        self.device = "cpu"
         self.input_size = input_size
+        self.resize = resize
         self.name = name or path.stem
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
@@ -114,7 +151,7 @@ class OnnxMattingModel:
 class TorchMattingModel:
     """A torch network, in fp16 on CUDA (the GPU workers' path) or fp32 on the CPU."""
 
-    def __init__(self, module: object, device: str, input_size: int, name: str) -> None:
+    def __init__(self, module: object, device: str, input_size: int, name: str, resize: str = "long-side") -> None:
         import torch
 
         self._torch = torch
@@ -124,6 +161,7 @@ class TorchMattingModel:
         self._module = module.half() if self._half else module
         self.device = str(self._device)
         self.input_size = input_size
+        self.resize = resize
         self.name = name
         self._lock = threading.Lock()  # CPU torch already uses every core; one call at a time
 
@@ -138,9 +176,17 @@ class TorchMattingModel:
             return alpha[:, 0].float().cpu().numpy()
 
 
+def _nvidia_gpu_present() -> bool:
+    """Whether the kernel shows an NVIDIA GPU, without importing torch (which takes seconds and hundreds of MB):
+    a CPU machine answers ``auto`` from this alone."""
+    return Path("/proc/driver/nvidia/gpus").is_dir() or Path("/dev/nvidia0").exists()
+
+
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``. ``cuda`` without a GPU is an error."""
     if device == "cpu":
+        return "cpu"
+    if device == "auto" and not _nvidia_gpu_present():
         return "cpu"
     try:
         import torch
@@ -165,7 +211,19 @@ def _torch_model(weights: Path, sidecar: dict, device: str) -> TorchMattingModel
         raise ModelError(f"cannot load torch weights {weights}: {exc}") from exc
     module = unet.for_inference(module, sidecar)
     size = int(sidecar.get("input_size", DEFAULT_INPUT_SIZE))
-    return TorchMattingModel(module, device, size, name=weights.stem)
+    return TorchMattingModel(module, device, size, name=weights.stem, resize=_resize_mode(sidecar, weights))
+
+
+def _shipped_general(device: str, threads: int) -> OnnxMattingModel:
+    files = shipped_model_files(GENERAL_MODEL_NAME)
+    if files.onnx is None:
+        raise ModelError(
+            f"the general model ({GENERAL_MODEL_NAME}.onnx) is missing from matteflow/models; reinstall MatteFlow "
+            "or rebuild it with `matteflow train --stage export-general`"
+        )
+    size = int(files.sidecar.get("input_size", DEFAULT_INPUT_SIZE))
+    resize = _resize_mode(files.sidecar, files.onnx)
+    return OnnxMattingModel(files.onnx, size, threads=threads, name=GENERAL_MODEL_NAME, resize=resize, device=device)
 
 
 def load_model(spec: str = "default", device: str = "auto", threads: int = 0) -> MattingModel:
@@ -175,7 +233,7 @@ def load_model(spec: str = "default", device: str = "auto", threads: int = 0) ->
     files are missing or unreadable, or a GPU was asked for and none exists.
     """
     wanted = resolve_device(device)
-    if spec in ("default", DEFAULT_MODEL_NAME):
+    if spec in ("default", "people", DEFAULT_MODEL_NAME):
         files = shipped_model_files()
         size = int(files.sidecar.get("input_size", DEFAULT_INPUT_SIZE))
         if wanted != "cpu" and files.weights is not None:
@@ -185,12 +243,15 @@ def load_model(spec: str = "default", device: str = "auto", threads: int = 0) ->
                 "the shipped model is missing from matteflow/models; reinstall MatteFlow or pass --model onnx:<path>"
             )
         return OnnxMattingModel(files.onnx, size, threads=threads, name=DEFAULT_MODEL_NAME)
+    if spec in ("general", GENERAL_MODEL_NAME):
+        return _shipped_general(wanted, threads)
     if spec.startswith("onnx:"):
         path = Path(spec[len("onnx:") :]).expanduser()
         if not path.is_file():
             raise ModelError(f"ONNX model file not found: {path}")
         sidecar = _read_sidecar(path.with_suffix(".json"))
-        return OnnxMattingModel(path, int(sidecar.get("input_size", DEFAULT_INPUT_SIZE)), threads=threads)
+        size = int(sidecar.get("input_size", DEFAULT_INPUT_SIZE))
+        return OnnxMattingModel(path, size, threads=threads, resize=_resize_mode(sidecar, path), device=wanted)
     if spec.startswith("torch:"):
         path = Path(spec[len("torch:") :]).expanduser()
         if not path.is_file():
@@ -202,5 +263,9 @@ def load_model(spec: str = "default", device: str = "auto", threads: int = 0) ->
         from . import unet
 
         torch.manual_seed(0)
-        return TorchMattingModel(unet.build_unet(), wanted, DEFAULT_INPUT_SIZE, name="unet-random")
-    raise ModelError(f"unknown model spec {spec!r}; use default, onnx:<path>, torch:<path> or unet-random")
+        # The shipped people architecture (from its sidecar), so plumbing tests exercise the real shapes.
+        arch = shipped_model_files().sidecar.get("arch", "matteflow-unet-m")
+        return TorchMattingModel(unet.build_unet(arch), wanted, DEFAULT_INPUT_SIZE, name="unet-random")
+    raise ModelError(
+        f"unknown model spec {spec!r}; use default, people, general, onnx:<path>, torch:<path> or unet-random"
+    )

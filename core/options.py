@@ -1,7 +1,7 @@
 """Matting options: one validated, immutable object shared by the CLI, the HTTP API and the workers.
 
 Names match the design contract: ``preset``, ``background``, ``format``, ``alpha_threshold``, ``erode``,
-``feather``, ``max_side``, ``mask``. A preset fills defaults; explicitly given options override it.
+``feather``, ``max_side``, ``mask``, ``model``. A preset fills defaults; explicitly given options override it.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .errors import InvalidOptionError, shown
+from .registry import DEFAULT_MODEL, GENERAL, parse_model_name
 
 FORMATS = ("png", "jpeg", "webp")
 FORMAT_ALIASES = {"jpg": "jpeg"}
@@ -30,8 +31,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "erode": 2,
         "feather": False,
     },
-    # Product/catalogue cut-outs: transparent PNG with a soft anti-aliased edge.
-    "ecommerce": {"background": "transparent", "format": "png", "alpha_threshold": 10, "feather": True},
+    # Product/catalogue cut-outs: transparent PNG with a soft anti-aliased edge, by the general (object) model.
+    "ecommerce": {
+        "background": "transparent",
+        "format": "png",
+        "alpha_threshold": 10,
+        "feather": True,
+        "model": GENERAL,
+    },
     # Profile pictures: keep fine hair, barely touch the edge.
     "avatar": {
         "background": "transparent",
@@ -42,7 +49,17 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-OPTION_NAMES = ("preset", "background", "format", "alpha_threshold", "erode", "feather", "max_side", "mask")
+OPTION_NAMES = (
+    "preset",
+    "background",
+    "format",
+    "alpha_threshold",
+    "erode",
+    "feather",
+    "max_side",
+    "mask",
+    "model",
+)
 
 
 @dataclass(frozen=True)
@@ -51,6 +68,7 @@ class MatteOptions:
 
     ``background`` is ``None`` for transparent output or an ``(r, g, b)`` tuple of 0-255 ints.
     ``max_side`` of ``None`` keeps the input size; otherwise the output's long side is at most that.
+    ``model`` is ``auto``, ``people`` or ``general`` (:mod:`matteflow.core.registry`).
     """
 
     preset: str | None = None
@@ -61,6 +79,7 @@ class MatteOptions:
     feather: bool = False
     max_side: int | None = None
     mask: bool = False
+    model: str = DEFAULT_MODEL
 
     @property
     def extension(self) -> str:
@@ -164,6 +183,7 @@ def parse_options(values: Mapping[str, Any] | None = None, **overrides: Any) -> 
         feather=_parse_bool("feather", merged.get("feather", False)),
         max_side=None if max_side is None else _parse_int("max_side", max_side, 16, MAX_SIDE_LIMIT),
         mask=_parse_bool("mask", merged.get("mask", False)),
+        model=parse_model_name(merged.get("model", DEFAULT_MODEL)),
     )
     if options.format == "jpeg" and options.background is None:
         # JPEG has no alpha channel. Asked for explicitly, that is a contradiction to report; left unset (or

@@ -16,12 +16,18 @@ DEFAULT_MAX_PIXELS = 60_000_000
 
 
 @functools.lru_cache(maxsize=4)
-def get_engine(model: str = "default", device: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS) -> MatteEngine:
-    """A shared engine per (model, device): the network is loaded once per process, on first use."""
-    from .core.engine import MatteEngine
-    from .core.model import load_model
+def get_engine(
+    people: str = "default", general: str = "general", device: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS
+) -> MatteEngine:
+    """A shared engine per (model specs, device): each network is loaded once per process, on first use.
 
-    return MatteEngine(load_model(model, device), max_pixels=max_pixels)
+    ``people`` and ``general`` are :func:`~matteflow.core.model.load_model` specs of the networks behind the
+    two model names; which one runs is the option ``model`` of :func:`remove`.
+    """
+    from .core.engine import MatteEngine
+    from .core.registry import ModelSet
+
+    return MatteEngine(ModelSet.from_specs(people, general, device), max_pixels=max_pixels)
 
 
 @overload
@@ -40,7 +46,8 @@ def remove(image: bytes | Image.Image | np.ndarray, *, engine: MatteEngine | Non
     - ``numpy`` H x W x 3 (RGB) or H x W x 4 (RGBA) uint8 array -> an array (H x W x 4 or H x W x 3).
 
     ``options`` are the matting options (preset, background, format, alpha_threshold, erode, feather,
-    max_side). ``engine`` defaults to a shared engine with the shipped model. Raises
+    max_side, model: ``auto`` (default), ``people`` or ``general``). ``engine`` defaults to a shared engine
+    with the shipped models. Raises
     :class:`matteflow.core.errors.InvalidImageError` / ``InvalidOptionError`` for bad input.
     """
     from .core.imageio import decode_image

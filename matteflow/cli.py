@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +33,23 @@ DELEGATED: dict[str, tuple[str, str, str]] = {
 }
 
 
-def add_option_arguments(parser: argparse.ArgumentParser) -> None:
-    """The matting options as flags; the same names as the HTTP form fields (dashes for underscores)."""
+def add_option_arguments(parser: argparse.ArgumentParser, model_specs: bool = False) -> None:
+    """The matting options as flags; the same names as the HTTP form fields (dashes for underscores).
+
+    ``model_specs``: ``--model`` also takes a model file spec (``onnx:<path>``, ...), for the in-process CLI.
+    """
     from .core.options import FORMATS, PRESETS
+    from .core.registry import MODEL_NAMES
 
     group = parser.add_argument_group("matting options (explicit options override the preset)")
     group.add_argument("--preset", choices=sorted(PRESETS), help="a named set of defaults")
+    names = ", ".join(MODEL_NAMES)
+    group.add_argument(
+        "--model",
+        metavar="NAME" + ("|SPEC" if model_specs else ""),
+        help=f"model: {names} (default auto: people if the people model is sure of a subject, else general)"
+        + ("; or a model file (onnx:<path>, torch:<path>) to run on every image" if model_specs else ""),
+    )
     group.add_argument("--background", metavar="COLOUR", help="'transparent' (default) or '#rrggbb'")
     group.add_argument("--format", choices=[*FORMATS, "jpg"], help="output format (default png)")
     group.add_argument("--alpha-threshold", type=int, metavar="0-255", help="alpha below this becomes 0")
@@ -47,8 +60,14 @@ def add_option_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def option_values(args: argparse.Namespace) -> dict[str, object]:
-    names = ("preset", "background", "format", "alpha_threshold", "erode", "feather", "max_side", "mask")
-    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    from .core.options import OPTION_NAMES
+
+    return {name: getattr(args, name) for name in OPTION_NAMES if getattr(args, name, None) is not None}
+
+
+def is_model_file_spec(value: str) -> bool:
+    """``onnx:<path>`` / ``torch:<path>`` / ``unet-random``: a network to load, not a model name."""
+    return value.startswith(("onnx:", "torch:")) or value == "unet-random"
 
 
 def _matte_parser() -> argparse.ArgumentParser:
@@ -59,11 +78,16 @@ def _matte_parser() -> argparse.ArgumentParser:
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders")
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR", help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="redo images whose output already exists")
-    parser.add_argument("--model", help="model spec: default, onnx:<path>, torch:<path> (env MATTEFLOW_MODEL)")
     parser.add_argument("--device", help="auto, cpu, cuda (env MATTEFLOW_DEVICE)")
     parser.add_argument("-j", "--jobs", type=int, default=0, help="images in flight at once (default: cores + 1)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    add_option_arguments(parser)
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="JSON",
+        help="write per input: name, output, state, error, model that ran, confidence",
+    )
+    add_option_arguments(parser, model_specs=True)
     return parser
 
 
@@ -104,24 +128,64 @@ def plan_tasks(inputs: Sequence[Path], outdir: Path, extension: str, mask: bool)
     return tasks
 
 
+class MatteReport:
+    """``--report``: one entry per input (name, output, state, error, model, confidence), in input order."""
+
+    def __init__(self, path: Path, options: dict[str, object], tasks: Sequence[MatteTask]) -> None:
+        self.path = path
+        self.options = options
+        self._order = [task.source for task in tasks]
+        self._entries: dict[Path, dict[str, object]] = {}
+        self._lock = threading.Lock()  # worker threads add entries
+
+    def add(
+        self,
+        task: MatteTask,
+        state: str,
+        error: str | None = None,
+        model: str | None = None,
+        confidence: float | None = None,
+    ) -> None:
+        entry = {
+            "name": str(task.source),
+            "output": str(task.target),
+            "state": state,
+            "error": error,
+            "model": model,
+            "confidence": None if confidence is None else round(float(confidence), 4),
+        }
+        with self._lock:
+            self._entries[task.source] = entry
+
+    def write(self, write_atomic: Callable[[Path, bytes], None]) -> None:
+        items = [self._entries[source] for source in self._order if source in self._entries]
+        counts = {state: sum(1 for e in items if e["state"] == state) for state in ("done", "failed", "skipped")}
+        body = {"options": self.options, **counts, "items": items}
+        write_atomic(self.path, (json.dumps(body, indent=2) + "\n").encode())
+
+
 def run_matte(argv: Sequence[str]) -> int:
     from tqdm import tqdm
 
     from .core.engine import MatteEngine
     from .core.errors import InvalidOptionError, MattingError, ModelError
-    from .core.model import load_model
     from .core.options import parse_options
+    from .core.registry import GENERAL, PEOPLE, ModelSet
     from .workers.storage import write_atomic
 
     parser = _matte_parser()
     args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    people_spec = settings.model
+    if args.model is not None and is_model_file_spec(args.model):
+        # A model file named on the command line is the network the user wants run: on every image.
+        people_spec, args.model = args.model, PEOPLE
     try:
         options = parse_options(option_values(args))
     except InvalidOptionError as exc:
         parser.error(str(exc))
     if args.jobs < 0:
         parser.error("--jobs must be 0 (automatic) or more")
-    settings = Settings.from_env()
     jobs = args.jobs or (os.cpu_count() or 1) + 1
 
     tasks = plan_tasks(args.inputs, args.output, options.extension, options.mask)
@@ -134,15 +198,26 @@ def run_matte(argv: Sequence[str]) -> int:
     if not tasks:
         print(f"matteflow: error: no images found in {', '.join(map(str, args.inputs))}", file=sys.stderr)
         return 1
+    # Several images in flight, each on one onnxruntime thread: decoding, inference and encoding of
+    # different images overlap and every core stays busy.
+    models = ModelSet.from_specs(
+        people_spec, settings.general_model, args.device or settings.device, threads=1 if jobs > 1 else 0
+    )
     try:
-        # Several images in flight, each on one onnxruntime thread: decoding, inference and encoding of
-        # different images overlap and every core stays busy.
-        model = load_model(args.model or settings.model, args.device or settings.device, threads=1 if jobs > 1 else 0)
+        # Load what every image needs now, so a missing model is one error, not one per image; auto loads
+        # the general model on its first photo without a sure subject.
+        models.get(GENERAL if options.model == GENERAL else PEOPLE)
     except ModelError as exc:
         print(f"matteflow: error: {exc}", file=sys.stderr)
         return 1
-    engine = MatteEngine(model, max_pixels=settings.max_pixels)
+    engine = MatteEngine(models, max_pixels=settings.max_pixels)
     failures = 0
+    report = MatteReport(args.report, options.to_dict(), tasks) if args.report else None
+    if report is not None:
+        todo = set(pending)
+        for task in tasks:
+            if task not in todo:
+                report.add(task, "skipped")
 
     def process(task: MatteTask) -> None:
         try:
@@ -153,6 +228,8 @@ def run_matte(argv: Sequence[str]) -> int:
         write_atomic(task.target, result.image)
         if task.mask_target is not None and result.mask is not None:
             write_atomic(task.mask_target, result.mask)
+        if report is not None:
+            report.add(task, "done", model=result.model, confidence=result.confidence)
 
     progress = tqdm(total=len(tasks), initial=skipped, unit="img", disable=args.quiet or None, file=sys.stderr)
     with progress, ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="matte") as pool:
@@ -176,7 +253,11 @@ def run_matte(argv: Sequence[str]) -> int:
                         raise error
                     failures += 1
                     progress.write(f"matteflow: error: {task.source}: {error}", file=sys.stderr)
+                    if report is not None:
+                        report.add(task, "failed", error=str(error))
                 progress.update(1)
+    if report is not None:
+        report.write(write_atomic)
     if failures:
         print(f"matteflow: {failures} of {len(tasks)} images failed", file=sys.stderr)
         return 1

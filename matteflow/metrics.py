@@ -1,7 +1,7 @@
 """Prometheus metrics of every MatteFlow process (web, worker), named ``matteflow_*`` with unit suffixes.
 
 No job ids or file names in labels: label values come from small fixed sets (state, stage, queue,
-method, endpoint, status, device). In multi-process servers (gunicorn, Celery prefork) set
+method, endpoint, status, device, model). In multi-process servers (gunicorn, Celery prefork) set
 ``PROMETHEUS_MULTIPROC_DIR`` before the first import; :func:`make_registry` then aggregates the files.
 
 Three kinds of metrics live here:
@@ -72,6 +72,14 @@ HTTP_REQUEST_SECONDS = Histogram(
     "HTTP request latency.",
     ["method", "endpoint"],
     buckets=_LATENCY_BUCKETS,
+)
+# How sure the network was of each result (core.confidence), by the model that ran (people | general): a
+# shift of this distribution is the first sign of photos the model does not understand.
+RESULT_CONFIDENCE = Histogram(
+    "matteflow_result_confidence",
+    "Confidence in [0, 1] of each result, by the model that made it.",
+    ["model"],
+    buckets=tuple(round(0.1 * step, 1) for step in range(1, 11)),
 )
 UPLOAD_BYTES_TOTAL = Counter("matteflow_upload_bytes_total", "Bytes of images received.")
 QUEUE_WAIT_SECONDS = Histogram(

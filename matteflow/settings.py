@@ -58,7 +58,10 @@ class Settings:
 
     redis_url: str = ""  # empty: `matteflow up` starts an embedded Redis
     storage_dir: Path = Path("var")
-    model: str = "default"  # model registry spec: default | onnx:<path> | torch:<path>
+    # The networks behind the model names a request chooses from (option `model`: auto | people | general):
+    # load_model specs, default | onnx:<path> | torch:<path> for people, general | onnx:<path> for general.
+    model: str = "default"
+    general_model: str = "general"
     device: str = "auto"  # auto | cpu | cuda | cuda:<n>
     max_upload_mb: int = 200
     max_pixels: int = 60_000_000  # ~ 7746 x 7746; checked from the header before decoding

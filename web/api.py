@@ -27,6 +27,10 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 # Seconds a client is asked to wait (Retry-After) when every single-image slot is taken.
 MATTE_RETRY_AFTER_S = 2
 
+# Response headers of POST /matte: the model that ran and the result's confidence (see the OpenAPI document).
+MODEL_HEADER = "X-MatteFlow-Model"
+CONFIDENCE_HEADER = "X-MatteFlow-Confidence"
+
 # Truthy spellings for boolean query parameters (``?mask=1``, ``?download=true``).
 _TRUE = ("1", "true", "yes", "on")
 
@@ -58,6 +62,9 @@ def _item_view(job_id: str, item: dict[str, Any], with_mask: bool) -> dict[str, 
         "name": item.get("name"),
         "state": item.get("state"),
         "error": item.get("error"),
+        # Which network made the result (auto resolved) and how sure it was: set once the item is done.
+        "model": item.get("model"),
+        "confidence": item.get("confidence"),
         "result_url": url_for("api.get_item", job_id=job_id, index=index) if done else None,
         "mask_url": url_for("api.get_item", job_id=job_id, index=index, mask=1) if done and with_mask else None,
     }
@@ -187,7 +194,7 @@ def matte_one() -> Response:
             retry_after_s=MATTE_RETRY_AFTER_S,
         )
     try:
-        image, media_type = ctx.jobs.matte_one(data, name, options, timeout=ctx.settings.single_image_timeout_s)
+        single = ctx.jobs.matte_one_result(data, name, options, timeout=ctx.settings.single_image_timeout_s)
     except TimeoutError as exc:
         raise ApiError(
             504,
@@ -198,7 +205,13 @@ def matte_one() -> Response:
     finally:
         ctx.matte_slots.release()
     download_name = f"{PurePosixPath(name).stem}.{options.extension}"
-    return send_file(io.BytesIO(image), mimetype=media_type, download_name=download_name)
+    response = send_file(io.BytesIO(single.image), mimetype=single.media_type, download_name=download_name)
+    # The image is the body, so what the item JSON says of a batch item travels as headers here.
+    if single.model:
+        response.headers[MODEL_HEADER] = single.model
+    if single.confidence is not None:
+        response.headers[CONFIDENCE_HEADER] = f"{single.confidence:.4f}"
+    return response
 
 
 @bp.get("/openapi.json")

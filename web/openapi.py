@@ -10,6 +10,7 @@ from typing import Any
 
 from matteflow import __version__
 from matteflow.core.options import FORMATS, MAX_ERODE, MAX_SIDE_LIMIT, PRESETS
+from matteflow.core.registry import DEFAULT_MODEL, MODEL_ALIASES, MODEL_NAMES
 from matteflow.settings import Settings
 
 from .context import matte_in_flight_bound
@@ -53,6 +54,14 @@ def _option_properties() -> dict[str, Any]:
             "default": False,
             "description": "Jobs: also keep the 8-bit alpha mask of each item (GET .../items/{index}?mask=1).",
         },
+        "model": {
+            "type": "string",
+            "enum": [*MODEL_NAMES, *MODEL_ALIASES],
+            "default": DEFAULT_MODEL,
+            "description": "people (portraits), general (products and objects), or auto: the people model "
+            "first, the general model when the people model is not sure of a subject. 'default' = people. "
+            "The model that ran is reported per item.",
+        },
     }
 
 
@@ -85,6 +94,18 @@ def _schemas() -> dict[str, Any]:
                 "name": {"type": "string", "description": "The upload's sanitised file name."},
                 "state": state,
                 "error": {"type": "string", "nullable": True},
+                "model": {
+                    "type": "string",
+                    "nullable": True,
+                    "description": "The model that made the result (auto resolved); null until done.",
+                },
+                "confidence": {
+                    "type": "number",
+                    "nullable": True,
+                    "minimum": 0,
+                    "maximum": 1,
+                    "description": "How sure the model was of this cut-out; below 0.5 is worth a look.",
+                },
                 "result_url": {"type": "string", "nullable": True},
                 "mask_url": {"type": "string", "nullable": True},
             },
@@ -295,7 +316,20 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                         },
                     },
                     "responses": {
-                        "200": {"description": "The result image.", "content": image_content},
+                        "200": {
+                            "description": "The result image.",
+                            "headers": {
+                                "X-MatteFlow-Model": {
+                                    "description": "The model that ran (people or general).",
+                                    "schema": {"type": "string"},
+                                },
+                                "X-MatteFlow-Confidence": {
+                                    "description": "How sure the model was of this cut-out, 0 to 1.",
+                                    "schema": {"type": "number"},
+                                },
+                            },
+                            "content": image_content,
+                        },
                         "400": _error(f"No file (no_file), more than one (too_many_files). {bad_form}"),
                         "413": too_large,
                         "422": _error("Not a decodable image (empty, truncated, not an image)."),

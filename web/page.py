@@ -5,10 +5,13 @@ from __future__ import annotations
 from flask import Blueprint, Response, make_response, render_template
 
 from matteflow.core.options import FORMATS, MAX_ERODE, MAX_SIDE_LIMIT, PRESETS
+from matteflow.core.registry import DEFAULT_MODEL
 
 from .context import web_context
 
 bp = Blueprint("page", __name__)
+
+CHECK_CONFIDENCE_BELOW = 0.5
 
 # The page loads only its own script and styles; images come from the API or from blob: URLs it makes.
 CONTENT_SECURITY_POLICY = (
@@ -27,6 +30,9 @@ def index() -> Response:
         "maxSide": MAX_SIDE_LIMIT,
         "maxUploadMb": settings.max_upload_mb,
         "maxFiles": settings.max_files_per_job,
+        "defaultModel": DEFAULT_MODEL,
+        # Below this confidence a result is marked "check this one".
+        "checkBelow": CHECK_CONFIDENCE_BELOW,
     }
     response = make_response(render_template("index.html", config=config))
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY

@@ -66,7 +66,7 @@ def write_results_zip(job: dict[str, Any], files: JobFiles, target: Path) -> dic
         # Images are already compressed: storing them is as small and far faster than deflating.
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
             for item in job["items"]:
-                entry = {k: item[k] for k in ("index", "name", "state", "error")}
+                entry = {k: item.get(k) for k in ("index", "name", "state", "error", "model", "confidence")}
                 entry["result"] = entry["mask"] = None
                 stem = PurePosixPath(item["name"]).stem or f"image_{item['index']}"
                 if item["state"] == "done":

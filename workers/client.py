@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,6 +30,16 @@ from .storage import JobFiles, is_valid_job_id, sanitize_name, write_atomic
 
 # An upload as the client takes it: the bytes, or a seekable binary stream (a request's spooled file part).
 Upload = bytes | IO[bytes]
+
+
+@dataclass(frozen=True)
+class SingleResult:
+    """A one-image request's result: the encoded image, its media type, the model that ran, its confidence."""
+
+    image: bytes
+    media_type: str
+    model: str | None
+    confidence: float | None
 
 
 class JobClient:
@@ -112,7 +123,13 @@ class JobClient:
 
     def matte_one(self, data: Upload, name: str, options: MatteOptions, timeout: float) -> tuple[bytes, str]:
         """Run one image (bytes or a seekable binary stream) through the queue and wait for it: (image bytes,
-        media type).
+        media type). See matte_one_result."""
+        single = self.matte_one_result(data, name, options, timeout)
+        return single.image, single.media_type
+
+    def matte_one_result(self, data: Upload, name: str, options: MatteOptions, timeout: float) -> SingleResult:
+        """Run one image (bytes or a seekable binary stream) through the queue and wait for it: the image, its
+        media type, the model that ran and the result's confidence.
 
         Raises the core InputError subclass for bad input, TimeoutError when no worker answered in time,
         MattingError when the worker could not process it.
@@ -134,7 +151,8 @@ class JobClient:
             found = self.item_result(job_id, 0)
             if found is None:
                 raise MattingError("the result vanished from storage")
-            return found[0].read_bytes(), found[1]
+            model, confidence = self.store.item_result_info(job_id, 0)
+            return SingleResult(found[0].read_bytes(), found[1], model, confidence)
         finally:
             self.delete_job(job_id)
 

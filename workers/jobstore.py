@@ -5,7 +5,7 @@ Keys (``{id}`` is a Redis Cluster hash tag, so one job's keys live on one shard 
 - ``mf:job:{id}`` hash: state, total, done, failed, ended, created_at, updated_at, finished_at, options
   (JSON), kind (batch | single), zip (download name once finalised)
 - ``mf:job:{id}:state`` / ``:name`` / ``:stored`` / ``:error`` / ``:etype`` / ``:attempts`` hashes keyed by
-  item index
+  item index; ``:model`` / ``:confidence`` (the model that ran, the result's confidence) for done items
 - ``mf:job:{id}:events`` list: an item index pushed whenever an item ends (``matte_one`` blocks on it)
 - ``mf:jobs`` sorted set (id -> created_at) for TTL cleanup, ``mf:jobs:open`` set of unfinalised ids for the
   reconciler.
@@ -189,17 +189,26 @@ class JobStore:
     def get(self, job_id: str) -> dict[str, Any] | None:
         """The job as the JSON API shows it (see docs/internal-api.md), or None for an unknown id."""
         pipe = self.redis.pipeline(transaction=True)
-        for suffix in ("", "state", "name", "error"):
+        for suffix in ("", "state", "name", "error", "model", "confidence"):
             pipe.hgetall(_job_key(job_id, suffix))
-        raw_job, states, names, errors = pipe.execute()
+        raw_job, states, names, errors, models, confidences = pipe.execute()
         if not raw_job:
             return None
         job = {_text(k): _text(v) for k, v in raw_job.items()}
         states = {int(k): _text(v) for k, v in states.items()}
         names = {int(k): _text(v) for k, v in names.items()}
         errors = {int(k): _text(v) for k, v in errors.items()}
+        models = {int(k): _text(v) for k, v in models.items()}
+        confidences = {int(k): float(v) for k, v in confidences.items()}
         items = [
-            {"index": i, "name": names.get(i, ""), "state": states.get(i, "queued"), "error": errors.get(i)}
+            {
+                "index": i,
+                "name": names.get(i, ""),
+                "state": states.get(i, "queued"),
+                "error": errors.get(i),
+                "model": models.get(i),
+                "confidence": confidences.get(i),
+            }
             for i in range(int(job["total"]))
         ]
         return {
@@ -236,6 +245,14 @@ class JobStore:
         etype, message = pipe.execute()
         return (_text(etype) if etype else "", _text(message) if message else "")
 
+    def item_result_info(self, job_id: str, index: int) -> tuple[str | None, float | None]:
+        """(model that ran, confidence) of a done item; None for what was not recorded."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hget(_job_key(job_id, "model"), index)
+        pipe.hget(_job_key(job_id, "confidence"), index)
+        model, confidence = pipe.execute()
+        return (_text(model) if model else None, float(confidence) if confidence is not None else None)
+
     def attempts(self, job_id: str, index: int) -> int:
         value = self.redis.hget(_job_key(job_id, "attempts"), index)
         return int(value) if value is not None else 0
@@ -262,6 +279,14 @@ class JobStore:
         ]
         args = [index, state, error, error_type or "MattingError", time.time(), EVENTS_TTL_S]
         return int(self._end(keys=keys, args=args))
+
+    def record_result(self, job_id: str, index: int, model: str, confidence: float) -> None:
+        """Note which model made an item's result and how confident it is; call before ending it done (a
+        redelivered duplicate writes the same facts again, which is harmless)."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(_job_key(job_id, "model"), index, model)
+        pipe.hset(_job_key(job_id, "confidence"), index, f"{confidence:.4f}")
+        pipe.execute()
 
     def finish_job(self, job_id: str, zip_name: str = "", state: str = "done", error: str = "") -> int:
         """Mark the job done (every item ended) or failed (it could not run). 1 if this call did it, 0 if it
@@ -307,7 +332,8 @@ class JobStore:
 
     def delete(self, job_id: str) -> bool:
         """Remove every key of the job. True if it existed."""
-        keys = [_job_key(job_id, s) for s in ("", "state", "name", "stored", "error", "etype", "attempts", "events")]
+        suffixes = ("", "state", "name", "stored", "error", "etype", "attempts", "events", "model", "confidence")
+        keys = [_job_key(job_id, s) for s in suffixes]
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(*keys)
         pipe.zrem(JOBS_KEY, job_id)

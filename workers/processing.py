@@ -143,7 +143,9 @@ class ChunkRunner:
                 except OSError as exc:  # disk full, storage hiccup: worth another attempt
                     self._transient(index, attempt, exc)
                     continue
+                self.store.record_result(self.job_id, index, result.model, result.confidence)
                 self._end(index, "done")
+                metrics.RESULT_CONFIDENCE.labels(model=result.model).observe(result.confidence)
                 for stage, seconds in result.timings.items():
                     metrics.STAGE_SECONDS.labels(stage=stage).observe(seconds)
                 metrics.ITEM_SECONDS.observe(per_item + time.perf_counter() - write_started)

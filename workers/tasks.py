@@ -1,7 +1,8 @@
 """The Celery tasks: thin wrappers that turn ``processing`` / ``aggregate`` outcomes into retries.
 
-The model is loaded once per worker process, lazily on its first task (a pool process that never gets a
-task never pays for it), and reused for every later task of that process.
+Each model (``people``, ``general``) is loaded once per worker process, lazily on the first task that needs
+it (a pool process that never gets a task, or never an object photo, never pays for it), and reused for
+every later task of that process.
 """
 
 from __future__ import annotations
@@ -48,23 +49,18 @@ def engine(settings: Settings) -> MatteEngine:
 @functools.cache
 def _build_engine(settings: Settings) -> MatteEngine:
     """Threads per process are the usable cores (the container's CPU limit, not the node's core count)
-    shared out between the pool's processes, so two processes on two cores do not fight over four threads."""
+    shared out between the pool's processes, so two processes on two cores do not fight over four threads.
+    The models themselves load on first use (ModelSet)."""
     from matteflow.core.engine import MatteEngine
-    from matteflow.core.model import load_model
+    from matteflow.core.registry import PEOPLE, ModelSet
 
-    started = time.perf_counter()
     threads = max(1, usable_cpus() // max(1, settings.worker_concurrency))
-    if settings.model == "unet-random" or settings.model.startswith("torch:"):
+    if any(spec == "unet-random" or spec.startswith("torch:") for spec in (settings.model, settings.general_model)):
         _limit_torch_threads(threads)
-    model = load_model(settings.model, settings.device, threads=threads)
-    log.info(
-        "pid %s loaded model %s on %s in %.2fs",
-        os.getpid(),
-        settings.model,
-        getattr(model, "device", "?"),
-        time.perf_counter() - started,
-    )
-    if uses_device_postprocess(settings, str(getattr(model, "device", "cpu"))):
+    models = ModelSet.from_specs(settings.model, settings.general_model, settings.device, threads=threads)
+    # The people model decides the device path (it is the first network every default request runs).
+    device = str(getattr(models.get(PEOPLE), "device", "cpu"))
+    if uses_device_postprocess(settings, device):
         from matteflow.core.device_engine import DeviceMatteEngine
         from matteflow.core.encode_pool import EncodePool
 
@@ -73,19 +69,19 @@ def _build_engine(settings: Settings) -> MatteEngine:
         log.info(
             "pid %s: torch post-processing on %s in batches of %s, %s encoder %s",
             os.getpid(),
-            model.device,
+            device,
             settings.gpu_batch_size,
             encoder.processes,
             encoder.kind,
         )
         return DeviceMatteEngine(
-            model,
+            models,
             max_pixels=settings.max_pixels,
             memory_budget_mb=settings.max_image_memory_mb,
             encoder=encoder,
             max_batch=settings.gpu_batch_size,
         )
-    return MatteEngine(model, max_pixels=settings.max_pixels, memory_budget_mb=settings.max_image_memory_mb)
+    return MatteEngine(models, max_pixels=settings.max_pixels, memory_budget_mb=settings.max_image_memory_mb)
 
 
 def uses_device_postprocess(settings: Settings, model_device: str) -> bool:

@@ -65,6 +65,7 @@
     $("opt-threshold").value = preset.alpha_threshold ?? 0;
     $("opt-erode").value = preset.erode ?? 0;
     $("opt-feather").checked = Boolean(preset.feather);
+    $("opt-model").value = preset.model || config.defaultModel;
     updateOptionHints();
   }
 
@@ -82,6 +83,7 @@
     const entries = [];
     const preset = $("opt-preset").value;
     if (preset) entries.push(["preset", preset]);
+    entries.push(["model", $("opt-model").value]);
     entries.push(["background", backgroundMode() === "colour" ? $("opt-colour").value : "transparent"]);
     entries.push(["format", $("opt-format").value]);
     entries.push(["alpha_threshold", $("opt-threshold").value]);
@@ -177,6 +179,7 @@
   let singleUrls = { before: null, after: null };
   let singleRequest = 0; // id of the latest request: an older answer arriving late is ignored
   let singleState = { key: "", vars: null, error: false };
+  let singleCheck = null; // {model, confidence} of the shown result when it is worth a second look
 
   function setSingleStatus(key, vars, error) {
     singleState = { key, vars, error: Boolean(error) };
@@ -188,7 +191,15 @@
     if (!key) el.textContent = "";
     else if (error) el.textContent = `${t("error.prefix")}: ${key === "raw" ? vars.message : t(key, vars)}`;
     else el.textContent = t(key, vars);
+    if (!error && key && singleCheck) el.textContent += " · " + t("result.check");
     el.classList.toggle("error", error);
+    el.classList.toggle("warn", !error && Boolean(singleCheck));
+    $("single-result").dataset.check = singleCheck ? "true" : "false";
+  }
+
+  /** A result below the confidence limit is marked "check this one" (the score comes from the server). */
+  function needsCheck(confidence) {
+    return typeof confidence === "number" && confidence < config.checkBelow;
   }
 
   function replaceUrl(which, url) {
@@ -210,6 +221,7 @@
     $("single-result").dataset.state = "running";
     $("single-spinner").classList.remove("hidden");
     $("single-download").classList.add("disabled");
+    singleCheck = null;
     setSingleStatus("single.processing");
 
     const body = new FormData();
@@ -235,6 +247,8 @@
     }
     const blob = await response.blob();
     if (request !== singleRequest) return;
+    const confidence = parseFloat(response.headers.get("X-MatteFlow-Confidence") || "");
+    singleCheck = needsCheck(confidence) ? { confidence } : null;
     replaceUrl("after", URL.createObjectURL(blob));
     const after = $("after-img");
     after.src = singleUrls.after;
@@ -260,6 +274,7 @@
   function resetSingle() {
     singleRequest++;
     singleFile = null;
+    singleCheck = null;
     replaceUrl("before", null);
     replaceUrl("after", null);
     $("before-img").removeAttribute("src");
@@ -487,6 +502,12 @@
     card.querySelector(".item-name").title = item.name;
     card.querySelector(".badge").textContent = t("state." + item.state);
     card.querySelector(".reason").textContent = item.state === "failed" ? item.error || "" : "";
+    const check = item.state === "done" && needsCheck(item.confidence);
+    card.dataset.check = check ? "true" : "false";
+    const note = card.querySelector(".check-note");
+    note.classList.toggle("hidden", !check);
+    note.textContent = t("result.check");
+    note.title = check ? t("result.checkWhy", { confidence: item.confidence.toFixed(2) }) : "";
     const img = card.querySelector("img");
     if (item.state === "done" && item.result_url && img.getAttribute("src") !== item.result_url) {
       img.src = item.result_url;
