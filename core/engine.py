@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from . import postprocess
-from .autoselect import choose_model
+from .autoselect import choose_model, people_model_is_sure
 from .confidence import estimate_confidence
 from .errors import MattingError
 from .imageio import DecodedImage, check_memory_budget, decode_image, encode_image, encode_mask, probe_image
@@ -186,12 +186,13 @@ class MatteEngine:
         people = [_Matte(alpha, PEOPLE) for alpha in self._run_model(PEOPLE, prepared)]
         if requested != AUTO or self.models.is_single:
             return people
-        # auto: the people model has run; photos it is not sure of go through the general model.
-        chosen = [choose_model(matte.alpha_low) for matte in people]
-        others = [i for i, name in enumerate(chosen) if name == GENERAL]
-        if others:
-            for i, alpha in zip(others, self._run_model(GENERAL, [prepared[i] for i in others]), strict=True):
-                people[i] = _Matte(alpha, GENERAL)
+        # auto: the people model has run; the photos it is not sure of get the general model's opinion too.
+        unsure = [i for i, matte in enumerate(people) if not people_model_is_sure(matte.alpha_low)]
+        if unsure:
+            second = self._run_model(GENERAL, [prepared[i] for i in unsure])
+            for i, alpha in zip(unsure, second, strict=True):
+                if choose_model(people[i].alpha_low, alpha) == GENERAL:
+                    people[i] = _Matte(alpha, GENERAL)
         return people
 
     def process_array(

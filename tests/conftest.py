@@ -5,8 +5,8 @@ free port, and ``celery_worker`` is a ``celery -A matteflow.workers.app worker``
 lazily (only for tests that ask for them) and once per session.
 
 - ``redis_server`` -> ``"redis://127.0.0.1:<port>/0"``.
-- ``service_settings`` -> :class:`Settings` with a temporary ``storage_dir``, that Redis, model
-  ``unet-random`` on the CPU, short retry backoff and a 1 s reconciler interval.
+- ``service_settings`` -> :class:`Settings` with a temporary ``storage_dir``, that Redis, models
+  ``unet-random`` (people and general) on the CPU, short retry backoff and a 1 s reconciler interval.
 - ``celery_worker`` -> :class:`WorkerHandle`: ``.ensure_running()`` (call it if an earlier test may have
   stopped it), ``.restart()``, ``.kill()`` (SIGKILL of the worker and its pool), ``.log_tail()``. It waits until
   the worker answers a ping (60 s at most) and stops it at the end of the session.
@@ -54,6 +54,7 @@ def test_settings(redis_url: str, storage_dir: Path, **changes: object) -> Setti
         redis_url=redis_url,
         storage_dir=storage_dir,
         model="unet-random",
+        general_model="unet-random",  # auto would otherwise run the real general model on unsure mattes
         device="cpu",
         worker_concurrency=2,
         worker_metrics_port=free_port(),

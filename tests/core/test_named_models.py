@@ -1,0 +1,206 @@
+"""Named models (people / general / auto): the registry, presets, the shipped general model, auto's choice."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from matteflow.core.autoselect import choose_model, decisiveness, people_model_is_sure
+from matteflow.core.engine import MatteEngine
+from matteflow.core.errors import InvalidOptionError, ModelError
+from matteflow.core.model import load_model, shipped_model_files
+from matteflow.core.options import parse_options
+from matteflow.core.registry import GENERAL, MODEL_NAMES, PEOPLE, ModelSet, parse_model_name
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+PERSON_PHOTO = DATA / "people" / "000000522418.jpg"
+OBJECT_PHOTO = DATA / "objects" / "flower.jpg"
+TEACHERS = Path(__file__).resolve().parents[3] / "shared" / "teachers"
+
+
+# -- names and options -----------------------------------------------------------------------------------
+
+
+def test_model_names_and_the_default_alias() -> None:
+    assert MODEL_NAMES == ("auto", "people", "general")
+    assert parse_model_name("General ") == "general"
+    assert parse_model_name("default") == "people"
+    assert parse_options().model == "auto"
+
+
+def test_unknown_model_is_an_option_error_listing_the_names() -> None:
+    with pytest.raises(InvalidOptionError) as caught:
+        parse_options(model="resnet")
+    assert "auto, people, general" in str(caught.value) and "'resnet'" in str(caught.value)
+
+
+def test_presets_name_a_model_and_an_explicit_model_wins() -> None:
+    assert parse_options(preset="ecommerce").model == GENERAL
+    assert parse_options(preset="id-photo").model == "auto"
+    assert parse_options(preset="ecommerce", model="people").model == PEOPLE
+    assert parse_options(parse_options(preset="ecommerce").to_dict()).model == GENERAL  # survives the queue
+
+
+# -- the model set ------------------------------------------------------------------------------------
+
+
+def test_model_set_loads_each_model_once_on_first_use() -> None:
+    calls: list[str] = []
+    real = load_model("unet-random", "cpu")
+
+    def loader(name: str):
+        def load():
+            calls.append(name)
+            return real
+
+        return load
+
+    models = ModelSet({PEOPLE: loader(PEOPLE), GENERAL: loader(GENERAL)})
+    assert calls == [] and models.loaded() == {}
+    threads = [threading.Thread(target=models.get, args=(PEOPLE,)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert calls == [PEOPLE]
+    models.get(GENERAL)
+    models.get(GENERAL)
+    assert calls == [PEOPLE, GENERAL]
+    with pytest.raises(KeyError):
+        models.get("auto")
+
+
+def test_a_single_model_engine_serves_every_name_without_choosing(random_engine: MatteEngine, portrait_jpeg) -> None:
+    assert random_engine.models.is_single
+    result = random_engine.process_bytes(portrait_jpeg, parse_options(model="auto"))
+    assert result.model == PEOPLE and 0.0 <= result.confidence <= 1.0
+
+
+# -- the shipped models ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shipped_engine() -> MatteEngine:
+    return MatteEngine(ModelSet.from_specs("default", "general", "cpu", threads=1), max_pixels=50_000_000)
+
+
+def test_general_model_is_shipped_in_our_interface_with_a_licence() -> None:
+    files = shipped_model_files("general-u2netp")
+    assert files.onnx is not None and files.sidecar["resize"] == "square" and files.sidecar["input_size"] == 320
+    assert "Apache License" in (files.onnx.parent / "general-u2netp.LICENSE").read_text()
+    model = load_model("general", "cpu", threads=1)
+    assert (model.resize, model.input_size, model.device) == ("square", 320, "cpu")
+    rng = np.random.default_rng(0)
+    batch = rng.random((2, 3, 320, 320), dtype=np.float32)
+    alpha = model.predict(batch)
+    assert alpha.shape == (2, 320, 320)
+    # Min-max normalised per image inside the graph: each matte spans [0, 1] on its own.
+    assert np.allclose(alpha.reshape(2, -1).min(axis=1), 0.0, atol=1e-5)
+    assert np.allclose(alpha.reshape(2, -1).max(axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.skipif(not (TEACHERS / "u2netp.onnx").is_file(), reason="the teacher file is not on this machine")
+def test_export_general_rebuilds_the_shipped_file_byte_for_byte(tmp_path: Path) -> None:
+    from matteflow.training.export_general import export_general
+
+    built = export_general(TEACHERS, tmp_path)
+    assert built.read_bytes() == shipped_model_files("general-u2netp").onnx.read_bytes()
+
+
+def test_auto_keeps_a_person_photo_with_the_people_model(shipped_engine: MatteEngine) -> None:
+    result = shipped_engine.process_bytes(PERSON_PHOTO.read_bytes(), parse_options())
+    assert result.model == PEOPLE
+
+
+def test_auto_sends_an_object_photo_to_the_general_model_which_cuts_it_out(shipped_engine: MatteEngine) -> None:
+    result = shipped_engine.process_bytes(OBJECT_PHOTO.read_bytes(), parse_options(mask=True))
+    assert result.model == GENERAL
+    alpha = np.asarray(Image.open(io.BytesIO(result.mask))) >= 128
+    truth = np.asarray(Image.open(OBJECT_PHOTO.with_name("flower_mask.png"))) >= 128
+    iou = np.count_nonzero(alpha & truth) / np.count_nonzero(alpha | truth)
+    assert iou > 0.85, iou
+    # The people model on the same photo: not the model to use for it.
+    people = shipped_engine.process_bytes(OBJECT_PHOTO.read_bytes(), parse_options(model="people", mask=True))
+    people_alpha = np.asarray(Image.open(io.BytesIO(people.mask))) >= 128
+    assert np.count_nonzero(people_alpha & truth) / max(1, np.count_nonzero(people_alpha | truth)) < iou
+
+
+def test_a_mixed_batch_runs_each_model_once_on_its_own_images(shipped_engine: MatteEngine) -> None:
+    person, thing = PERSON_PHOTO.read_bytes(), OBJECT_PHOTO.read_bytes()
+    calls: dict[str, list[int]] = {PEOPLE: [], GENERAL: []}
+    for name in calls:
+        model = shipped_engine.models.get(name)
+        original = model.predict
+
+        def counting(batch, name=name, original=original):
+            calls[name].append(batch.shape[0])
+            return original(batch)
+
+        model.predict = counting
+    try:
+        results = shipped_engine.process_many([person, thing, b"not an image", person], parse_options())
+    finally:
+        for name in calls:
+            del shipped_engine.models.get(name).predict
+    assert [getattr(r, "model", None) for r in results] == [PEOPLE, GENERAL, None, PEOPLE]
+    assert isinstance(results[2], Exception)
+    # people ran once over the three photos (one input shape), general once over the one it was not sure of.
+    assert calls == {PEOPLE: [3], GENERAL: [1]}
+
+
+# -- the auto rule ----------------------------------------------------------------------------------------
+
+
+def test_people_model_is_sure_of_a_decisive_subject_only() -> None:
+    crisp = np.zeros((64, 64), np.float32)
+    crisp[16:48, 20:44] = 1.0
+    fog = np.full((64, 64), 0.4, np.float32)
+    speck = np.zeros((64, 64), np.float32)
+    speck[0, 0] = 1.0
+    assert people_model_is_sure(crisp) and choose_model(crisp, fog) == PEOPLE
+    assert not people_model_is_sure(fog)
+    # Unsure people model: the general model's matte is used only if the general model is sure of it.
+    assert choose_model(fog, crisp) == GENERAL
+    assert choose_model(fog, fog) == PEOPLE
+    assert choose_model(fog) == PEOPLE
+    assert not people_model_is_sure(np.zeros((64, 64), np.float32))
+    assert not people_model_is_sure(speck)
+    assert decisiveness(crisp) == 1.0 and decisiveness(speck) == 0.0
+    with pytest.raises(ValueError):
+        people_model_is_sure(np.zeros((2, 64, 64), np.float32))
+
+
+# -- review fixes (issue 13) -------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(Path("/dev/nvidia0").exists(), reason="a GPU machine rightly imports torch for auto")
+def test_default_model_on_auto_device_does_not_import_torch_on_a_cpu_machine() -> None:
+    code = (
+        "import sys; from matteflow.core.model import load_model; m = load_model('default', 'auto'); "
+        "assert m.device == 'cpu'; print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_unet_random_has_the_shipped_architecture() -> None:
+    from matteflow.core import unet
+
+    arch = shipped_model_files().sidecar["arch"]
+    model = load_model("unet-random", "cpu")
+    shipped = unet.build_unet(arch)
+    built = model._module  # the torch module inside the adapter
+    assert unet.count_parameters(built) == unet.count_parameters(shipped)
+
+
+def test_unknown_spec_names_the_model_names() -> None:
+    with pytest.raises(ModelError, match="people, general"):
+        load_model("resnet")

@@ -1,0 +1,83 @@
+"""`matteflow matte --model/--report` as a user runs it: a real subprocess on real files and the shipped models."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).resolve().parent / "data"
+PERSON = DATA / "people" / "000000522418.jpg"
+FLOWER = DATA / "objects" / "flower.jpg"
+SHIPPED = Path(__file__).resolve().parent.parent / "models"
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MATTEFLOW_")}
+    return subprocess.run(
+        [sys.executable, "-m", "matteflow", "matte", *args, "-q"],
+        capture_output=True,
+        text=True,
+        env={**environ, **env},
+        timeout=240,
+    )
+
+
+def read_report(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_unknown_model_is_a_usage_error_listing_the_names(tmp_path: Path) -> None:
+    result = run_cli(str(PERSON), "-o", str(tmp_path / "out"), "--model", "resnet")
+    assert result.returncode == 2
+    assert "auto, people, general" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_auto_reports_the_model_and_confidence_per_input(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    broken = tmp_path / "broken.jpg"
+    broken.write_text("not a photo")
+    result = run_cli(str(PERSON), str(FLOWER), str(broken), "-o", str(tmp_path / "out"), "--report", str(report))
+    assert result.returncode == 1, result.stderr  # the broken input, named on stderr; the others are done
+    body = read_report(report)
+    assert (body["done"], body["failed"], body["options"]["model"]) == (2, 1, "auto")
+    by_name = {Path(item["name"]).name: item for item in body["items"]}
+    assert [Path(item["name"]).name for item in body["items"]] == [PERSON.name, FLOWER.name, "broken.jpg"]
+    assert by_name[PERSON.name]["model"] == "people" and by_name[FLOWER.name]["model"] == "general"
+    for name in (PERSON.name, FLOWER.name):
+        assert by_name[name]["state"] == "done" and by_name[name]["error"] is None
+        assert 0.0 <= by_name[name]["confidence"] <= 1.0
+        assert Path(by_name[name]["output"]).is_file()
+    assert by_name["broken.jpg"]["state"] == "failed" and by_name["broken.jpg"]["error"]
+    assert by_name["broken.jpg"]["model"] is None
+
+    # A second run skips what is done, and says so.
+    again = run_cli(str(PERSON), "-o", str(tmp_path / "out"), "--report", str(report))
+    assert again.returncode == 0, again.stderr
+    assert read_report(report)["items"][0]["state"] == "skipped"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--preset", "ecommerce"], "general"),
+        (["--preset", "ecommerce", "--model", "default"], "people"),
+        (["--model", f"onnx:{SHIPPED / 'general-u2netp.onnx'}"], "people"),  # a file named runs on every image
+    ],
+)
+def test_preset_and_model_flags_choose_the_model(tmp_path: Path, args: list[str], expected: str) -> None:
+    report = tmp_path / "report.json"
+    result = run_cli(str(PERSON), "-o", str(tmp_path / "out"), "--report", str(report), *args)
+    assert result.returncode == 0, result.stderr
+    assert read_report(report)["items"][0]["model"] == expected
+
+
+def test_a_missing_model_file_is_one_clear_error(tmp_path: Path) -> None:
+    result = run_cli(str(PERSON), "-o", str(tmp_path / "out"), "--model", f"onnx:{tmp_path / 'missing.onnx'}")
+    assert result.returncode == 1
+    assert "missing.onnx" in result.stderr and "Traceback" not in result.stderr
