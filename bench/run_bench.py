@@ -86,6 +86,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=ARGS",
         help="one more matteflow run with extra CLI arguments, e.g. 'in448=--model onnx:/tmp/m448/net.onnx'",
     )
+    parser.add_argument(
+        "--models",
+        default="people,general",
+        help="matteflow --model values to time besides the default run (auto), comma-separated; '' for none",
+    )
     args = parser.parse_args(argv)
 
     photos = build_photo_folder(BENCH_DIR / "photos-1080p", args.images)
@@ -97,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         name, _, extra = variant.partition("=")
         # The variant's arguments go before -o, which must stay last (the output folder is appended).
         tools[f"matteflow-{name}"] = [*matteflow[:-1], *extra.split(), "-o"]
+    for model in filter(None, args.models.split(",")):
+        # The default run ("matteflow") is auto, the one the speed target compares with rembg.
+        tools[f"matteflow-{model}"] = [*matteflow[:-1], "--model", model, "-o"]
     if not args.skip_rembg:
         tools["rembg-u2netp"] = [str(ensure_rembg()), "p", "-m", "u2netp", str(photos)]
 

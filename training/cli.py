@@ -1,7 +1,8 @@
 """``matteflow train`` and ``matteflow eval``.
 
 ``matteflow train --config training/config.json [--stage STAGE]`` runs the stages in order
-(``pack`` -> ``teachers`` -> ``labels`` -> ``fit`` -> ``export``; ``all`` = every one). Each stage is
+(``pack`` -> ``teachers`` -> ``labels`` -> ``fit`` -> ``export``; ``all`` = every one). ``--stage
+export-general`` rebuilds the shipped general model from the u2netp teacher (training/export_general.py). Each stage is
 resumable: teacher maps and labels already on disk are kept, and ``fit`` resumes from ``run_dir/last.pt``.
 
 ``matteflow eval --images DIR --masks DIR [--model SPEC] [--teachers DIR]`` prints mean/median IoU (and
@@ -46,8 +47,9 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--stage",
         action="append",
-        choices=[*STAGES, "all"],
-        help="stage(s) to run, repeatable (default: all)",
+        choices=[*STAGES, "all", "export-general"],
+        help="stage(s) to run, repeatable (default: all); export-general (not part of all) rebuilds the "
+        "shipped general model from the u2netp teacher into --export-dir (default models)",
     )
     p.add_argument("--pack-dir", help="override config pack_dir (the packed training set)")
     p.add_argument("--run-dir", help="override config run_dir (checkpoints and logs)")
@@ -98,6 +100,17 @@ def train_main(argv: list[str]) -> int:
         config["seed"] = args.seed
     if args.lr is not None:
         config["train"]["lr"] = args.lr
+    if args.stage and "export-general" in args.stage:
+        from matteflow.training.export_general import export_general
+
+        try:
+            teachers = Path(args.teachers_dir or config["teachers_dir"])
+            print(export_general(teachers, Path(args.export_dir or "models")))
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"matteflow train: {exc}", file=sys.stderr)
+            return 1
+        if set(args.stage) == {"export-general"}:
+            return 0
     stages = STAGES if not args.stage or "all" in args.stage else tuple(s for s in STAGES if s in args.stage)
     pack_dir, run_dir = Path(config["pack_dir"]), Path(config["run_dir"])
     try:
