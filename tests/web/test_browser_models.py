@@ -1,0 +1,43 @@
+"""The page's model select and its "check this one" mark, in real Chromium against a real worker.
+
+The session worker runs the untrained network, whose mattes are all fog: every result has confidence 0,
+so every result must be marked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from .test_browser import RESULT_TIMEOUT_MS, browser, dispatch_file, page  # noqa: F401  (fixtures)
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.usefixtures("worker")]
+
+
+def test_presets_set_the_model_select(page: Any) -> None:  # noqa: F811
+    assert page.input_value("#opt-model") == "auto"
+    page.select_option("#opt-preset", "ecommerce")
+    assert page.input_value("#opt-model") == "general"
+    page.select_option("#opt-preset", "avatar")
+    assert page.input_value("#opt-model") == "auto"
+
+
+def test_a_low_confidence_result_is_marked_in_both_languages(page: Any, samples: Any) -> None:  # noqa: F811
+    page.select_option("#opt-model", "people")
+    dispatch_file(page, "drop", "portrait.jpg", "image/jpeg", samples.jpeg)
+    page.wait_for_selector("#single-result[data-state=done]", timeout=RESULT_TIMEOUT_MS)
+    assert page.get_attribute("#single-result", "data-check") == "true"
+    assert "Check this one" in page.inner_text("#single-status")
+    page.click("#lang-toggle")
+    assert "请检查此图" in page.inner_text("#single-status")
+    page.click("#lang-toggle")
+
+    page.click("#tab-batch")
+    page.set_input_files("#batch-input", [{"name": "alice.jpg", "mimeType": "image/jpeg", "buffer": samples.jpeg}])
+    page.click("#batch-start")
+    page.wait_for_selector("#batch-job[data-state=done]", timeout=RESULT_TIMEOUT_MS)
+    card = page.locator(".item[data-state=done]")
+    assert card.get_attribute("data-check") == "true"
+    assert card.locator(".check-note").inner_text() == "Check this one"
+    assert "0.00" in card.locator(".check-note").get_attribute("title")
