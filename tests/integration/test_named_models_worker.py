@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from matteflow.core.options import parse_options
 from matteflow.workers.client import JobClient
@@ -31,7 +33,8 @@ def test_a_mixed_batch_on_the_shipped_models_reports_the_model_per_item(
     person = (DATA / "people" / "000000522418.jpg").read_bytes()
     thing = (DATA / "objects" / "flower.jpg").read_bytes()
     uploads = [("person.jpg", person), ("flower.jpg", thing), ("broken.png", b"not an image"), ("again.jpg", person)]
-    worker = WorkerProcess(settings, name="named-models", log_path=tmp_path / "worker.log").start()
+    prometheus = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus")}  # the pool's metrics, aggregated
+    worker = WorkerProcess(settings, name="named-models", log_path=tmp_path / "worker.log", env=prometheus).start()
     try:
         worker.wait_ready(client.celery, timeout=90)
         auto_job = client.create_job(uploads, parse_options())
@@ -39,6 +42,7 @@ def test_a_mixed_batch_on_the_shipped_models_reports_the_model_per_item(
         auto = wait_for_job(client, auto_job, timeout=180)
         shop = wait_for_job(client, shop_job, timeout=180)
         auto_zip = client.results_zip(auto_job)
+        scraped = requests.get(f"http://127.0.0.1:{settings.worker_metrics_port}/metrics", timeout=10).text
     finally:
         worker.stop()
 
@@ -55,6 +59,14 @@ def test_a_mixed_batch_on_the_shipped_models_reports_the_model_per_item(
     assert [entry["model"] for entry in manifest["items"]] == ["people", "general", None, "people"]
     assert manifest["items"][1]["confidence"] == auto["items"][1]["confidence"]
     assert manifest["options"]["model"] == "auto"
+    # The confidence histogram, by model, no job ids: 2 people results (auto), 1 + 2 general (auto, ecommerce).
+    counts = {
+        family.name: {s.labels.get("model"): s.value for s in family.samples if s.name.endswith("_count")}
+        for family in text_string_to_metric_families(scraped)
+        if family.name == "matteflow_result_confidence"
+    }
+    assert counts == {"matteflow_result_confidence": {"people": 2.0, "general": 3.0}}
+    assert 'matteflow_result_confidence_bucket{le="0.5",model="general"}' in scraped
     # Each model was loaded once by the pool process that ran it, never per image.
     log = worker.log_tail(50000)
     assert log.count("loaded model general") <= settings.worker_concurrency
