@@ -25,6 +25,7 @@ from urllib3 import encode_multipart_formdata
 from matteflow.core.errors import InvalidOptionError
 from matteflow.core.imageio import IMAGE_SUFFIXES
 from matteflow.core.options import FORMAT_ALIASES, FORMATS, PRESETS, parse_options
+from matteflow.core.registry import MODEL_ALIASES, MODEL_NAMES
 from matteflow.settings import Settings
 
 # Connect quickly, but give a large upload or a busy server time to answer.
@@ -179,6 +180,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     group = parser.add_argument_group("matting options (as in the API)")
     group.add_argument("--preset", choices=list(PRESETS))
+    group.add_argument("--model", choices=[*MODEL_NAMES, *MODEL_ALIASES], help="default auto")
     group.add_argument("--background", help="'transparent' or a colour like '#ffffff'")
     group.add_argument("--format", choices=[*FORMATS, *FORMAT_ALIASES])
     group.add_argument("--alpha-threshold", type=int, metavar="0-255")
@@ -194,6 +196,7 @@ def option_fields(args: argparse.Namespace) -> dict[str, str]:
     error before anything is uploaded)."""
     given = {
         "preset": args.preset,
+        "model": args.model,
         "background": args.background,
         "format": args.format,
         "alpha_threshold": args.alpha_threshold,

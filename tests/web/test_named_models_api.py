@@ -4,10 +4,15 @@ and confidence of each item once a real worker ran it."""
 from __future__ import annotations
 
 import io
+import json
+import zipfile
+from pathlib import Path
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+
+from matteflow.submit import main as submit_main
 
 from .helpers import wait_for_job
 from .test_api_errors import assert_json_error, jobs_in_storage
@@ -49,3 +54,27 @@ def test_items_carry_model_and_confidence(client: FlaskClient, samples: Any) -> 
     assert one.status_code == 200, one.data
     assert one.headers["X-MatteFlow-Model"] == "general"
     assert 0.0 <= float(one.headers["X-MatteFlow-Confidence"]) <= 1.0
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("worker")
+def test_submit_passes_the_model_and_the_manifest_reports_it(live_server: Any, samples: Any, tmp_path: Path) -> None:
+    image = tmp_path / "portrait.jpg"
+    image.write_bytes(samples.jpeg)
+    out = tmp_path / "r.zip"
+    assert (
+        submit_main([str(image), "--server", live_server.url, "-o", str(out), "--no-progress", "--model", "general"])
+        == 0
+    )
+    with zipfile.ZipFile(out) as archive:
+        manifest = json.loads(archive.read("manifest.json"))
+    assert manifest["options"]["model"] == "general"
+    assert manifest["items"][0]["model"] == "general"
+    assert 0.0 <= manifest["items"][0]["confidence"] <= 1.0
+
+
+def test_submit_unknown_model_is_a_usage_error(tmp_path: Path, capsys: Any) -> None:
+    with pytest.raises(SystemExit) as caught:
+        submit_main([str(tmp_path), "-o", str(tmp_path / "r.zip"), "--model", "resnet"])
+    assert caught.value.code == 2
+    assert "auto" in capsys.readouterr().err
