@@ -120,14 +120,14 @@ def main(argv: list[str] | None = None) -> int:
                 raise RuntimeError(f"{name} wrote {produced} PNGs for {count} photos")
             results[name].append((seconds, rss, cpu))
             print(
-                f"round {round_index + 1} {name:16s} {seconds:7.2f} s  {count / seconds:6.2f} img/s  "
+                f"round {round_index + 1} {name:18s} {seconds:7.2f} s  {count / seconds:6.2f} img/s  "
                 f"{cpu:7.1f} CPU s  {rss:7.0f} MiB",
                 flush=True,
             )
 
     summary = {}
     print(f"\n{count} JPEGs {SIZE[0]}x{SIZE[1]} -> transparent PNG, whole process, {os.cpu_count()} cores")
-    print(f"{'tool':16s} {'median s':>9s} {'img/s':>7s} {'CPU s/img':>10s} {'peak RSS MiB':>13s}")
+    print(f"{'tool':18s} {'median s':>9s} {'img/s':>7s} {'CPU s/img':>10s} {'peak RSS MiB':>13s}")
     for name, runs in results.items():
         seconds = statistics.median(s for s, _, _ in runs)
         cpu_per_image = statistics.median(c for _, _, c in runs) / count
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpu_s_per_image": cpu_per_image,
             "peak_rss_mib": rss,
         }
-        print(f"{name:16s} {seconds:9.2f} {count / seconds:7.2f} {cpu_per_image:10.3f} {rss:13.0f}")
+        print(f"{name:18s} {seconds:9.2f} {count / seconds:7.2f} {cpu_per_image:10.3f} {rss:13.0f}")
     if "rembg-u2netp" in summary:
         rembg = summary["rembg-u2netp"]
         for name in [n for n in summary if n.startswith("matteflow")]:
