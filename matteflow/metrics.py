@@ -113,6 +113,7 @@ WORKER_METRICS = frozenset(
         "matteflow_tasks",
         "matteflow_stage_seconds",
         "matteflow_item_seconds",
+        "matteflow_result_confidence",
         "matteflow_queue_wait_seconds",
         "matteflow_worker_rss_bytes",
     }

@@ -31,6 +31,7 @@ def touch_labelled_metrics() -> None:
     metrics.HTTP_REQUEST_SECONDS.labels(method="GET", endpoint="/healthz")
     metrics.QUEUE_WAIT_SECONDS.labels(queue="matteflow.batch")
     metrics.TASKS_TOTAL.labels(task="matteflow.process_images", state="success")
+    metrics.RESULT_CONFIDENCE.labels(model="people")
 
 
 def fake_nvml_module() -> types.ModuleType:
