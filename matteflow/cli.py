@@ -47,7 +47,7 @@ def add_option_arguments(parser: argparse.ArgumentParser, model_specs: bool = Fa
     group.add_argument(
         "--model",
         metavar="NAME" + ("|SPEC" if model_specs else ""),
-        help=f"model: {names} (default auto: people if the people model is sure of a subject, else general)"
+        help=f"model: {names} (default auto: the people model, or the general one where only it is sure of a subject)"
         + ("; or a model file (onnx:<path>, torch:<path>) to run on every image" if model_specs else ""),
     )
     group.add_argument("--background", metavar="COLOUR", help="'transparent' (default) or '#rrggbb'")

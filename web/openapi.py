@@ -59,8 +59,8 @@ def _option_properties() -> dict[str, Any]:
             "enum": [*MODEL_NAMES, *MODEL_ALIASES],
             "default": DEFAULT_MODEL,
             "description": "people (portraits), general (products and objects), or auto: the people model "
-            "first, the general model when the people model is not sure of a subject. 'default' = people. "
-            "The model that ran is reported per item.",
+            "first; the general model's matte instead when the people model is not sure of a subject and the "
+            "general model is. 'default' = people. The model that ran is reported per item.",
         },
     }
 
