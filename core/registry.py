@@ -66,15 +66,17 @@ class ModelSet:
     def from_specs(
         cls, people: str = "default", general: str = "general", device: str = "auto", threads: int = 0
     ) -> ModelSet:
-        """Models from :func:`~matteflow.core.model.load_model` specs, loaded lazily."""
+        """Models from :func:`~matteflow.core.model.load_model` specs, loaded lazily. The same spec for both
+        names is one network (loaded once; ``auto`` then has nothing to choose between)."""
         from .model import load_model
 
-        return cls(
-            {
-                PEOPLE: lambda: load_model(people, device, threads=threads),
-                GENERAL: lambda: load_model(general, device, threads=threads),
-            }
-        )
+        def people_loader() -> MattingModel:
+            return load_model(people, device, threads=threads)
+
+        def general_loader() -> MattingModel:
+            return load_model(general, device, threads=threads)
+
+        return cls({PEOPLE: people_loader, GENERAL: people_loader if general == people else general_loader})
 
     @classmethod
     def single(cls, model: MattingModel) -> ModelSet:
@@ -95,8 +97,11 @@ class ModelSet:
                 model = self._models.get(name)
                 if model is None:
                     started = time.perf_counter()
-                    model = self._loaders[name]()
-                    self._models[name] = model
+                    loader = self._loaders[name]
+                    model = loader()
+                    for other, other_loader in self._loaders.items():  # names that share the network
+                        if other_loader is loader:
+                            self._models[other] = model
                     log.info(
                         "pid %s loaded model %s (%s) on %s in %.2fs",
                         os.getpid(),

@@ -54,7 +54,7 @@ def test_settings(redis_url: str, storage_dir: Path, **changes: object) -> Setti
         redis_url=redis_url,
         storage_dir=storage_dir,
         model="unet-random",
-        general_model="unet-random",  # auto would otherwise run the real general model on unsure mattes
+        general_model="unet-random",  # the same spec: one network, and auto has nothing to choose
         device="cpu",
         worker_concurrency=2,
         worker_metrics_port=free_port(),

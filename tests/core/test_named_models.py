@@ -77,6 +77,13 @@ def test_model_set_loads_each_model_once_on_first_use() -> None:
         models.get("auto")
 
 
+def test_the_same_spec_for_both_names_is_one_network_loaded_once() -> None:
+    models = ModelSet.from_specs("unet-random", "unet-random", "cpu")
+    assert models.is_single
+    assert models.get(GENERAL) is models.get(PEOPLE)
+    assert not ModelSet.from_specs("unet-random", "general", "cpu").is_single
+
+
 def test_a_single_model_engine_serves_every_name_without_choosing(random_engine: MatteEngine, portrait_jpeg) -> None:
     assert random_engine.models.is_single
     result = random_engine.process_bytes(portrait_jpeg, parse_options(model="auto"))
