@@ -34,6 +34,7 @@ from .engine import MatteEngine, MatteResult, _Prepared
 from .errors import MattingError
 from .model import MattingModel
 from .options import MatteOptions
+from .registry import ModelSet
 
 Shrinks = tuple[np.ndarray, np.ndarray]  # a photo's guide and foreground working copies (shrink_photo)
 
@@ -57,7 +58,7 @@ class DeviceMatteEngine(MatteEngine):
 
     def __init__(
         self,
-        model: MattingModel,
+        models: ModelSet | MattingModel,
         max_pixels: int,
         memory_budget_mb: int = 0,
         device: str | None = None,
@@ -65,10 +66,13 @@ class DeviceMatteEngine(MatteEngine):
         encoder: EncodePool | None = None,
         max_batch: int = 8,
     ) -> None:
-        super().__init__(model, max_pixels, memory_budget_mb)
-        self.device = torch.device(device or model.device)
+        super().__init__(models, max_pixels, memory_budget_mb)
+        # The people model's device: the first network of every default request (the general one follows it
+        # where its backend can).
+        self.device = torch.device(device or self.model.device)
         self.encoder = encoder
         self.max_batch = max(1, max_batch)
+        self.network_batch = self.max_batch
         self._pinned = self.device.type == "cuda"
         threads = decode_threads if decode_threads > 0 else max(1, os.cpu_count() or 1)
         self._decoder = ThreadPoolExecutor(threads, thread_name_prefix="matteflow-decode")
@@ -117,7 +121,7 @@ class DeviceMatteEngine(MatteEngine):
                 images = self._upload_images([p.rgb for p in part])
                 guides = self._upload_images([guide for guide, _ in part_shrinks])
                 smalls = self._upload_images([small for _, small in part_shrinks])
-                low = np.stack([a[: p.valid[0], : p.valid[1]] for p, a in zip(part, lows, strict=True)])
+                low = np.stack(lows)  # each already cropped to its image (same model, same size: same shape)
                 low_t = self._upload(np.ascontiguousarray(low, dtype=np.float32)[:, None])
                 input_alpha = None
                 if any(p.input_alpha is not None for p in part):
@@ -165,24 +169,16 @@ class DeviceMatteEngine(MatteEngine):
             else:
                 prepared[index], shrinks[index] = item
 
-        alpha_lows: dict[int, np.ndarray] = {}
-        by_input: dict[tuple[int, ...], list[int]] = defaultdict(list)
-        for index, item in prepared.items():
-            by_input[item.net_input.shape[1:]].append(index)
-        for indices in by_input.values():
-            for start in range(0, len(indices), self.max_batch):
-                part = indices[start : start + self.max_batch]
-                started = time.perf_counter()
-                alphas = self.model.predict(np.stack([prepared[i].net_input for i in part]))
-                share = (time.perf_counter() - started) / len(part)
-                for i, alpha_low in zip(part, alphas, strict=True):
-                    prepared[i].timings["inference"] = share
-                    alpha_lows[i] = alpha_low
+        # The network(s), batched by model and input shape (auto: people first, general for the unsure).
+        order_in = sorted(prepared)
+        mattes = dict(zip(order_in, self._mattes([prepared[i] for i in order_in], options.model), strict=True))
+        alpha_lows = {i: matte.alpha_low for i, matte in mattes.items()}
 
         rendered: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         by_size: dict[tuple[int, ...], list[int]] = defaultdict(list)
         for index, item in prepared.items():
-            by_size[item.rgb.shape].append(index)
+            # Same photo size and same matte shape (auto may mix the two models' mattes in one batch).
+            by_size[(item.rgb.shape, alpha_lows[index].shape)].append(index)
         for indices in by_size.values():
             started = time.perf_counter()
             pixels, alphas = self.render_group(
@@ -201,12 +197,19 @@ class DeviceMatteEngine(MatteEngine):
             encoded = [encode_result(*job) for job in jobs]
         for i, (image, mask, encode_s) in zip(order, encoded, strict=True):
             item = prepared[i]
-            h, w = item.valid
             height, width = rendered[i][1].shape
             timings = {**item.timings, "encode": encode_s}
-            confidence = estimate_confidence(alpha_lows[i][:h, :w])
+            confidence = estimate_confidence(alpha_lows[i])
             outcomes[i] = MatteResult(
-                image, mask, options.extension, options.media_type, width, height, confidence, timings
+                image,
+                mask,
+                options.extension,
+                options.media_type,
+                width,
+                height,
+                confidence,
+                model=mattes[i].model,
+                timings=timings,
             )
 
         missing = [i for i, outcome in enumerate(outcomes) if outcome is None]

@@ -100,6 +100,9 @@ class MatteEngine:
     serves every name (and ``auto`` has nothing to choose).
     """
 
+    # Most images in one network call (0: all of one input shape); a GPU engine bounds it by device memory.
+    network_batch = 0
+
     def __init__(self, models: ModelSet | MattingModel, max_pixels: int, memory_budget_mb: int = 0) -> None:
         self.models = models if isinstance(models, ModelSet) else ModelSet.single(models)
         self.max_pixels = max_pixels
@@ -168,7 +171,9 @@ class MatteEngine:
         for position, (tensor, _) in enumerate(inputs):
             groups[tensor.shape].append(position)
         mattes: list[np.ndarray | None] = [None] * len(prepared)
-        for positions in groups.values():
+        size = self.network_batch or len(prepared)
+        chunks = [group[i : i + size] for group in groups.values() for i in range(0, len(group), size)]
+        for positions in chunks:
             start = time.perf_counter()
             alphas = model.predict(np.stack([inputs[p][0] for p in positions]))
             share = (time.perf_counter() - start) / len(positions)

@@ -213,3 +213,23 @@ def test_unet_random_has_the_shipped_architecture() -> None:
 def test_unknown_spec_names_the_model_names() -> None:
     with pytest.raises(ModelError, match="people, general"):
         load_model("resnet")
+
+
+def test_the_device_engine_runs_named_models_like_the_base_engine(shipped_engine: MatteEngine) -> None:
+    pytest.importorskip("torch")
+    from matteflow.core.device_engine import DeviceMatteEngine
+
+    device_engine = DeviceMatteEngine(shipped_engine.models, max_pixels=50_000_000, device="cpu", decode_threads=2)
+    try:
+        datas = [PERSON_PHOTO.read_bytes(), OBJECT_PHOTO.read_bytes(), b"not an image"]
+        options = parse_options(mask=True)
+        have = device_engine.process_many(datas, options)
+        want = shipped_engine.process_many(datas, options)
+    finally:
+        device_engine.close()
+    assert [getattr(r, "model", None) for r in have] == [PEOPLE, GENERAL, None]
+    for got, expected in zip(have[:2], want[:2], strict=True):
+        assert got.confidence == pytest.approx(expected.confidence)
+        a = np.asarray(Image.open(io.BytesIO(got.mask)), np.int16)
+        b = np.asarray(Image.open(io.BytesIO(expected.mask)), np.int16)
+        assert np.mean(np.abs(a - b)) < 1.0  # same matte up to float rounding of the torch path
