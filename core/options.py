@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .errors import InvalidOptionError, shown
-from .registry import DEFAULT_MODEL, GENERAL, parse_model_name
+from .registry import AUTO, DEFAULT_MODEL, parse_model_name
 
 FORMATS = ("png", "jpeg", "webp")
 FORMAT_ALIASES = {"jpg": "jpeg"}
@@ -31,13 +31,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         "erode": 2,
         "feather": False,
     },
-    # Product/catalogue cut-outs: transparent PNG with a soft anti-aliased edge, by the general (object) model.
+    # Product/catalogue cut-outs: transparent PNG with a soft anti-aliased edge. The model is chosen per photo
+    # (auto), not fixed to the general one: on objects_dev the people model is the better of the two on plush
+    # toys and dolls, and auto scored 0.917 IoU / 23.2 SAD against general's 0.904 / 24.8 (models/README.md).
     "ecommerce": {
         "background": "transparent",
         "format": "png",
         "alpha_threshold": 10,
         "feather": True,
-        "model": GENERAL,
+        "model": AUTO,
     },
     # Profile pictures: keep fine hair, barely touch the edge.
     "avatar": {

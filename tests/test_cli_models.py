@@ -65,7 +65,8 @@ def test_auto_reports_the_model_and_confidence_per_input(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--preset", "ecommerce"], "general"),
+        (["--preset", "ecommerce"], "people"),  # auto: a person photo stays with the people model
+        (["--preset", "ecommerce", "--model", "general"], "general"),
         (["--preset", "ecommerce", "--model", "default"], "people"),
         (["--model", f"onnx:{SHIPPED / 'general-u2netp.onnx'}"], "people"),  # a file named runs on every image
     ],

@@ -38,7 +38,7 @@ def test_a_mixed_batch_on_the_shipped_models_reports_the_model_per_item(
     try:
         worker.wait_ready(client.celery, timeout=90)
         auto_job = client.create_job(uploads, parse_options())
-        shop_job = client.create_job(uploads[:2], parse_options(preset="ecommerce"))
+        shop_job = client.create_job(uploads[:2], parse_options(preset="ecommerce", model="general"))
         auto = wait_for_job(client, auto_job, timeout=180)
         shop = wait_for_job(client, shop_job, timeout=180)
         auto_zip = client.results_zip(auto_job)
