@@ -112,7 +112,14 @@ class Settings:
     max_image_memory_mb: int = 1536
     worker_pool: str = ""  # celery pool: "" = threads on a GPU, prefork on the CPU; or prefork | threads | solo
     embedded_redis_port: int = 0  # `matteflow up`'s own Redis when redis_url is empty (0 = any free port)
-    job_stale_after_s: float = 1800.0  # an unfinished job with no progress this long has its items re-sent
+    # An unfinished job with no progress this long, while the queue is empty, has its unleased open items
+    # re-sent (their messages were lost with Redis, or held by a worker that died before starting them).
+    job_stale_after_s: float = 60.0
+    # Item leases (workers/leases.py): a running item's lease lasts this long and its worker renews it every
+    # third of it; the watchdog looks for expired ones every lease_check_interval_s. A dead or frozen worker's
+    # items are back in the queue within item_lease_s + lease_check_interval_s.
+    item_lease_s: float = 30.0
+    lease_check_interval_s: float = 5.0
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:

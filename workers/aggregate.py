@@ -12,6 +12,7 @@ import os
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -25,7 +26,9 @@ from .storage import JobFiles
 
 log = logging.getLogger(__name__)
 
-FINALIZE_LOCK_S = 600.0
+# The finalize lock lasts this long and is extended while the ZIP is written, so a slow archive (thousands of
+# large results, a slow volume) keeps it, and a dead finaliser's lock lapses soon.
+FINALIZE_LOCK_S = 120.0
 
 
 def zip_download_name(when: float) -> str:
@@ -50,16 +53,18 @@ class UniqueNames:
         return name
 
 
-def write_results_zip(job: dict[str, Any], files: JobFiles, target: Path) -> dict[str, Any]:
+def write_results_zip(
+    job: dict[str, Any], files: JobFiles, target: Path, keepalive: Callable[[], None] = lambda: None
+) -> dict[str, Any]:
     """Write the ZIP for ``job`` (as returned by :meth:`JobStore.get`) to ``target`` atomically and return
-    its manifest."""
+    its manifest. ``keepalive()`` is called after each item (the caller extends its lock there)."""
     options = parse_options(job["options"])
     extension = options.extension
     with_mask = options.mask
     names = UniqueNames()
     names.take("manifest.json")
     manifest_items = []
-    target.parent.mkdir(parents=True, exist_ok=True)
+    # The job's folder exists since intake; if it is gone the job was deleted: fail, never recreate it.
     fd, tmp = tempfile.mkstemp(prefix=".results.", suffix=".zip.tmp", dir=target.parent)
     os.close(fd)
     try:
@@ -82,6 +87,7 @@ def write_results_zip(job: dict[str, Any], files: JobFiles, target: Path) -> dic
                         entry["mask"] = names.take(f"{stem}_mask.png")
                         archive.write(mask, entry["mask"])
                 manifest_items.append(entry)
+                keepalive()
             manifest = {
                 "job_id": job["id"],
                 "created_at": job["created_at"],
@@ -99,33 +105,60 @@ def write_results_zip(job: dict[str, Any], files: JobFiles, target: Path) -> dic
     return manifest
 
 
+class _LockKeeper:
+    """Extends a lock at most every few seconds while long work runs under it."""
+
+    def __init__(self, store: JobStore, name: str, token: str) -> None:
+        self.store, self.name, self.token = store, name, token
+        self.next_at = time.monotonic() + FINALIZE_LOCK_S / 4
+
+    def __call__(self) -> None:
+        if time.monotonic() >= self.next_at:
+            if not self.store.extend_lock(self.name, self.token, FINALIZE_LOCK_S):
+                raise LockLostError(f"lost the lock {self.name!r} while holding it")
+            self.next_at = time.monotonic() + FINALIZE_LOCK_S / 4
+
+
+class LockLostError(RuntimeError):
+    """The lock expired under us (the process stalled longer than the lock): stop, another may go on."""
+
+
 def finalize_job(store: JobStore, settings: Settings, job_id: str) -> str:
     """Finish ``job_id`` if every item has ended. Returns what happened: ``done``, ``already``,
     ``not-ready``, ``busy`` (another process is finalising it) or ``unknown``."""
-    job = store.get(job_id)
-    if job is None:
+    fields = store.job_fields(job_id)
+    if fields is None:
         return "unknown"
-    if job["state"] in ("done", "failed"):
+    if fields["state"] in ("done", "failed"):
         store.forget_open(job_id)
         return "already"
-    if job["done"] + job["failed"] < job["total"]:
+    if int(fields["done"]) + int(fields["failed"]) < int(fields["total"]):
         return "not-ready"
     lock = f"finalize:{job_id}"
-    if not store.try_lock(lock, FINALIZE_LOCK_S):
+    token = store.try_lock(lock, FINALIZE_LOCK_S)
+    if token is None:
         return "busy"
     try:
+        # Read again under the lock: a finaliser whose lock we now hold may have finished the job meanwhile.
+        job = store.get(job_id)
+        if job is None:
+            return "unknown"
+        if job["state"] in ("done", "failed"):
+            store.forget_open(job_id)
+            return "already"
         zip_name = ""
+        files = JobFiles(settings.jobs_dir, job_id)
         if job["kind"] != "single":  # a one-image request (matte_one) needs no archive
-            files = JobFiles(settings.jobs_dir, job_id)
             zip_name = zip_download_name(time.time())
-            write_results_zip(job, files, files.zip_path(zip_name))
+            write_results_zip(job, files, files.zip_path(zip_name), keepalive=_LockKeeper(store, lock, token))
         changed = store.finish_job(job_id, zip_name)
         if changed == 1:
             metrics.JOBS_TOTAL.labels(state="done").inc()
             log.info("job %s done: %s of %s images, %s failed", job_id, job["done"], job["total"], job["failed"])
             return "done"
-        if changed < 0 and zip_name:  # deleted meanwhile: do not leave an archive behind
-            JobFiles(settings.jobs_dir, job_id).zip_path(zip_name).unlink(missing_ok=True)
+        if zip_name and (changed < 0 or (store.job_fields(job_id) or {}).get("zip") != zip_name):
+            # Deleted meanwhile, or someone else's archive is the recorded one: leave no second ZIP behind.
+            files.zip_path(zip_name).unlink(missing_ok=True)
         return "already" if changed == 0 else "unknown"
     finally:
-        store.unlock(lock)
+        store.unlock(lock, token)

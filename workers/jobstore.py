@@ -1,14 +1,20 @@
 """Job state in Redis: one hash per job, one hash per item attribute, and atomic item transitions.
 
-Keys (``{id}`` is a Redis Cluster hash tag, so one job's keys live on one shard and its scripts can run):
+Keys:
 
 - ``mf:job:{id}`` hash: state, total, done, failed, ended, created_at, updated_at, finished_at, options
   (JSON), kind (batch | single), zip (download name once finalised)
 - ``mf:job:{id}:state`` / ``:name`` / ``:stored`` / ``:error`` / ``:etype`` / ``:attempts`` hashes keyed by
   item index; ``:model`` / ``:confidence`` (the model that ran, the result's confidence) for done items
+- ``mf:job:{id}:owner`` / ``:lease`` hashes: the lease of each running item (owner = the task id holding it,
+  expiry in ms on the Redis server's clock); see ``leases.py``
 - ``mf:job:{id}:events`` list: an item index pushed whenever an item ends (``matte_one`` blocks on it)
 - ``mf:jobs`` sorted set (id -> created_at) for TTL cleanup, ``mf:jobs:open`` set of unfinalised ids for the
-  reconciler.
+  reconciler, ``mf:lock:<name>`` locks.
+
+Redis Cluster is not supported: ``finish_job`` updates a job and the global ``mf:jobs:open`` set in one script,
+which Cluster refuses (CROSSSLOT). Run one Redis (with replicas or Sentinel for availability). The ``{id}``
+hash tags keep one job's keys together, which a future sharded layout would need.
 
 Item transitions run as Lua scripts, so a redelivered or duplicated task can never count an item twice:
 ending an item that already ended is a no-op that says so.
@@ -17,6 +23,7 @@ ending an item that already ended is a no-op that says so.
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -36,18 +43,82 @@ EVENTS_TTL_S = 3600
 ALREADY_ENDED = -1
 UNKNOWN = -2
 NOT_READY = -3
+LEASED = -4  # start_item: another live owner holds the item's lease
 
-_START_ITEM = """
+# Milliseconds on the Redis server's clock: every lease is set and checked against one clock, whatever the
+# workers' clocks say. (Redis >= 5 replicates scripts by their effects, so TIME before a write is allowed.)
+_NOW_MS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+# Starts an item for ARGV[3] (the owner: the task id) with a lease of ARGV[4] ms. A running item whose lease
+# another owner still holds is left alone (-4): it is being worked on, and the watchdog re-sends it if that
+# owner dies. The same owner may start it again (a Celery retry or redelivery keeps its task id).
+_START_ITEM = (
+    _NOW_MS
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
 local cur = redis.call('HGET', KEYS[2], ARGV[1])
 if not cur then return -2 end
 if cur == 'done' or cur == 'failed' then return -1 end
+if cur == 'running' then
+  local holder = redis.call('HGET', KEYS[4], ARGV[1])
+  local expiry = tonumber(redis.call('HGET', KEYS[5], ARGV[1]) or '0')
+  if holder and holder ~= ARGV[3] and expiry > now then return -4 end
+end
 redis.call('HSET', KEYS[2], ARGV[1], 'running')
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[5], ARGV[1], now + tonumber(ARGV[4]))
 local n = redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
 if redis.call('HGET', KEYS[1], 'state') == 'queued' then redis.call('HSET', KEYS[1], 'state', 'running') end
 redis.call('HSET', KEYS[1], 'updated_at', ARGV[2])
 return n
 """
+)
+
+# Extends the leases ARGV[3..] that owner ARGV[1] still holds on running items to now + ARGV[2] ms.
+# Returns the indices it no longer holds (ended, re-queued by the watchdog, taken over).
+_RENEW_LEASES = (
+    _NOW_MS
+    + """
+local lost = {}
+for i = 3, #ARGV do
+  local idx = ARGV[i]
+  if redis.call('HGET', KEYS[1], idx) == 'running' and redis.call('HGET', KEYS[2], idx) == ARGV[1] then
+    redis.call('HSET', KEYS[3], idx, now + tonumber(ARGV[2]))
+  else
+    table.insert(lost, idx)
+  end
+end
+return lost
+"""
+)
+
+# The watchdog's transition: every running item whose lease has expired goes back to queued (its owner is
+# dead or hung) and is returned, so the caller sends it again. A late finish of the old owner still ends the
+# item exactly once: ending is decided by the item state, not by who holds the lease.
+_REQUEUE_EXPIRED = (
+    _NOW_MS
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
+local expired = {}
+local leases = redis.call('HGETALL', KEYS[4])
+for i = 1, #leases, 2 do
+  local idx, expiry = leases[i], tonumber(leases[i + 1])
+  if expiry <= now then
+    if redis.call('HGET', KEYS[2], idx) == 'running' then
+      redis.call('HSET', KEYS[2], idx, 'queued')
+      table.insert(expired, idx)
+    end
+    redis.call('HDEL', KEYS[3], idx)
+    redis.call('HDEL', KEYS[4], idx)
+  end
+end
+if #expired > 0 then redis.call('HSET', KEYS[1], 'updated_at', ARGV[1]) end
+return expired
+"""
+)
 
 _END_ITEM = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
@@ -64,6 +135,8 @@ local ended = redis.call('HINCRBY', KEYS[1], 'ended', 1)
 redis.call('HSET', KEYS[1], 'updated_at', ARGV[5])
 redis.call('RPUSH', KEYS[5], ARGV[1])
 redis.call('EXPIRE', KEYS[5], ARGV[6])
+redis.call('HDEL', KEYS[6], ARGV[1])
+redis.call('HDEL', KEYS[7], ARGV[1])
 return tonumber(redis.call('HGET', KEYS[1], 'total')) - ended
 """
 
@@ -81,6 +154,23 @@ redis.call('SREM', KEYS[2], ARGV[5])
 redis.call('RPUSH', KEYS[3], 'job')
 redis.call('EXPIRE', KEYS[3], ARGV[6])
 return 1
+"""
+
+# Progress on a job that a DELETE may have removed meanwhile: never recreate its hash.
+_TOUCH = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[1])
+return 1
+"""
+
+# Compare-and-delete / compare-and-extend: only the holder of a lock (its token) may release or extend it.
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_EXTEND_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
 """
 
 JOBS_KEY = "mf:jobs"
@@ -125,6 +215,10 @@ class NewItem:
     error_type: str = ""
 
 
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -137,6 +231,11 @@ class JobStore:
         self._start = client.register_script(_START_ITEM)
         self._end = client.register_script(_END_ITEM)
         self._finish = client.register_script(_FINISH_JOB)
+        self._renew = client.register_script(_RENEW_LEASES)
+        self._requeue = client.register_script(_REQUEUE_EXPIRED)
+        self._touch = client.register_script(_TOUCH)
+        self._unlock = client.register_script(_UNLOCK)
+        self._extend_lock = client.register_script(_EXTEND_LOCK)
 
     # -- creation and reading ---------------------------------------------------------------------------
 
@@ -259,24 +358,40 @@ class JobStore:
 
     # -- transitions --------------------------------------------------------------------------------------
 
-    def start_item(self, job_id: str, index: int) -> int:
-        """Mark an item running and count the attempt. Returns the attempt number (1, 2, ...), or
-        ALREADY_ENDED / UNKNOWN: the caller must then do nothing."""
-        keys = [_job_key(job_id), _job_key(job_id, "state"), _job_key(job_id, "attempts")]
-        return int(self._start(keys=keys, args=[index, time.time()]))
+    def start_item(self, job_id: str, index: int, owner: str, lease_s: float) -> int:
+        """Mark an item running under ``owner``'s lease of ``lease_s`` seconds and count the attempt. Returns
+        the attempt number (1, 2, ...), or ALREADY_ENDED / UNKNOWN / LEASED: the caller must then do nothing."""
+        keys = [_job_key(job_id, s) for s in ("", "state", "attempts", "owner", "lease")]
+        return int(self._start(keys=keys, args=[index, time.time(), owner, _ms(lease_s)]))
+
+    def renew_leases(self, job_id: str, owner: str, indices: Iterable[int], lease_s: float) -> list[int]:
+        """Extend ``owner``'s leases on ``indices`` to ``lease_s`` from now; returns those it no longer holds."""
+        args = [owner, _ms(lease_s), *indices]
+        if len(args) == 2:
+            return []
+        keys = [_job_key(job_id, s) for s in ("state", "owner", "lease")]
+        return [int(i) for i in self._renew(keys=keys, args=args)]
+
+    def requeue_expired(self, job_id: str) -> list[int]:
+        """Put the job's running items whose lease expired back to queued; returns them (to be re-sent)."""
+        keys = [_job_key(job_id, s) for s in ("", "state", "owner", "lease")]
+        return sorted(int(i) for i in self._requeue(keys=keys, args=[time.time()]))
+
+    def leased_items(self, job_id: str) -> set[int]:
+        """Items whose lease has not expired (someone is working on them, or waiting to retry them)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.time()
+        pipe.hgetall(_job_key(job_id, "lease"))
+        (seconds, micros), leases = pipe.execute()
+        now = seconds * 1000 + micros // 1000
+        return {int(k) for k, v in leases.items() if int(v) > now}
 
     def end_item(self, job_id: str, index: int, state: str, error: str = "", error_type: str = "") -> int:
         """End an item as done or failed. Returns how many items are still open (0: this call ended the
         last one, so the caller finalises), ALREADY_ENDED when a duplicate got here first, or UNKNOWN."""
         if state not in ENDED:
             raise ValueError(f"an item ends as done or failed, not {state!r}")
-        keys = [
-            _job_key(job_id),
-            _job_key(job_id, "state"),
-            _job_key(job_id, "error"),
-            _job_key(job_id, "etype"),
-            _job_key(job_id, "events"),
-        ]
+        keys = [_job_key(job_id, s) for s in ("", "state", "error", "etype", "events", "owner", "lease")]
         args = [index, state, error, error_type or "MattingError", time.time(), EVENTS_TTL_S]
         return int(self._end(keys=keys, args=args))
 
@@ -295,22 +410,29 @@ class JobStore:
         args = [state, zip_name, time.time(), error, job_id, EVENTS_TTL_S]
         return int(self._finish(keys=keys, args=args))
 
-    def touch(self, job_id: str, when: float | None = None) -> None:
-        """Record progress on the job now (or at ``when``): the reconciler's staleness clock."""
-        self.redis.hset(_job_key(job_id), "updated_at", time.time() if when is None else when)
+    def touch(self, job_id: str, when: float | None = None) -> bool:
+        """Record progress on the job now (or at ``when``): the reconciler's staleness clock. A job deleted
+        meanwhile stays deleted (False)."""
+        return bool(self._touch(keys=[_job_key(job_id)], args=[time.time() if when is None else when]))
 
     def wait_event(self, job_id: str, timeout: float) -> str | None:
         """Block until an item of the job ends (or the job finishes); None after ``timeout`` seconds."""
         popped = self.redis.blpop([_job_key(job_id, "events")], timeout=max(timeout, 0.01))
         return _text(popped[1]) if popped else None
 
-    def try_lock(self, name: str, seconds: float) -> bool:
+    def try_lock(self, name: str, seconds: float) -> str | None:
         """A best-effort mutex (SET NX PX) so that only one process runs a periodic sweep or finalises a
-        job at a time; it expires by itself if its holder dies."""
-        return bool(self.redis.set(f"mf:lock:{name}", "1", nx=True, px=max(1, int(seconds * 1000))))
+        job at a time; it expires by itself if its holder dies. Returns the holder's token, or None."""
+        token = secrets.token_hex(16)
+        return token if self.redis.set(f"mf:lock:{name}", token, nx=True, px=_ms(seconds)) else None
 
-    def unlock(self, name: str) -> None:
-        self.redis.delete(f"mf:lock:{name}")
+    def extend_lock(self, name: str, token: str, seconds: float) -> bool:
+        """Keep holding a lock for ``seconds`` more; False if it expired and someone else may hold it now."""
+        return bool(self._extend_lock(keys=[f"mf:lock:{name}"], args=[token, _ms(seconds)]))
+
+    def unlock(self, name: str, token: str) -> bool:
+        """Release the lock if ``token`` still holds it (never someone else's after ours expired)."""
+        return bool(self._unlock(keys=[f"mf:lock:{name}"], args=[token]))
 
     # -- sweeps -------------------------------------------------------------------------------------------
 
@@ -333,6 +455,7 @@ class JobStore:
     def delete(self, job_id: str) -> bool:
         """Remove every key of the job. True if it existed."""
         suffixes = ("", "state", "name", "stored", "error", "etype", "attempts", "events", "model", "confidence")
+        suffixes += ("owner", "lease")
         keys = [_job_key(job_id, s) for s in suffixes]
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(*keys)

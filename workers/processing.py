@@ -2,30 +2,35 @@
 (and tested) on its own: the task in ``tasks.py`` only turns its outcome into a retry or a return value.
 
 Exactly-once, item by item:
-- ``start_item`` refuses an item that already ended, so a redelivered or duplicated task returns at once;
+- ``start_item`` refuses an item that already ended, or whose lease another live task holds, so a redelivered
+  or duplicated task returns at once; the items it starts are leased to this task and renewed by the
+  process's heartbeat (``leases.py``) while it works, so a dead or hung worker's items come back;
 - a result already on disk (written atomically before a crash, but not yet marked) is marked done without
   running the network again: the checkpoint;
 - every start counts an attempt, so an item whose task keeps killing its worker (or timing out) ends
   ``failed`` after ``task_max_retries + 1`` attempts instead of looping forever (dead letter);
-- bad input (core ``InputError``) fails the item with its message at once; anything else is transient
-  and the caller retries the still-open items with backoff.
+- bad input (core ``InputError``) fails the item with its message at once; anything else (a storage fault
+  such as a missing input file included) is transient and the caller retries the still-open items.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from matteflow import metrics
-from matteflow.core.errors import InputError, InvalidImageError, MattingError
+from matteflow.core.errors import InputError, MattingError
 from matteflow.core.options import MatteOptions, parse_options
 from matteflow.settings import Settings
 
 from .jobstore import JobStore
+from .leases import LeaseKeeper
 from .storage import JobFiles, write_atomic
 
 if TYPE_CHECKING:
@@ -59,11 +64,22 @@ def _has_checkpoint(files: JobFiles, index: int, options: MatteOptions) -> bool:
 class ChunkRunner:
     """Runs one chunk of items of one job against the job store and the job's files."""
 
-    def __init__(self, store: JobStore, settings: Settings, engine: Callable[[], MatteEngine], job_id: str) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        settings: Settings,
+        engine: Callable[[], MatteEngine],
+        job_id: str,
+        owner: str | None = None,
+        keeper: LeaseKeeper | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.engine = engine
         self.job_id = job_id
+        # The lease owner: the Celery task id (kept across its retries and redeliveries), else a fresh token.
+        self.owner = owner or secrets.token_hex(8)
+        self.keeper = keeper
         self.outcome = ChunkOutcome()
         self.max_attempts = settings.task_max_retries + 1
 
@@ -86,7 +102,7 @@ class ChunkRunner:
         files = JobFiles(self.settings.jobs_dir, self.job_id)
         pending: list[tuple[int, int, bytes]] = []  # (index, attempt, input bytes)
         for index in indices:
-            attempt = self.store.start_item(self.job_id, index)
+            attempt = self.store.start_item(self.job_id, index, self.owner, self.settings.item_lease_s)
             if attempt < 0:
                 self.outcome.skipped.append(index)
             elif _has_checkpoint(files, index, options):
@@ -100,21 +116,28 @@ class ChunkRunner:
                     "MattingError",
                 )
             else:
-                data = self._read_input(files, index)
+                data = self._read_input(files, index, attempt)
                 if data is not None:
                     pending.append((index, attempt, data))
         if pending:
-            self._process(files, options, pending)
+            held = self.keeper.holding(self.job_id, self.owner, [i for i, _, _ in pending]) if self.keeper else None
+            with held or contextlib.nullcontext():
+                self._process(files, options, pending)
         return self.outcome
 
-    def _read_input(self, files: JobFiles, index: int) -> bytes | None:
+    def _read_input(self, files: JobFiles, index: int, attempt: int) -> bytes | None:
         stored = self.store.stored_name(self.job_id, index)
         try:
             if not stored:
-                raise FileNotFoundError(index)
+                raise FileNotFoundError(f"no stored name recorded for item {index}")
             return files.input_path(index, stored).read_bytes()
-        except FileNotFoundError:
-            self._end(index, "failed", "the uploaded file is missing from storage", InvalidImageError.__name__)
+        except OSError as exc:
+            # A storage fault (a network volume remounting, a file not yet visible), not the client's bad
+            # image: retried, and dead-lettered with the reason if it persists. A deleted job is left alone.
+            if self.store.exists(self.job_id):
+                self._transient(index, attempt, OSError(f"the uploaded file cannot be read from storage ({exc})"))
+            else:
+                self.outcome.skipped.append(index)
             return None
 
     def _process(self, files: JobFiles, options: MatteOptions, pending: list[tuple[int, int, bytes]]) -> None:
@@ -137,11 +160,15 @@ class ChunkRunner:
             else:
                 write_started = time.perf_counter()
                 try:
-                    write_atomic(files.result_path(index, result.extension), result.image)
+                    # Never recreate the folders: a missing out/ means the job was deleted meanwhile.
+                    write_atomic(files.result_path(index, result.extension), result.image, make_parents=False)
                     if result.mask is not None:
-                        write_atomic(files.mask_path(index), result.mask)
+                        write_atomic(files.mask_path(index), result.mask, make_parents=False)
                 except OSError as exc:  # disk full, storage hiccup: worth another attempt
-                    self._transient(index, attempt, exc)
+                    if isinstance(exc, FileNotFoundError) and not self.store.exists(self.job_id):
+                        self.outcome.skipped.append(index)  # deleted while we worked: nothing to keep
+                    else:
+                        self._transient(index, attempt, exc)
                     continue
                 self.store.record_result(self.job_id, index, result.model, result.confidence)
                 self._end(index, "done")
@@ -149,6 +176,12 @@ class ChunkRunner:
                 for stage, seconds in result.timings.items():
                     metrics.STAGE_SECONDS.labels(stage=stage).observe(seconds)
                 metrics.ITEM_SECONDS.observe(per_item + time.perf_counter() - write_started)
+
+    def hold_for_retry(self, countdown: float) -> None:
+        """Keep the leases of the items to retry over the retry's countdown (the retry keeps this task's id,
+        so it takes them back); if the worker holding the retry dies, they lapse and the watchdog re-sends."""
+        if self.outcome.retry:
+            self.store.renew_leases(self.job_id, self.owner, self.outcome.retry, countdown + self.settings.item_lease_s)
 
     def _transient(self, index: int, attempt: int, exc: BaseException) -> None:
         message = f"{type(exc).__name__}: {exc}"

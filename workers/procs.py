@@ -39,18 +39,19 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 def _stop_process(proc: subprocess.Popen[bytes], grace: float, group: bool) -> int | None:
-    """SIGTERM, wait up to ``grace`` seconds, then SIGKILL (the whole process group when ``group``)."""
-    if proc.poll() is not None:
-        return proc.returncode
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        log.warning("pid %s did not stop within %.0fs: killing it", proc.pid, grace)
+    """SIGTERM, wait up to ``grace`` seconds, then SIGKILL. With ``group`` the whole process group is killed at
+    the end in every case: a Celery pool outlives a main process that died (or was killed) before it."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            log.warning("pid %s did not stop within %.0fs: killing it", proc.pid, grace)
     if group:
-        with contextlib.suppress(ProcessLookupError):
+        # The group id is the leader's pid (start_new_session); it stays reserved while any member lives.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
-    else:
+    if proc.poll() is None:
         proc.kill()
     return proc.wait(10)
 
@@ -86,7 +87,9 @@ class EmbeddedRedis:
             "--protected-mode", "no",
             "--logfile", str(self.data_dir / "redis.log"),
         ]  # fmt: skip
-        self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+        # A session of its own: a terminal's Ctrl-C (SIGINT to the foreground group) must not reach Redis
+        # directly, or it would exit before the worker has drained; `matteflow up` stops it last.
+        self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True)
         self.wait_ready(timeout)
         return self
 

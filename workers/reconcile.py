@@ -1,13 +1,17 @@
-"""The periodic sweep that makes the pipeline converge whatever was lost on the way.
+"""The periodic sweeps that make the pipeline converge whatever was lost on the way.
 
+- The lease watchdog (every ``lease_check_interval_s``): running items whose lease expired (their worker
+  died or hung, see ``leases.py``) go back to queued and are sent again.
 - A job whose items have all ended but that is not finalised (its finalize message was lost: worker killed
-  between the last item and the send, Redis restarted) is finalised here.
-- A job with no progress for ``job_stale_after_s`` has its open items sent again (their messages may have
-  been lost with an un-persisted second of Redis); tasks are idempotent, so a duplicate costs nothing.
+  between the last item and the send, Redis restarted) gets its finalize task sent again; the archive is
+  written by a worker's task, never in this thread.
+- A job with no progress for ``job_stale_after_s`` while the queue is empty has its open, unleased items sent
+  again (their messages were lost with an un-persisted second of Redis, or held by a worker that died before
+  starting them); tasks are idempotent, so a duplicate costs nothing.
 - Jobs older than ``result_ttl_hours`` lose their files and Redis keys, and job folders that Redis no
   longer knows are removed once they are that old.
 
-It runs in a thread of every worker's main process; a Redis lock lets one of them sweep per interval.
+Both run in a thread of every worker's main process; a Redis lock lets one of them sweep per interval.
 """
 
 from __future__ import annotations
@@ -21,14 +25,31 @@ from typing import Any
 
 from matteflow.settings import Settings
 
-from .aggregate import finalize_job
 from .jobstore import ENDED, JobStore, chunked, make_redis
-from .queues import PROCESS_TASK, broker_queue_length, enqueue_headers, queue_for_kind
-from .storage import JobFiles, is_valid_job_id
+from .queues import FINALIZE_TASK, PROCESS_TASK, broker_queue_length, enqueue_headers, finalize_queue, queue_for_kind
+from .storage import TRASH_PREFIX, JobFiles, is_valid_job_id, remove_tree
 
 log = logging.getLogger(__name__)
 
 SendTask = Callable[[str, list[Any], str], object]  # (task name, args, job kind)
+
+# A finalize message is sent again at most this often per job (it may sit behind other work in the queue).
+FINALIZE_RESEND_S = 60.0
+
+
+def requeue_expired_leases(settings: Settings, store: JobStore, send_task: SendTask) -> dict[str, list[int]]:
+    """The watchdog: send again every running item whose lease expired. Returns {job id: items re-sent}."""
+    requeued: dict[str, list[int]] = {}
+    for job_id in store.open_jobs():
+        items = store.requeue_expired(job_id)
+        if not items:
+            continue
+        fields = store.job_fields(job_id) or {}
+        for chunk in chunked(items, settings.task_chunk_size):
+            send_task(PROCESS_TASK, [job_id, chunk], fields.get("kind", "batch"))
+        requeued[job_id] = items
+        log.warning("job %s items %s: lease expired (worker dead or hung): sent again", job_id, items)
+    return requeued
 
 
 @dataclass
@@ -58,17 +79,25 @@ def reconcile_once(settings: Settings, store: JobStore, send_task: SendTask, now
             store.forget_open(job_id)
             continue
         if int(fields["done"]) + int(fields["failed"]) >= int(fields["total"]):
-            if finalize_job(store, settings, job_id) == "done":
+            # Its finalize message was lost: send it again (once per FINALIZE_RESEND_S), a worker writes the ZIP.
+            if store.try_lock(f"finalize-sent:{job_id}", FINALIZE_RESEND_S):
+                send_task(FINALIZE_TASK, [job_id], fields.get("kind", "batch"))
                 report.finalized.append(job_id)
         elif now - float(fields["updated_at"]) > settings.job_stale_after_s and not queue_busy():
-            open_items = sorted(i for i, state in store.item_states(job_id).items() if state not in ENDED)
+            leased = store.leased_items(job_id)
+            states = store.item_states(job_id).items()
+            open_items = sorted(i for i, state in states if state not in ENDED and i not in leased)
             for chunk in chunked(open_items, settings.task_chunk_size):
                 send_task(PROCESS_TASK, [job_id, chunk], fields.get("kind", "batch"))
             store.touch(job_id)
-            report.resent[job_id] = open_items
-            log.warning(
-                "job %s made no progress for %.0fs: re-sent items %s", job_id, settings.job_stale_after_s, open_items
-            )
+            if open_items:
+                report.resent[job_id] = open_items
+                log.warning(
+                    "job %s made no progress for %.0fs: re-sent items %s",
+                    job_id,
+                    settings.job_stale_after_s,
+                    open_items,
+                )
     cutoff = now - settings.result_ttl_hours * 3600
     for job_id in store.jobs_created_before(cutoff):
         store.delete(job_id)
@@ -78,7 +107,7 @@ def reconcile_once(settings: Settings, store: JobStore, send_task: SendTask, now
     report.orphans_removed = _remove_orphan_folders(settings, store, cutoff)
     if report.finalized or report.expired or report.orphans_removed:
         log.info(
-            "reconciler: finalised %s, expired %s, removed %s orphaned folders",
+            "reconciler: sent finalize for %s, expired %s, removed %s orphaned folders",
             report.finalized,
             report.expired,
             len(report.orphans_removed),
@@ -91,7 +120,12 @@ def _remove_orphan_folders(settings: Settings, store: JobStore, cutoff: float) -
     jobs_dir = settings.jobs_dir
     if not jobs_dir.is_dir():
         return []
-    old = [p.name for p in jobs_dir.iterdir() if p.is_dir() and is_valid_job_id(p.name) and p.stat().st_mtime < cutoff]
+    old: list[str] = []
+    for path in jobs_dir.iterdir():
+        if path.name.startswith(TRASH_PREFIX):  # a removal interrupted midway (the process died)
+            remove_tree(path)
+        elif path.is_dir() and is_valid_job_id(path.name) and path.stat().st_mtime < cutoff:
+            old.append(path.name)
     orphans = sorted(set(old) - store.known(old))
     for job_id in orphans:
         JobFiles(jobs_dir, job_id).remove()
@@ -99,7 +133,8 @@ def _remove_orphan_folders(settings: Settings, store: JobStore, cutoff: float) -
 
 
 class ReconcilerThread(threading.Thread):
-    """Runs :func:`reconcile_once` every ``settings.reconcile_interval_s`` until :meth:`stop`."""
+    """Runs the lease watchdog every ``settings.lease_check_interval_s`` and :func:`reconcile_once` every
+    ``settings.reconcile_interval_s`` until :meth:`stop`."""
 
     def __init__(self, app: Any) -> None:
         super().__init__(name="matteflow-reconciler", daemon=True)
@@ -108,19 +143,29 @@ class ReconcilerThread(threading.Thread):
         self._stop_event = threading.Event()
 
     def _send(self, name: str, args: list[Any], kind: str) -> object:
-        queue = queue_for_kind(self.settings.worker_queue, kind)
+        base = self.settings.worker_queue
+        queue = finalize_queue(base) if name == FINALIZE_TASK else queue_for_kind(base, kind)
         return self.app.send_task(name, args=args, queue=queue, headers=enqueue_headers())
 
     def run(self) -> None:
         store = JobStore(make_redis(self.settings))
-        interval = max(0.1, self.settings.reconcile_interval_s)
-        while not self._stop_event.wait(interval):
-            try:
-                # One sweeper per interval across all workers; the lock expires before the next one.
-                if store.try_lock("reconcile", interval * 0.9):
-                    reconcile_once(self.settings, store, self._send)
-            except Exception:  # Redis down, disk trouble: log it and try again next interval
-                log.exception("reconciler sweep failed; retrying in %.0fs", interval)
+        sweeps = [
+            # (lock name, interval, what): one process across all workers runs each per interval; the lock
+            # expires before the next one.
+            ("watchdog", max(0.1, self.settings.lease_check_interval_s), requeue_expired_leases),
+            ("reconcile", max(0.1, self.settings.reconcile_interval_s), reconcile_once),
+        ]
+        due = [time.monotonic() + interval for _, interval, _ in sweeps]
+        while not self._stop_event.wait(max(0.0, min(due) - time.monotonic())):
+            for n, (lock, interval, sweep) in enumerate(sweeps):
+                if time.monotonic() < due[n]:
+                    continue
+                due[n] = time.monotonic() + interval
+                try:
+                    if store.try_lock(lock, interval * 0.9):
+                        sweep(self.settings, store, self._send)
+                except Exception:  # Redis down, disk trouble: log it and try again next interval
+                    log.exception("%s sweep failed; retrying in %.0fs", lock, interval)
 
     def stop(self, timeout: float) -> None:
         self._stop_event.set()

@@ -7,60 +7,26 @@ leaves either nothing or the whole file, never a truncated result that a later r
 
 from __future__ import annotations
 
-import os
 import re
+import secrets
 import shutil
-import tempfile
-import unicodedata
+import sys
 from pathlib import Path
-from typing import IO
 
-_UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"|?*;\\/]+')
-_MAX_NAME = 120
-_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
-COPY_BUFFER_BYTES = 1024 * 1024  # streams are copied to storage this much at a time
+# Generic helpers live in matteflow.files; re-exported for code that still imports them from here.
+from matteflow.files import COPY_BUFFER_BYTES, sanitize_name, write_atomic
+
+__all__ = ["COPY_BUFFER_BYTES", "JobFiles", "is_valid_job_id", "remove_tree", "sanitize_name", "write_atomic"]
+
 # Job ids come from secrets.token_urlsafe: anything else is refused before it reaches a path.
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-
-
-def sanitize_name(name: str | None, fallback: str = "image") -> str:
-    """A client-supplied file name made safe to store, show and put in a ZIP: never a path.
-
-    The last path component (``/`` or ``\\``); Unicode letters kept (the seeds' users name files in Chinese);
-    control, shell- and Windows-reserved characters replaced by ``_``; no leading dots (no hidden files, no
-    ``..``); bidi, format and other invisible characters removed; at most 120 characters, keeping the
-    extension. ``'../../x.jpg'`` -> ``'x.jpg'``; ``''`` or ``'..'`` -> ``fallback``.
-    """
-    text = unicodedata.normalize("NFC", name or "").replace("\\", "/").rsplit("/", 1)[-1]
-    # Invisible characters go: bidi overrides and isolates (U+202E shows "gpj.exe" as "exe.jpg"), zero-width
-    # and other format characters, line separators, C1 controls, lone surrogates.
-    text = "".join(ch for ch in text if ch < "\x80" or unicodedata.category(ch) not in _INVISIBLE)
-    text = _UNSAFE.sub("_", text).strip().lstrip(".").rstrip(" .")
-    if len(text) > _MAX_NAME:
-        stem, dot, ext = text.rpartition(".")
-        text = (stem[: _MAX_NAME - len(ext) - 1] + dot + ext) if dot and 0 < len(ext) <= 10 else text[:_MAX_NAME]
-    return text or fallback
+# A deleted job's folder is renamed to this prefix first (atomic), then removed: a worker still writing into
+# the old path then fails instead of racing the removal.
+TRASH_PREFIX = ".deleted-"
 
 
 def is_valid_job_id(job_id: str) -> bool:
     return bool(_JOB_ID.match(job_id or ""))
-
-
-def write_atomic(path: Path, data: bytes | IO[bytes]) -> None:
-    """Write ``data`` (bytes, or a binary stream copied from its current position through a bounded
-    buffer) to ``path`` so readers see the old file or the whole new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            if isinstance(data, (bytes, bytearray, memoryview)):
-                handle.write(data)
-            else:
-                shutil.copyfileobj(data, handle, COPY_BUFFER_BYTES)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class JobFiles:
@@ -92,8 +58,26 @@ class JobFiles:
         return self.root / download_name
 
     def remove(self) -> bool:
-        """Delete the job's folder; True if it existed."""
-        if not self.root.exists():
+        """Delete the job's folder; True if it existed. Safe while a worker still writes into it: the folder is
+        first renamed away (atomic), so the worker's next write fails (it never recreates folders) instead of
+        adding files under a half-removed tree."""
+        trash = self.root.with_name(f"{TRASH_PREFIX}{self.root.name}-{secrets.token_hex(4)}")
+        try:
+            self.root.rename(trash)
+        except FileNotFoundError:
             return False
-        shutil.rmtree(self.root)
+        remove_tree(trash)
         return True
+
+
+def remove_tree(path: Path) -> None:
+    """``rm -rf``, tolerating files that vanish meanwhile (a worker cleaning up its temp file)."""
+
+    def ignore_vanished(exc: BaseException) -> None:
+        if not isinstance(exc, FileNotFoundError):
+            raise exc
+
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=lambda _f, _p, exc: ignore_vanished(exc))
+    else:
+        shutil.rmtree(path, onerror=lambda _f, _p, info: ignore_vanished(info[1]))

@@ -20,8 +20,9 @@ from celery import Task, shared_task
 from matteflow import metrics
 from matteflow.settings import Settings, usable_cpus
 
-from .aggregate import finalize_job
+from .aggregate import LockLostError, finalize_job
 from .jobstore import JobStore, make_redis
+from .leases import lease_keeper
 from .processing import ChunkRunner
 from .queues import ENQUEUED_AT_HEADER, FINALIZE_TASK, PROCESS_TASK, enqueue_headers, finalize_queue
 
@@ -112,7 +113,8 @@ def process_images(self: Task, job_id: str, indices: list[int]) -> dict[str, Any
     settings: Settings = self.app.settings
     _observe_queue_wait(self.request)
     store = job_store(settings)
-    runner = ChunkRunner(store, settings, functools.partial(engine, settings), job_id)
+    keeper = lease_keeper(store, settings)
+    runner = ChunkRunner(store, settings, functools.partial(engine, settings), job_id, self.request.id, keeper)
     outcome = runner.run([int(i) for i in indices])
     metrics.update_worker_rss()
     if outcome.last_item_ended:
@@ -124,6 +126,7 @@ def process_images(self: Task, job_id: str, indices: list[int]) -> dict[str, Any
         # without limit: the items dead-letter themselves after task_max_retries.
         metrics.TASK_RETRIES_TOTAL.inc()
         countdown = backoff_seconds(settings, self.request.retries)
+        runner.hold_for_retry(countdown)
         log.info("job %s items %s: retry in %.1fs (%s)", job_id, outcome.retry, countdown, outcome.error)
         raise self.retry(args=[job_id, outcome.retry], countdown=countdown)
     return outcome.summary()
@@ -147,7 +150,12 @@ def finalize_batch(self: Task, job_id: str) -> str:
     store = job_store(settings)
     try:
         return finalize_job(store, settings, job_id)
+    except LockLostError:  # we stalled past the lock; whoever holds it now finishes the job
+        log.warning("job %s: lost the finalize lock while writing the archive; leaving it to its holder", job_id)
+        return "busy"
     except OSError as exc:  # disk full, storage hiccup: worth another try, then the job fails visibly
+        if not store.exists(job_id):  # deleted while we wrote its archive: nothing to finish
+            return "unknown"
         if self.request.retries >= settings.task_max_retries:
             store.finish_job(job_id, state="failed", error=f"could not write the results archive: {exc}")
             metrics.JOBS_TOTAL.labels(state="failed").inc()

@@ -130,8 +130,8 @@ def test_a_result_written_before_a_crash_is_kept_not_redone(job_client: JobClien
 
 def test_an_item_that_keeps_killing_its_worker_is_dead_lettered(job_client: JobClient, make_jpeg: Callable) -> None:
     job_id, _ = _record_job(job_client, ["poison.jpg", "fine.jpg"], make_jpeg)
-    for _ in range(job_client.settings.task_max_retries + 1):  # each start whose worker then died
-        job_client.store.start_item(job_id, 0)
+    for n in range(job_client.settings.task_max_retries + 1):  # each start whose worker then died
+        job_client.store.start_item(job_id, 0, f"dead-{n}", lease_s=0.001)
     job_client.store.end_item(job_id, 1, "done")
 
     outcome = ChunkRunner(job_client.store, job_client.settings, no_network, job_id).run([0])
@@ -234,13 +234,14 @@ def test_the_reconciler_resends_items_whose_messages_were_lost(
         )
 
     # Hold the sweep lock, so the worker's own reconciler stays out of this sweep.
-    wait_until(lambda: job_client.store.try_lock("reconcile", 10.0), 15, "the sweep lock", interval=0.01)
+    tokens: list[str] = []
+    wait_until(lambda: tokens.append(job_client.store.try_lock("reconcile", 10.0)) or tokens[-1], 15, "the lock", 0.01)
     try:
         job_id, _ = _record_job(job_client, ["a.jpg", "b.jpg"], make_jpeg)  # recorded, but no message sent
         job_client.store.touch(job_id, when=time.time() - 3600)
         report = reconcile_once(job_client.settings, job_client.store, send)
     finally:
-        job_client.store.unlock("reconcile")
+        job_client.store.unlock("reconcile", tokens[-1])
 
     assert report.resent == {job_id: [0, 1]} and sent == [[job_id, [0]], [job_id, [1]]]
     job = wait_for_job(job_client, job_id, timeout=120)
