@@ -171,7 +171,7 @@ def run_matte(argv: Sequence[str]) -> int:
     from .core.errors import InvalidOptionError, MattingError, ModelError
     from .core.options import parse_options
     from .core.registry import GENERAL, PEOPLE, ModelSet
-    from .workers.storage import write_atomic
+    from .files import write_atomic
 
     parser = _matte_parser()
     args = parser.parse_args(argv)

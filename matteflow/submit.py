@@ -8,11 +8,13 @@ are listed one per line and also make the exit status 1, but the ZIP with the ot
 from __future__ import annotations
 
 import argparse
+import binascii
 import io
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from urllib.parse import urljoin
 
 import requests
 from tqdm import tqdm
-from urllib3 import encode_multipart_formdata
+from urllib3.fields import RequestField
 
 from matteflow.core.errors import InvalidOptionError
 from matteflow.core.imageio import IMAGE_SUFFIXES
@@ -34,18 +36,58 @@ READ_TIMEOUT_S = 600.0
 DOWNLOAD_CHUNK = 1 << 20
 
 
-class _ProgressBody(io.BytesIO):
-    """A request body that advances a progress bar as requests reads it (requests streams file-like bodies
-    and takes their length from seek/tell, so Content-Length stays exact)."""
+class MultipartStream(io.RawIOBase):
+    """A multipart/form-data body read from disk as requests sends it: fields, then each file in 1 MiB
+    pieces, so memory stays flat however large the batch. Its length is known up front (requests sends an
+    exact Content-Length), and ``on_read(n)`` is told of every piece (the progress bar)."""
 
-    def __init__(self, data: bytes, bar: tqdm) -> None:
-        super().__init__(data)
-        self._bar = bar
+    def __init__(
+        self, fields: dict[str, str], files: list[tuple[str, str, Path]], on_read: Callable[[int], object]
+    ) -> None:
+        super().__init__()
+        self.boundary = binascii.hexlify(os.urandom(16)).decode()
+        self.content_type = f"multipart/form-data; boundary={self.boundary}"
+        self._segments: list[bytes | Path] = []
+        for name, value in fields.items():
+            self._part(RequestField(name, value))
+            self._segments += [value.encode(), b"\r\n"]
+        for field_name, file_name, path in files:
+            self._part(RequestField(field_name, b"", filename=file_name), "application/octet-stream")
+            self._segments += [path, b"\r\n"]
+        self._segments.append(f"--{self.boundary}--\r\n".encode())
+        self.length = sum(len(s) if isinstance(s, bytes) else s.stat().st_size for s in self._segments)
+        self._on_read = on_read
+        self._current: io.BufferedReader | io.BytesIO | None = None
+
+    def _part(self, field: RequestField, content_type: str | None = None) -> None:
+        field.make_multipart(content_type=content_type)
+        self._segments.append(f"--{self.boundary}\r\n".encode() + field.render_headers().encode())
+
+    def __len__(self) -> int:
+        return self.length
+
+    def readable(self) -> bool:
+        return True
 
     def read(self, size: int | None = -1) -> bytes:
-        chunk = super().read(size)
-        self._bar.update(len(chunk))
-        return chunk
+        wanted = DOWNLOAD_CHUNK if size is None or size < 0 else size
+        while True:
+            if self._current is None:
+                if not self._segments:
+                    return b""
+                segment = self._segments.pop(0)
+                self._current = open(segment, "rb") if isinstance(segment, Path) else io.BytesIO(segment)  # noqa: SIM115
+            chunk = self._current.read(wanted)
+            if chunk:
+                self._on_read(len(chunk))
+                return chunk
+            self._current.close()
+            self._current = None
+
+    def close(self) -> None:
+        if self._current is not None:
+            self._current.close()
+        super().close()
 
 
 class SubmitError(Exception):
@@ -111,15 +153,16 @@ class ApiClient:
             raise SubmitError(f"request to {self.server} failed: {exc}") from exc
 
     def create_job(self, uploads: list[Upload], fields: dict[str, str], progress: bool) -> dict[str, Any]:
-        parts: list[tuple[str, Any]] = [(name, value) for name, value in fields.items()]
-        parts += [("files", (u.name, u.path.read_bytes())) for u in uploads]
-        body, content_type = encode_multipart_formdata(parts)
-        with tqdm(
-            total=len(body), unit="B", unit_scale=True, desc="uploading", disable=not progress, file=sys.stderr
-        ) as bar:
-            response = self._request(
-                "POST", "/api/v1/jobs", data=_ProgressBody(body, bar), headers={"Content-Type": content_type}
-            )
+        with tqdm(unit="B", unit_scale=True, desc="uploading", disable=not progress, file=sys.stderr) as bar:
+            body = MultipartStream(fields, [("files", u.name, u.path) for u in uploads], bar.update)
+            bar.total = len(body)
+            with body:
+                response = self._request(
+                    "POST",
+                    "/api/v1/jobs",
+                    data=body,
+                    headers={"Content-Type": body.content_type, "Content-Length": str(len(body))},
+                )
         if response.status_code != 202:
             raise SubmitError(f"the server refused the job: {_api_error(response)}")
         return response.json()

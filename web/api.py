@@ -15,7 +15,7 @@ from flask import Blueprint, Response, jsonify, request, send_file, url_for
 
 from matteflow import metrics
 from matteflow.core.errors import shown
-from matteflow.workers.storage import sanitize_name
+from matteflow.files import sanitize_name
 
 from .context import web_context
 from .errors import ApiError
@@ -122,7 +122,14 @@ def get_job(job_id: str) -> Response:
 def get_results(job_id: str) -> Response:
     ctx = web_context()
     job = _job_or_404(job_id)
-    found = ctx.jobs.results_zip(job_id) if job["state"] in ("done", "failed") else None
+    if job["state"] == "failed":  # final: no archive will ever come, so say so instead of "not ready"
+        raise ApiError(
+            410,
+            "job_failed",
+            f"this job failed and has no results archive: {job.get('error') or 'no reason recorded'}",
+            state="failed",
+        )
+    found = ctx.jobs.results_zip(job_id) if job["state"] == "done" else None
     if found is None:
         raise ApiError(
             409,
@@ -139,11 +146,13 @@ def get_results(job_id: str) -> Response:
 @bp.get("/jobs/<job_id>/items/<int:index>")
 def get_item(job_id: str, index: int) -> Response:
     ctx = web_context()
-    job = _job_or_404(job_id)
-    items = job.get("items", [])
-    if index >= len(items):
-        raise ApiError(404, "item_not_found", f"job {shown(job_id)} has {len(items)} items; there is no item {index}")
-    item = items[index]
+    item = ctx.jobs.get_item(job_id, index)  # this item only: a page of thumbnails must not read every item
+    if item is None:
+        raise ApiError(404, "job_not_found", f"no job with id {shown(job_id)} (it may have expired or been deleted)")
+    if index >= item["total"]:
+        raise ApiError(
+            404, "item_not_found", f"job {shown(job_id)} has {item['total']} items; there is no item {index}"
+        )
     if item.get("state") == "failed":
         raise ApiError(409, "item_failed", item.get("error") or "this item failed", state="failed")
     want_mask = _flag("mask")

@@ -261,6 +261,7 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                         },
                         "404": _error("Unknown job id."),
                         "409": _error("Not ready yet (error not_ready); poll the status."),
+                        "410": _error("The job failed (error job_failed): no archive will ever exist."),
                     },
                 },
             },

@@ -20,13 +20,14 @@ from matteflow.core import errors as core_errors
 from matteflow.core.errors import InputError, InvalidOptionError, MattingError
 from matteflow.core.imageio import check_memory_budget, probe_image
 from matteflow.core.options import MatteOptions, parse_options
+from matteflow.files import sanitize_name, write_atomic
 from matteflow.settings import Settings
 
 from . import heartbeat
 from .app import MatteflowCelery, make_celery
 from .jobstore import JobStore, NewItem, chunked, make_redis
 from .queues import FINALIZE_TASK, PROCESS_TASK, broker_queue_length, enqueue_headers, finalize_queue, queue_for_kind
-from .storage import JobFiles, is_valid_job_id, sanitize_name, write_atomic
+from .storage import JobFiles, is_valid_job_id
 
 # An upload as the client takes it: the bytes, or a seekable binary stream (a request's spooled file part).
 Upload = bytes | IO[bytes]
@@ -163,6 +164,13 @@ class JobClient:
         if not is_valid_job_id(job_id):
             return None
         return self.store.get(job_id)
+
+    def get_item(self, job_id: str, index: int) -> dict[str, Any] | None:
+        """One item (index, name, state, error) with its job's ``total`` and ``options``; None for an unknown
+        job. Cheap: it does not read the job's other items."""
+        if not is_valid_job_id(job_id):
+            return None
+        return self.store.get_item(job_id, index)
 
     def item_result(self, job_id: str, index: int) -> tuple[Path, str] | None:
         """(path, media type) of a done item's result image, else None."""

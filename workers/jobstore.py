@@ -325,6 +325,25 @@ class JobStore:
             "items": items,
         }
 
+    def get_item(self, job_id: str, index: int) -> dict[str, Any] | None:
+        """One item as the API shows it, plus its job's ``total`` and ``options``, read without loading the
+        job's other items (a page of 5000 thumbnails asks 5000 times). None for an unknown job."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hmget(_job_key(job_id), ["total", "options"])
+        for suffix in ("state", "name", "error"):
+            pipe.hget(_job_key(job_id, suffix), index)
+        (total, options), state, name, error = pipe.execute()
+        if total is None:
+            return None
+        return {
+            "index": index,
+            "name": _text(name) if name is not None else "",
+            "state": _text(state) if state is not None else "queued",
+            "error": _text(error) if error is not None else None,
+            "total": int(total),
+            "options": json.loads(options) if options else {},
+        }
+
     def item_state(self, job_id: str, index: int) -> str | None:
         value = self.redis.hget(_job_key(job_id, "state"), index)
         return _text(value) if value is not None else None

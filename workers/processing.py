@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING
 from matteflow import metrics
 from matteflow.core.errors import InputError, MattingError
 from matteflow.core.options import MatteOptions, parse_options
+from matteflow.files import write_atomic
 from matteflow.settings import Settings
 
 from .jobstore import JobStore
 from .leases import LeaseKeeper
-from .storage import JobFiles, write_atomic
+from .storage import JobFiles
 
 if TYPE_CHECKING:
     from matteflow.core.engine import MatteEngine, MatteResult
