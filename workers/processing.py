@@ -18,7 +18,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import secrets
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,6 +75,7 @@ class ChunkRunner:
         job_id: str,
         owner: str | None = None,
         keeper: LeaseKeeper | None = None,
+        holder: str = "",
     ) -> None:
         self.store = store
         self.settings = settings
@@ -81,6 +84,7 @@ class ChunkRunner:
         # The lease owner: the Celery task id (kept across its retries and redeliveries), else a fresh token.
         self.owner = owner or secrets.token_hex(8)
         self.keeper = keeper
+        self.holder = holder or f"{socket.gethostname()}/{os.getpid()}"
         self.outcome = ChunkOutcome()
         self.max_attempts = settings.task_max_retries + 1
 
@@ -103,7 +107,7 @@ class ChunkRunner:
         files = JobFiles(self.settings.jobs_dir, self.job_id)
         pending: list[tuple[int, int, bytes]] = []  # (index, attempt, input bytes)
         for index in indices:
-            attempt = self.store.start_item(self.job_id, index, self.owner, self.settings.item_lease_s)
+            attempt = self.store.start_item(self.job_id, index, self.owner, self.settings.item_lease_s, self.holder)
             if attempt < 0:
                 self.outcome.skipped.append(index)
             elif _has_checkpoint(files, index, options):

@@ -133,7 +133,8 @@ def _tail(path: Path, size: int = 2000) -> str:
 
 
 def celery_worker_command(settings: Settings, name: str, loglevel: str = "INFO") -> list[str]:
-    """The ``celery worker`` command line for ``settings`` (the app reads the rest from the env)."""
+    """The bare ``celery worker`` command line for ``settings`` (the app reads the rest from the env). It skips
+    ``matteflow worker``'s pool choice, metrics folder and device check: prefer :func:`matteflow_worker_command`."""
     return [
         sys.executable, "-m", "celery", "-A", "matteflow.workers.app", "worker",
         "--hostname", f"{name}@%h",
@@ -144,8 +145,14 @@ def celery_worker_command(settings: Settings, name: str, loglevel: str = "INFO")
     ]  # fmt: skip
 
 
+def matteflow_worker_command(name: str) -> list[str]:
+    """``matteflow worker``, as production runs it (compose, Kubernetes, ``matteflow up``); settings come from
+    the ``MATTEFLOW_*`` environment that :class:`WorkerProcess` passes."""
+    return [sys.executable, "-m", "matteflow", "worker", "--name", name]
+
+
 class WorkerProcess:
-    """One child process, by default a ``celery worker`` (``command`` runs anything else, e.g. the web
+    """One child process, by default ``matteflow worker`` (``command`` runs anything else, e.g. the web
     app), in its own process group: a kill takes a worker's pool with it, and a terminal's Ctrl-C reaches
     only the parent, which decides the order of shutdown."""
 
@@ -159,7 +166,7 @@ class WorkerProcess:
     ) -> None:
         self.settings = settings
         self.name = name
-        self.command = command or celery_worker_command(settings, name)
+        self.command = command or matteflow_worker_command(name)
         self.log_path = log_path
         self.env = {**os.environ, **settings_env(settings), **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None

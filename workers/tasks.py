@@ -114,7 +114,8 @@ def process_images(self: Task, job_id: str, indices: list[int]) -> dict[str, Any
     _observe_queue_wait(self.request)
     store = job_store(settings)
     keeper = lease_keeper(store, settings)
-    runner = ChunkRunner(store, settings, functools.partial(engine, settings), job_id, self.request.id, keeper)
+    holder = f"{self.request.hostname}/{os.getpid()}"  # node name (name@host) and pool process
+    runner = ChunkRunner(store, settings, functools.partial(engine, settings), job_id, self.request.id, keeper, holder)
     outcome = runner.run([int(i) for i in indices])
     metrics.update_worker_rss()
     if outcome.last_item_ended:
