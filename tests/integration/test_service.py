@@ -17,7 +17,7 @@ import requests
 from matteflow.core.options import parse_options
 from matteflow.settings import Settings
 from matteflow.workers.client import JobClient
-from matteflow.workers.procs import WorkerProcess, free_port, settings_env
+from matteflow.workers.procs import EmbeddedRedis, WorkerProcess, free_port, settings_env
 
 from .helpers import wait_for_job, wait_until
 
@@ -128,3 +128,55 @@ def test_matteflow_up_runs_restarts_a_dead_worker_and_stops_cleanly(tmp_path: Pa
             for child in leftovers:
                 child.kill()
     assert "MatteFlow is up" in log_path.read_text()
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_up_drains_the_worker_before_redis_stops(tmp_path: Path, make_jpeg: Callable) -> None:
+    redis_port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MATTEFLOW_")}
+    env.update(
+        MATTEFLOW_STORAGE_DIR=str(tmp_path / "storage"),
+        MATTEFLOW_MODEL="unet-random",
+        MATTEFLOW_DEVICE="cpu",
+        MATTEFLOW_WORKER_CONCURRENCY="1",
+        MATTEFLOW_EMBEDDED_REDIS_PORT=str(redis_port),
+        MATTEFLOW_WORKER_METRICS_PORT=str(free_port()),
+    )
+    log_path = tmp_path / "up.log"
+    with open(log_path, "wb") as log:
+        # Its own session and process group, like a shell's foreground job: Ctrl-C reaches the whole group.
+        service = subprocess.Popen(
+            [sys.executable, "-m", "matteflow", "up", "--port", str(free_port())],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        client = JobClient(Settings(redis_url=f"redis://127.0.0.1:{redis_port}/0", storage_dir=tmp_path / "storage"))
+        wait_until(client.redis_ok, 60, "the embedded Redis")
+        wait_until(lambda: client.workers_alive(timeout=1.0) >= 1, 90, "the worker")
+        job_id = client.create_job([(f"{i}.jpg", make_jpeg(256, 320, seed=i)) for i in range(6)], parse_options())
+        wait_until(lambda: "running" in client.store.item_states(job_id).values(), 120, "a running item", 0.02)
+
+        os.killpg(service.pid, signal.SIGINT)  # what the terminal sends on Ctrl-C
+
+        assert service.wait(90) == 0
+    finally:
+        if service.poll() is None:
+            leftovers = psutil.Process(service.pid).children(recursive=True)
+            service.kill()
+            service.wait(10)
+            for child in leftovers:
+                child.kill()
+    redis_log = (tmp_path / "storage" / "redis" / "redis.log").read_text()
+    assert "Received SIGINT" not in redis_log and "Received SIGTERM" in redis_log  # stopped by up, not by ^C
+    up_log = log_path.read_text()
+    assert up_log.index("stopped worker") < up_log.index("stopped embedded Redis")
+    # What was running when ^C came was finished and recorded before Redis went down.
+    redis = EmbeddedRedis(tmp_path / "storage" / "redis").start()
+    try:
+        states = JobClient(Settings(redis_url=redis.url, storage_dir=tmp_path / "storage")).store.item_states(job_id)
+    finally:
+        redis.stop()
+    assert "running" not in states.values() and "done" in states.values(), states
