@@ -18,6 +18,7 @@ from matteflow.web import create_app
 from matteflow.workers.aggregate import finalize_job
 from matteflow.workers.client import JobClient
 from matteflow.workers.jobstore import LEASED, NewItem
+from matteflow.workers.leases import LeaseKeeper
 from matteflow.workers.processing import ChunkRunner
 from matteflow.workers.procs import WorkerProcess
 from matteflow.workers.storage import JobFiles, write_atomic
@@ -193,3 +194,20 @@ def test_the_shipped_onnx_model_runs_through_a_real_worker(
     result = Image.open(client.item_result(job_id, 0)[0])
     alpha = result.getchannel("A")
     assert result.size == (320, 240) and alpha.getextrema() == (0, 255)  # a real matte: some in, some out
+
+
+def test_the_heartbeat_renews_a_lease_until_the_item_runs_past_the_time_limit(
+    job_client: JobClient, make_jpeg: Callable
+) -> None:
+    # A worker alive but stuck in one item (a runaway call) keeps its heartbeat thread: past the task time
+    # limit the keeper stops renewing, so the watchdog treats the item like a dead worker's.
+    settings = job_client.settings.replace(item_lease_s=0.6, task_time_limit_s=3)
+    store = job_client.store
+    job_id, _ = _record_job(job_client, ["slow.jpg"], make_jpeg)
+    keeper = LeaseKeeper(store, settings)
+    assert store.start_item(job_id, 0, "task-a", settings.item_lease_s) == 1
+    with keeper.holding(job_id, "task-a", [0]):
+        time.sleep(1.5)  # more than two leases: only the heartbeat kept it
+        assert store.requeue_expired(job_id) == [] and store.leased_items(job_id) == {0}
+        wait_until(lambda: store.requeue_expired(job_id) == [0], 10, "the lease to lapse past the time limit")
+    assert store.item_states(job_id)[0] == "queued"
