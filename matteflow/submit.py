@@ -36,15 +36,15 @@ READ_TIMEOUT_S = 600.0
 DOWNLOAD_CHUNK = 1 << 20
 
 
-class MultipartStream(io.RawIOBase):
+class MultipartStream:
     """A multipart/form-data body read from disk as requests sends it: fields, then each file in 1 MiB
     pieces, so memory stays flat however large the batch. Its length is known up front (requests sends an
-    exact Content-Length), and ``on_read(n)`` is told of every piece (the progress bar)."""
+    exact Content-Length), and ``on_read(n)`` is told of every piece (the progress bar). Deliberately no
+    ``tell``/``seek``: requests would take an unseekable ``tell`` as "length unknown" and send it chunked."""
 
     def __init__(
         self, fields: dict[str, str], files: list[tuple[str, str, Path]], on_read: Callable[[int], object]
     ) -> None:
-        super().__init__()
         self.boundary = binascii.hexlify(os.urandom(16)).decode()
         self.content_type = f"multipart/form-data; boundary={self.boundary}"
         self._segments: list[bytes | Path] = []
@@ -66,9 +66,6 @@ class MultipartStream(io.RawIOBase):
     def __len__(self) -> int:
         return self.length
 
-    def readable(self) -> bool:
-        return True
-
     def read(self, size: int | None = -1) -> bytes:
         wanted = DOWNLOAD_CHUNK if size is None or size < 0 else size
         while True:
@@ -87,7 +84,13 @@ class MultipartStream(io.RawIOBase):
     def close(self) -> None:
         if self._current is not None:
             self._current.close()
-        super().close()
+            self._current = None
+
+    def __enter__(self) -> MultipartStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class SubmitError(Exception):
@@ -161,7 +164,7 @@ class ApiClient:
                     "POST",
                     "/api/v1/jobs",
                     data=body,
-                    headers={"Content-Type": body.content_type, "Content-Length": str(len(body))},
+                    headers={"Content-Type": body.content_type},
                 )
         if response.status_code != 202:
             raise SubmitError(f"the server refused the job: {_api_error(response)}")
