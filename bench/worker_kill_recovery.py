@@ -137,7 +137,15 @@ def main() -> int:
             f"killed {args.target} pid {victim.pid} after {killed_at - started:.1f}s: "
             f"{before['done']}/{before['total']} done, running {running}"
         )
-        wait_for(lambda: status()["state"] in ("done", "failed"), args.timeout, "the job", 0.2)
+        stranded_done_s: float | None = None  # when every item running at the kill had ended
+        deadline = killed_at + args.timeout
+        while time.monotonic() < deadline:
+            now = status()
+            if stranded_done_s is None and all(now["items"][i]["state"] in ("done", "failed") for i in running):
+                stranded_done_s = time.monotonic() - killed_at
+            if now["state"] in ("done", "failed"):
+                break
+            time.sleep(0.2)
         recovered = time.monotonic() - killed_at
         final = status()
         archive = requests.get(f"{server}/api/v1/jobs/{job_id}/results.zip", timeout=60)
@@ -149,6 +157,8 @@ def main() -> int:
         out_files = [p.name for p in out_dir.iterdir() if not p.name.startswith(".")]
         duplicates = [name for name, n in Counter(names).items() if n > 1]
         print(f"job {final['state']} {recovered:.1f}s after the kill ({time.monotonic() - started:.1f}s in all)")
+        print(f"the items running at the kill {running} had ended {stranded_done_s:.1f}s after it")
+        print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
         print(
             f"results: {final['done']}/{final['total']} done, {final['failed']} failed; "
             f"ZIP {len(set(names))} results, duplicates {duplicates or 'none'}; out/ {len(out_files)} files; "
