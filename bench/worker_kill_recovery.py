@@ -157,7 +157,8 @@ def main() -> int:
         out_files = [p.name for p in out_dir.iterdir() if not p.name.startswith(".")]
         duplicates = [name for name, n in Counter(names).items() if n > 1]
         print(f"job {final['state']} {recovered:.1f}s after the kill ({time.monotonic() - started:.1f}s in all)")
-        print(f"the items running at the kill {running} had ended {stranded_done_s:.1f}s after it")
+        ended = "never" if stranded_done_s is None else f"{stranded_done_s:.1f}s after it"
+        print(f"the items running at the kill {running} ended: {ended}")
         print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
         print(
             f"results: {final['done']}/{final['total']} done, {final['failed']} failed; "
