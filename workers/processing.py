@@ -139,8 +139,9 @@ class ChunkRunner:
         except OSError as exc:
             # A storage fault (a network volume remounting, a file not yet visible), not the client's bad
             # image: retried, and dead-lettered with the reason if it persists. A deleted job is left alone.
+            reason = exc.strerror or type(exc).__name__  # never the storage path: the client reads this
             if self.store.exists(self.job_id):
-                self._transient(index, attempt, OSError(f"the uploaded file cannot be read from storage ({exc})"))
+                self._transient(index, attempt, OSError(f"the uploaded file cannot be read from storage ({reason})"))
             else:
                 self.outcome.skipped.append(index)
             return None
