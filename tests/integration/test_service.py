@@ -185,3 +185,23 @@ def test_ctrl_c_on_up_drains_the_worker_before_redis_stops(tmp_path: Path, make_
     finally:
         redis.stop()
     assert "running" not in states.values() and "done" in states.values(), states
+
+
+def test_stopping_a_worker_whose_main_process_died_kills_its_pool(tmp_path: Path) -> None:
+    # The main process exits (as after a kill -9) and leaves a "pool" process behind in its process group.
+    code = (
+        "import subprocess, sys\n"
+        "pool = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        "print(pool.pid, flush=True)\n"
+    )
+    log_path = tmp_path / "main.log"
+    worker = WorkerProcess(Settings(storage_dir=tmp_path), command=[sys.executable, "-c", code], log_path=log_path)
+    worker.start()
+    assert worker.proc.wait(60) == 0
+    pool = psutil.Process(int(log_path.read_text().split()[0]))
+    assert pool.is_running()
+
+    worker.stop(grace=1.0)
+
+    gone, alive = psutil.wait_procs([pool], timeout=10)
+    assert alive == []
