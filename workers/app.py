@@ -200,8 +200,8 @@ class ConsumerHeartbeatStep(bootsteps.StartStopStep):
 
 
 class ReconcilerStep(bootsteps.StartStopStep):
-    """Run the periodic reconciler (finish orphaned jobs, re-send stalled items, TTL cleanup) in a thread
-    of the worker's main process."""
+    """Run the lease watchdog and the periodic reconciler (finish orphaned jobs, re-send stalled items, TTL
+    cleanup) in a thread of the worker's main process."""
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
