@@ -17,7 +17,7 @@ from matteflow.settings import Settings
 from matteflow.web import create_app
 from matteflow.workers.aggregate import finalize_job
 from matteflow.workers.client import JobClient
-from matteflow.workers.jobstore import LEASED, NewItem
+from matteflow.workers.jobstore import LEASED, JobStore, NewItem, make_redis
 from matteflow.workers.leases import LeaseKeeper
 from matteflow.workers.processing import ChunkRunner
 from matteflow.workers.procs import WorkerProcess
@@ -119,6 +119,15 @@ def test_a_finalize_that_cannot_write_its_archive_retries_then_fails_the_job(
     files.root.unlink()
 
 
+def _private_job(client: JobClient) -> tuple[JobStore, str]:
+    """A one-item job in a Redis database of its own: no worker's watchdog re-sends it behind the test's back."""
+    own_db = client.settings.redis_url.rsplit("/", 1)[0] + "/3"
+    store = JobStore(make_redis(client.settings.replace(redis_url=own_db)))
+    job_id = f"private-{time.time_ns()}"
+    store.create(job_id, [NewItem("a.jpg", "0_a.jpg")], parse_options().to_dict())
+    return store, job_id
+
+
 def _no_network() -> object:
     raise AssertionError("the network must not run here")
 
@@ -144,8 +153,7 @@ def test_a_missing_input_is_a_storage_fault_retried_not_a_bad_image(job_client: 
 def test_a_leased_item_is_left_to_its_holder_and_requeued_when_the_lease_lapses(
     job_client: JobClient, make_jpeg: Callable
 ) -> None:
-    store = job_client.store
-    job_id, _ = _record_job(job_client, ["a.jpg"], make_jpeg)
+    store, job_id = _private_job(job_client)
     assert store.start_item(job_id, 0, "task-a", lease_s=0.5) == 1
     assert store.start_item(job_id, 0, "task-b", lease_s=30) == LEASED  # a duplicate: left alone
     assert store.requeue_expired(job_id) == []
@@ -202,8 +210,7 @@ def test_the_heartbeat_renews_a_lease_until_the_item_runs_past_the_time_limit(
     # A worker alive but stuck in one item (a runaway call) keeps its heartbeat thread: past the task time
     # limit the keeper stops renewing, so the watchdog treats the item like a dead worker's.
     settings = job_client.settings.replace(item_lease_s=0.6, task_time_limit_s=3)
-    store = job_client.store
-    job_id, _ = _record_job(job_client, ["slow.jpg"], make_jpeg)
+    store, job_id = _private_job(job_client)
     keeper = LeaseKeeper(store, settings)
     assert store.start_item(job_id, 0, "task-a", settings.item_lease_s) == 1
     with keeper.holding(job_id, "task-a", [0]):
