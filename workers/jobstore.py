@@ -166,6 +166,15 @@ redis.call('HSET', KEYS[1], 'updated_at', ARGV[1])
 return 1
 """
 
+# The model and confidence of a result, for a job that still exists (a worker finishing after a DELETE must
+# not leave keys without a TTL behind).
+_RECORD_RESULT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+return 1
+"""
+
 # Compare-and-delete / compare-and-extend: only the holder of a lock (its token) may release or extend it.
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -237,6 +246,7 @@ class JobStore:
         self._renew = client.register_script(_RENEW_LEASES)
         self._requeue = client.register_script(_REQUEUE_EXPIRED)
         self._touch = client.register_script(_TOUCH)
+        self._record = client.register_script(_RECORD_RESULT)
         self._unlock = client.register_script(_UNLOCK)
         self._extend_lock = client.register_script(_EXTEND_LOCK)
 
@@ -424,11 +434,10 @@ class JobStore:
 
     def record_result(self, job_id: str, index: int, model: str, confidence: float) -> None:
         """Note which model made an item's result and how confident it is; call before ending it done (a
-        redelivered duplicate writes the same facts again, which is harmless)."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(_job_key(job_id, "model"), index, model)
-        pipe.hset(_job_key(job_id, "confidence"), index, f"{confidence:.4f}")
-        pipe.execute()
+        redelivered duplicate writes the same facts again, which is harmless). A job deleted meanwhile stays
+        deleted: nothing is written for it."""
+        keys = [_job_key(job_id), _job_key(job_id, "model"), _job_key(job_id, "confidence")]
+        self._record(keys=keys, args=[index, model, f"{confidence:.4f}"])
 
     def finish_job(self, job_id: str, zip_name: str = "", state: str = "done", error: str = "") -> int:
         """Mark the job done (every item ended) or failed (it could not run). 1 if this call did it, 0 if it

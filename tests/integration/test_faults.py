@@ -57,6 +57,7 @@ def test_delete_while_running_answers_200_and_nothing_comes_back(
     # The items still in the worker's hands end without recreating the folder or the job.
     time.sleep(5)
     assert not folder.exists() and job_client.get_job(job_id) is None
+    assert list(job_client.redis.scan_iter(f"mf:job:{{{job_id}}}*")) == []  # no key of it came back either
     assert api.get(f"/api/v1/jobs/{job_id}").status_code == 404
     # The worker is fine: the next job runs.
     after = job_client.create_job([("after.jpg", make_jpeg(seed=1))], parse_options())
