@@ -8,6 +8,7 @@ and edges follow the real image. Which network runs is the option ``model`` (``p
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -15,21 +16,33 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from . import postprocess
+from . import idphoto, postprocess
 from .autoselect import choose_model, people_model_is_sure
 from .confidence import estimate_confidence
 from .errors import MattingError
-from .imageio import DecodedImage, check_memory_budget, decode_image, encode_image, encode_mask, probe_image
+from .idsizes import ID_DPI, ID_SIZES
+from .imageio import (
+    DecodedImage,
+    check_memory_budget,
+    decode_image,
+    encode_image_with,
+    encode_image_within,
+    encode_mask,
+    probe_image,
+)
 from .model import STRIDE, MattingModel
 from .options import MatteOptions
 from .registry import AUTO, GENERAL, PEOPLE, ModelSet
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class MatteResult:
     """An encoded result. ``timings`` has the seconds spent in decode, inference, postprocess, encode;
     ``confidence`` (in [0, 1]) how sure the network was of this matte (:mod:`matteflow.core.confidence`);
-    ``model`` the name of the network that made it (``people`` or ``general``: ``auto`` resolved)."""
+    ``model`` the name of the network that made it (``people`` or ``general``: ``auto`` resolved);
+    ``warnings`` what the user should check (an ID photo without a face, a size limit not met)."""
 
     image: bytes
     mask: bytes | None
@@ -40,6 +53,7 @@ class MatteResult:
     confidence: float
     model: str = PEOPLE
     timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -131,35 +145,60 @@ class MatteEngine:
 
     def _render(
         self, prepared: _Prepared, alpha_low: np.ndarray, options: MatteOptions
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Full-size matte + post-processing -> (output pixels RGB or RGBA uint8, alpha H x W float32).
+    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Full-size matte + post-processing -> (output pixels RGB or RGBA uint8, alpha H x W float32, warnings).
 
         ``alpha_low`` is the network's matte cropped to the image content (any size: it is resized to the
-        photo, so a squeezed square input comes back to the photo's aspect ratio here)."""
+        photo, so a squeezed square input comes back to the photo's aspect ratio here). With ``id_size`` the
+        output is the ID frame (cropped and scaled around the head), not the photo's size."""
         alpha = postprocess.upsample_alpha_guided(alpha_low, prepared.rgb)
         if prepared.input_alpha is not None:
             # An input that is already partly transparent keeps its transparency.
             alpha *= prepared.input_alpha.astype(np.float32) / 255.0
         alpha = postprocess.apply_alpha_threshold(alpha, options.alpha_threshold)
+        if options.keep == "main":
+            alpha = postprocess.keep_main_subject(alpha)
         alpha = postprocess.erode_alpha(alpha, options.erode)
         if options.feather:
             alpha = postprocess.feather_alpha(alpha)
         foreground = postprocess.finish_foreground(prepared.rgb, alpha)
+        warnings: list[str] = []
+        if options.id_size is not None:
+            size = ID_SIZES[options.id_size]
+            foreground, alpha, warnings = idphoto.make_id_photo(prepared.rgb, foreground, alpha, size)
         if options.background is None:
-            return postprocess.compose_rgba(foreground, alpha), alpha
-        return postprocess.composite_over_color(foreground, alpha, options.background), alpha
+            return postprocess.compose_rgba(foreground, alpha), alpha, warnings
+        pixels = postprocess.composite_over_color(foreground, alpha, options.background)
+        if options.sheet:
+            pixels, _ = idphoto.layout_print_sheet(pixels)
+            alpha = np.ones(pixels.shape[:2], np.float32)  # the paper is opaque everywhere
+        return pixels, alpha, warnings
 
     def _finish(self, prepared: _Prepared, matte: _Matte, options: MatteOptions) -> MatteResult:
         start = time.perf_counter()
-        pixels, alpha = self._render(prepared, matte.alpha_low, options)
+        pixels, alpha, warnings = self._render(prepared, matte.alpha_low, options)
         mid = time.perf_counter()
-        image = encode_image(pixels, options.format)
+        dpi = ID_DPI if options.id_size is not None else None
+        if options.max_kb is not None:
+            image, _, warning = encode_image_within(pixels, options.format, options.max_kb * 1024, dpi)
+            warnings += [warning] if warning else []
+        else:
+            image = encode_image_with(pixels, options.format, dpi=dpi)
         mask = encode_mask(postprocess.alpha_to_uint8(alpha)) if options.mask else None
         timings = {**prepared.timings, "postprocess": mid - start, "encode": time.perf_counter() - mid}
         height, width = alpha.shape
         confidence = estimate_confidence(matte.alpha_low)
         return MatteResult(
-            image, mask, options.extension, options.media_type, width, height, confidence, matte.model, timings
+            image,
+            mask,
+            options.extension,
+            options.media_type,
+            width,
+            height,
+            confidence,
+            matte.model,
+            timings,
+            warnings,
         )
 
     def _run_model(self, name: str, prepared: list[_Prepared]) -> list[np.ndarray]:
@@ -212,7 +251,9 @@ class MatteEngine:
             raise ValueError(f"expected an H x W x 3 uint8 RGB array, got {rgb.shape} {rgb.dtype}")
         prepared = self._prepare(DecodedImage(np.ascontiguousarray(rgb), input_alpha), options)
         (matte,) = self._mattes([prepared], options.model)
-        pixels, alpha = self._render(prepared, matte.alpha_low, options)
+        pixels, alpha, warnings = self._render(prepared, matte.alpha_low, options)
+        for warning in warnings:
+            log.warning("%s", warning)
         return pixels, postprocess.alpha_to_uint8(alpha)
 
     def process_bytes(self, data: bytes, options: MatteOptions) -> MatteResult:

@@ -229,3 +229,75 @@ def encode_mask(alpha: np.ndarray) -> bytes:
     if not ok:
         raise ValueError("OpenCV could not encode the mask")
     return buf.tobytes()
+
+
+def encode_image_with(pixels: np.ndarray, fmt: str, quality: int | None = None, dpi: int | None = None) -> bytes:
+    """Like :func:`encode_image`, with a chosen JPEG/WebP ``quality`` (1-100) and/or a ``dpi`` stored in the
+    file (JFIF density, PNG pHYs, WebP EXIF): what a print lab reads as the physical size. Uses Pillow, which
+    writes the density fields that OpenCV leaves at 1:1."""
+    if quality is None and dpi is None:
+        return encode_image(pixels, fmt)
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] not in (3, 4):
+        raise ValueError(f"expected H x W x 3|4 uint8 pixels, got {pixels.shape} {pixels.dtype}")
+    if fmt == "jpeg" and pixels.shape[2] == 4:
+        raise ValueError("JPEG has no alpha channel: composite over a background colour first")
+    image = Image.fromarray(pixels)
+    params: dict[str, object] = {}
+    if dpi is not None:
+        params["dpi"] = (dpi, dpi)
+    if fmt == "jpeg":
+        params["quality"] = quality or JPEG_QUALITY
+        params["optimize"] = quality is not None  # a size-bounded file is worth the extra Huffman pass
+    elif fmt == "webp":
+        params["quality"] = quality or WEBP_QUALITY
+    elif fmt == "png":
+        params["compress_level"] = 9 if quality is not None else PNG_COMPRESSION
+    else:
+        raise ValueError(f"unknown output format {fmt!r}")
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt.upper(), **params)
+    return buffer.getvalue()
+
+
+def encode_image_within(
+    pixels: np.ndarray, fmt: str, max_bytes: int, dpi: int | None = None
+) -> tuple[bytes, int | None, str | None]:
+    """Encode at the best quality whose file is at most ``max_bytes``: a binary search over JPEG/WebP quality
+    (10-95). Returns (bytes, the quality chosen or None for PNG, a warning or None).
+
+    PNG is lossless, so only its strongest compression is tried; when even the lowest quality is too big the
+    smallest file is returned with a warning (the caller may lower ``max_side``).
+    """
+    if fmt == "png":
+        data = encode_image_with(pixels, fmt, quality=100, dpi=dpi)
+        if len(data) > max_bytes:
+            return (
+                data,
+                None,
+                (
+                    f"PNG is lossless: the smallest is {len(data) / 1024:.0f} KB, over the {max_bytes / 1024:.0f} KB "
+                    "limit; use jpeg or webp, or a smaller max_side"
+                ),
+            )
+        return data, None, None
+    low, high = 10, 95
+    best: tuple[bytes, int] | None = None
+    while low <= high:
+        quality = (low + high) // 2
+        data = encode_image_with(pixels, fmt, quality=quality, dpi=dpi)
+        if len(data) <= max_bytes:
+            best = (data, quality)
+            low = quality + 1
+        else:
+            high = quality - 1
+    if best is None:
+        data = encode_image_with(pixels, fmt, quality=10, dpi=dpi)
+        return (
+            data,
+            10,
+            (
+                f"even at quality 10 the file is {len(data) / 1024:.0f} KB, over the {max_bytes / 1024:.0f} KB limit; "
+                "use a smaller max_side"
+            ),
+        )
+    return best[0], best[1], None

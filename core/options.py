@@ -1,7 +1,9 @@
 """Matting options: one validated, immutable object shared by the CLI, the HTTP API and the workers.
 
 Names match the design contract: ``preset``, ``background``, ``format``, ``alpha_threshold``, ``erode``,
-``feather``, ``max_side``, ``mask``, ``model``. A preset fills defaults; explicitly given options override it.
+``feather``, ``max_side``, ``mask``, ``model``; and ``keep`` (``all`` or ``main``: only the main person(s)),
+``id_size`` (a standard ID/passport photo size, :mod:`matteflow.core.idsizes`), ``max_kb`` (an upper bound on
+the output file's size), ``sheet``. A preset fills defaults; explicitly given options override it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .errors import InvalidOptionError, shown
+from .idsizes import ID_SIZES
 from .registry import AUTO, DEFAULT_MODEL, parse_model_name
 
 FORMATS = ("png", "jpeg", "webp")
@@ -19,6 +22,8 @@ FORMAT_ALIASES = {"jpg": "jpeg"}
 FORMAT_EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 MAX_ERODE = 64
 MAX_SIDE_LIMIT = 16384
+KEEP_CHOICES = ("all", "main")
+MAX_KB_LIMIT = 1_000_000
 _HEX_COLOUR = re.compile(r"^#?([0-9a-fA-F]{6})$")
 
 # The seeds' presets. A preset only supplies defaults: anything the caller sets explicitly wins.
@@ -50,6 +55,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "feather": False,
     },
 }
+# Real ID and passport photos: the id-photo look, cropped and scaled around the head to a standard size.
+# Only the person: a stray piece of matte would show on the plain background.
+PRESETS.update(
+    {size.preset: {**PRESETS["id-photo"], "id_size": size.name, "keep": "main"} for size in ID_SIZES.values()}
+)
 
 OPTION_NAMES = (
     "preset",
@@ -61,6 +71,10 @@ OPTION_NAMES = (
     "max_side",
     "mask",
     "model",
+    "keep",
+    "id_size",
+    "max_kb",
+    "sheet",
 )
 
 
@@ -71,6 +85,9 @@ class MatteOptions:
     ``background`` is ``None`` for transparent output or an ``(r, g, b)`` tuple of 0-255 ints.
     ``max_side`` of ``None`` keeps the input size; otherwise the output's long side is at most that.
     ``model`` is ``auto``, ``people`` or ``general`` (:mod:`matteflow.core.registry`).
+    ``keep`` ``main`` drops small pieces of matte apart from the main person(s); ``id_size`` names an entry of
+    :data:`ID_SIZES` (output cropped and scaled to it, 300 dpi); ``max_kb`` bounds the file size (KiB);
+    ``sheet`` lays copies of the ID photo out on 4 x 6 in paper with cut lines, for printing.
     """
 
     preset: str | None = None
@@ -82,6 +99,10 @@ class MatteOptions:
     max_side: int | None = None
     mask: bool = False
     model: str = DEFAULT_MODEL
+    keep: str = "all"
+    id_size: str | None = None
+    max_kb: int | None = None
+    sheet: bool = False
 
     @property
     def extension(self) -> str:
@@ -144,11 +165,34 @@ def _parse_int(name: str, value: Any, low: int, high: int) -> int:
     return number
 
 
+def _parse_optional_int(name: str, value: Any, low: int, high: int) -> int | None:
+    """``None``, empty or ``none`` mean "no limit"; anything else must be a number in range."""
+    if value is None or str(value).strip().lower() in ("", "none"):
+        return None
+    return _parse_int(name, value, low, high)
+
+
 def _parse_format(value: Any) -> str:
     text = str(value).strip().lower()
     text = FORMAT_ALIASES.get(text, text)
     if text not in FORMATS:
         raise InvalidOptionError(f"format must be one of {', '.join(FORMATS)}, got {shown(value)}")
+    return text
+
+
+def _parse_keep(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in KEEP_CHOICES:
+        raise InvalidOptionError(f"keep must be one of {', '.join(KEEP_CHOICES)}, got {shown(value)}")
+    return text
+
+
+def _parse_id_size(value: Any) -> str | None:
+    text = str(value).strip().lower()
+    if text in ("", "none"):
+        return None
+    if text not in ID_SIZES:
+        raise InvalidOptionError(f"id_size must be one of {', '.join(ID_SIZES)}, got {shown(value)}")
     return text
 
 
@@ -172,10 +216,8 @@ def parse_options(values: Mapping[str, Any] | None = None, **overrides: Any) -> 
             raise InvalidOptionError(f"preset must be one of {', '.join(PRESETS)}, got {shown(raw['preset'])}")
     merged: dict[str, Any] = {**(PRESETS[preset] if preset else {}), **raw}
 
-    max_side = merged.get("max_side")
-    # Not given; 0 is refused like any other size under 16 (the OpenAPI document's minimum).
-    if max_side is not None and str(max_side).strip().lower() in ("", "none"):
-        max_side = None
+    # Not given: absent, empty or "none"; 0 is refused like any other size under 16 (the OpenAPI minimum).
+    max_side = _parse_optional_int("max_side", merged.get("max_side"), 16, MAX_SIDE_LIMIT)
     options = MatteOptions(
         preset=preset,
         background=parse_colour(merged.get("background", "transparent")),
@@ -183,10 +225,18 @@ def parse_options(values: Mapping[str, Any] | None = None, **overrides: Any) -> 
         alpha_threshold=_parse_int("alpha_threshold", merged.get("alpha_threshold", 0), 0, 255),
         erode=_parse_int("erode", merged.get("erode", 0), 0, MAX_ERODE),
         feather=_parse_bool("feather", merged.get("feather", False)),
-        max_side=None if max_side is None else _parse_int("max_side", max_side, 16, MAX_SIDE_LIMIT),
+        max_side=max_side,
         mask=_parse_bool("mask", merged.get("mask", False)),
         model=parse_model_name(merged.get("model", DEFAULT_MODEL)),
+        keep=_parse_keep(merged.get("keep", "all")),
+        id_size=_parse_id_size(merged.get("id_size", "none")),
+        max_kb=_parse_optional_int("max_kb", merged.get("max_kb"), 1, MAX_KB_LIMIT),
+        sheet=_parse_bool("sheet", merged.get("sheet", False)),
     )
+    if options.sheet and options.id_size is None:
+        raise InvalidOptionError("sheet lays out ID photos: give an id_size (or an id-*/passport-* preset)")
+    if options.sheet and options.background is None:
+        raise InvalidOptionError("sheet is printed: give a background colour, not transparent")
     if options.format == "jpeg" and options.background is None:
         # JPEG has no alpha channel. Asked for explicitly, that is a contradiction to report; left unset (or
         # from a transparent preset), white is the expected default.

@@ -198,3 +198,28 @@ def composite_over_color(foreground: np.ndarray, alpha: np.ndarray, color: tuple
 def alpha_to_uint8(alpha: np.ndarray) -> np.ndarray:
     """float32 [0, 1] -> uint8 [0, 255], rounded and saturated."""
     return cv2.convertScaleAbs(alpha, alpha=255.0)
+
+
+def keep_main_subject(alpha: np.ndarray, min_share: float = 0.15, solid: float = 0.5) -> np.ndarray:
+    """Keep only the main person(s): the largest connected piece of the matte and every piece at least
+    ``min_share`` of its area; smaller disconnected pieces (clutter, stray objects) become transparent.
+
+    Pieces are found on the solid part (alpha >= ``solid``, 8-connected); each kept piece keeps its soft edge
+    (the semi-transparent pixels within a few pixels of it). ``alpha`` H x W float32 in [0, 1]; returns a new
+    array of the same shape.
+    """
+    binary = (alpha >= solid).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    if count <= 2:  # background plus at most one piece: nothing to drop (soft haze is left to the threshold)
+        return alpha
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep_labels = np.flatnonzero(areas >= areas.max() * min_share) + 1
+    kept = np.isin(labels, keep_labels).astype(np.uint8)
+    # The soft edge of a kept piece lies just outside its solid core: grow the core a little to keep it.
+    radius = max(2, round(max(alpha.shape) / 200))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    region = cv2.dilate(kept, kernel)
+    # Soft pixels that touch no kept piece (a faint ghost far from the subject) go too.
+    out = alpha.copy()
+    out[region == 0] = 0.0
+    return out

@@ -31,14 +31,26 @@ def get_engine(
 
 
 @overload
-def remove(image: bytes, *, engine: MatteEngine | None = ..., **options: Any) -> bytes: ...
+def remove(
+    image: bytes, *, engine: MatteEngine | None = ..., instruction: str | None = ..., **options: Any
+) -> bytes: ...
 @overload
-def remove(image: Image.Image, *, engine: MatteEngine | None = ..., **options: Any) -> Image.Image: ...
+def remove(
+    image: Image.Image, *, engine: MatteEngine | None = ..., instruction: str | None = ..., **options: Any
+) -> Image.Image: ...
 @overload
-def remove(image: np.ndarray, *, engine: MatteEngine | None = ..., **options: Any) -> np.ndarray: ...
+def remove(
+    image: np.ndarray, *, engine: MatteEngine | None = ..., instruction: str | None = ..., **options: Any
+) -> np.ndarray: ...
 
 
-def remove(image: bytes | Image.Image | np.ndarray, *, engine: MatteEngine | None = None, **options: Any) -> Any:
+def remove(
+    image: bytes | Image.Image | np.ndarray,
+    *,
+    engine: MatteEngine | None = None,
+    instruction: str | None = None,
+    **options: Any,
+) -> Any:
     """Remove the background of one image; the result has the type of the input.
 
     - ``bytes`` (an encoded file) -> encoded bytes in ``format`` (png by default);
@@ -46,14 +58,15 @@ def remove(image: bytes | Image.Image | np.ndarray, *, engine: MatteEngine | Non
     - ``numpy`` H x W x 3 (RGB) or H x W x 4 (RGBA) uint8 array -> an array (H x W x 4 or H x W x 3).
 
     ``options`` are the matting options (preset, background, format, alpha_threshold, erode, feather,
-    max_side, model: ``auto`` (default), ``people`` or ``general``). ``engine`` defaults to a shared engine
-    with the shipped models. Raises
+    max_side, model: ``auto`` (default), ``people`` or ``general``; keep, id_size, max_kb, sheet).
+    ``instruction`` says what you want in words, 中文 or English (``"蓝底二寸证件照"``), read offline;
+    explicit ``options`` win over it. ``engine`` defaults to a shared engine with the shipped models. Raises
     :class:`matteflow.core.errors.InvalidImageError` / ``InvalidOptionError`` for bad input.
     """
     from .core.imageio import decode_image
-    from .core.options import parse_options
+    from .core.instructions import resolve_options
 
-    parsed = parse_options(options)
+    parsed = resolve_options(options, instruction).options
     engine = engine or get_engine()
     if isinstance(image, (bytes, bytearray, memoryview)):
         return engine.process_bytes(bytes(image), parsed).image

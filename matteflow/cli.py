@@ -38,7 +38,8 @@ def add_option_arguments(parser: argparse.ArgumentParser, model_specs: bool = Fa
 
     ``model_specs``: ``--model`` also takes a model file spec (``onnx:<path>``, ...), for the in-process CLI.
     """
-    from .core.options import FORMATS, PRESETS
+    from .core.idsizes import ID_SIZES
+    from .core.options import FORMATS, KEEP_CHOICES, PRESETS
     from .core.registry import MODEL_NAMES
 
     group = parser.add_argument_group("matting options (explicit options override the preset)")
@@ -57,6 +58,17 @@ def add_option_arguments(parser: argparse.ArgumentParser, model_specs: bool = Fa
     group.add_argument("--feather", action=argparse.BooleanOptionalAction, default=None, help="soften the edge")
     group.add_argument("--max-side", type=int, metavar="PX", help="downscale so the long side is at most PX")
     group.add_argument("--mask", action="store_true", default=None, help="also write <stem>_mask.png")
+    group.add_argument("--keep", choices=KEEP_CHOICES, help="main: only the main person(s), clutter removed")
+    group.add_argument("--id-size", choices=sorted(ID_SIZES), help="crop a real ID photo of this size (300 dpi)")
+    group.add_argument("--max-kb", type=int, metavar="KB", help="largest output file (JPEG/WebP quality searched)")
+    group.add_argument(
+        "--sheet", action="store_true", default=None, help="ID photos: copies laid out on 4x6 in paper, cut lines"
+    )
+    group.add_argument(
+        "--say",
+        metavar="TEXT",
+        help="what you want in words, 中文 or English (e.g. '蓝底二寸证件照'); explicit options win over it",
+    )
 
 
 def option_values(args: argparse.Namespace) -> dict[str, object]:
@@ -169,7 +181,7 @@ def run_matte(argv: Sequence[str]) -> int:
 
     from .core.engine import MatteEngine
     from .core.errors import InvalidOptionError, MattingError, ModelError
-    from .core.options import parse_options
+    from .core.instructions import LlmConfig, resolve_options
     from .core.registry import GENERAL, PEOPLE, ModelSet
     from .files import write_atomic
 
@@ -180,10 +192,15 @@ def run_matte(argv: Sequence[str]) -> int:
     if args.model is not None and is_model_file_spec(args.model):
         # A model file named on the command line is the network the user wants run: on every image.
         people_spec, args.model = args.model, PEOPLE
+    llm = LlmConfig.from_values(settings.llm_url, settings.llm_model, settings.llm_api_key, settings.llm_timeout_s)
     try:
-        options = parse_options(option_values(args))
+        resolved = resolve_options(option_values(args), args.say, llm)
     except InvalidOptionError as exc:
         parser.error(str(exc))
+    options = resolved.options
+    if resolved.interpretation is not None:
+        # What the words became, on stderr so that scripts reading stdout are not disturbed.
+        print(f"matteflow: {resolved.explanation(resolved.interpretation.language, question=False)}", file=sys.stderr)
     if args.jobs < 0:
         parser.error("--jobs must be 0 (automatic) or more")
     jobs = args.jobs or (os.cpu_count() or 1) + 1
@@ -225,6 +242,8 @@ def run_matte(argv: Sequence[str]) -> int:
         except OSError as exc:
             raise MattingError(f"cannot read: {exc.strerror or exc}") from None
         result = engine.process_bytes(data, options)
+        for warning in result.warnings:
+            progress.write(f"matteflow: warning: {task.source}: {warning}", file=sys.stderr)
         write_atomic(task.target, result.image)
         if task.mask_target is not None and result.mask is not None:
             write_atomic(task.mask_target, result.mask)

@@ -121,6 +121,11 @@ class Settings:
     item_lease_s: float = 30.0
     lease_check_interval_s: float = 5.0
     log_level: str = "INFO"
+    # Optional LLM interpreter for instructions (any OpenAI-compatible chat endpoint); unset: offline only.
+    llm_url: str = ""
+    llm_model: str = ""
+    llm_api_key: str = ""
+    llm_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         # Absolute once, here: child processes (Redis runs in its data dir) must all see the same folder.

@@ -234,6 +234,11 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     group.add_argument("--feather", action=argparse.BooleanOptionalAction, default=None)
     group.add_argument("--max-side", type=int, metavar="PX")
     group.add_argument("--mask", action=argparse.BooleanOptionalAction, default=None, help="also keep alpha masks")
+    group.add_argument("--keep", choices=["all", "main"], help="main: only the main person(s)")
+    group.add_argument("--id-size", help="crop a real ID photo of this size (see the server's openapi.json)")
+    group.add_argument("--max-kb", type=int, metavar="KB", help="largest output file")
+    group.add_argument("--sheet", action="store_true", default=None, help="ID photos laid out on 4x6 in paper")
+    group.add_argument("--say", metavar="TEXT", help="what you want in words, read by the server; options win")
     return parser
 
 
@@ -250,10 +255,17 @@ def option_fields(args: argparse.Namespace) -> dict[str, str]:
         "feather": args.feather,
         "max_side": args.max_side,
         "mask": args.mask,
+        "keep": args.keep,
+        "id_size": args.id_size,
+        "max_kb": args.max_kb,
+        "sheet": args.sheet,
     }
     given = {name: value for name, value in given.items() if value is not None}
     parse_options(given)
-    return {name: str(value).lower() if isinstance(value, bool) else str(value) for name, value in given.items()}
+    fields = {name: str(value).lower() if isinstance(value, bool) else str(value) for name, value in given.items()}
+    if args.say:
+        fields["instruction"] = args.say  # read on the server (offline lexicon, or its LLM when configured)
+    return fields
 
 
 def run(args: argparse.Namespace, fields: dict[str, str]) -> int:
@@ -261,6 +273,8 @@ def run(args: argparse.Namespace, fields: dict[str, str]) -> int:
     client = ApiClient(args.server)
     progress = not args.no_progress
     created = client.create_job(uploads, fields, progress)
+    if created.get("instruction"):
+        print(f"matteflow: {created['instruction']['explanation']}", file=sys.stderr)
     status = wait_for_job(client, created["status_url"], args.timeout, args.poll_interval, progress)
     if status["state"] == "failed":
         raise SubmitError(f"the job failed on the server: {status.get('error') or 'no reason given'}")

@@ -8,6 +8,7 @@ error mapping in ``errors``.
 from __future__ import annotations
 
 import io
+import json
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -19,8 +20,9 @@ from matteflow.files import sanitize_name
 
 from .context import web_context
 from .errors import ApiError
+from .instructions import llm_config
 from .openapi import build_openapi
-from .uploads import read_options, read_uploads, refuse_nameless_parts, stream_size
+from .uploads import read_resolved_options, read_uploads, refuse_nameless_parts, stream_size
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -76,7 +78,8 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     ctx = web_context()
     # Options first: a bad option fails the request before any file is read or stored.
     refuse_nameless_parts(request.form, request.files)
-    options = read_options(request.args, request.form)
+    resolved = read_resolved_options(request.args, request.form, llm=llm_config())
+    options = resolved.options
     uploads = read_uploads(request.files.getlist("files"))
     if not uploads:
         raise ApiError(400, "no_files", "send at least one image in the multipart field 'files'")
@@ -91,7 +94,10 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     # Bad files (empty, not an image, too many pixels) become failed items inside the client; the rest run.
     job_id = ctx.jobs.create_job(uploads, options)
     urls = _job_urls(job_id)
-    return jsonify({"id": job_id, **urls}), 202, {"Location": urls["status_url"]}
+    body: dict[str, Any] = {"id": job_id, **urls}
+    if resolved.interpretation is not None:
+        body["instruction"] = resolved.to_dict(request.form.get("lang") or request.args.get("lang"))
+    return jsonify(body), 202, {"Location": urls["status_url"]}
 
 
 @bp.get("/jobs/<job_id>")
@@ -184,7 +190,8 @@ def delete_job(job_id: str) -> Response:
 def matte_one() -> Response:
     ctx = web_context()
     refuse_nameless_parts(request.form, request.files)
-    options = read_options(request.args, request.form)
+    resolved = read_resolved_options(request.args, request.form, llm=llm_config())
+    options = resolved.options
     uploads = read_uploads(request.files.getlist("file"))
     if not uploads:
         raise ApiError(400, "no_file", "send one image in the multipart field 'file'")
@@ -220,6 +227,9 @@ def matte_one() -> Response:
         response.headers[MODEL_HEADER] = single.model
     if single.confidence is not None:
         response.headers[CONFIDENCE_HEADER] = f"{single.confidence:.4f}"
+    if resolved.interpretation is not None:
+        # The options the instruction became travel in a header too (ASCII JSON).
+        response.headers["X-MatteFlow-Options"] = json.dumps(options.to_dict())
     return response
 
 

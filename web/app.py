@@ -8,7 +8,7 @@ from matteflow import metrics
 from matteflow.settings import Settings
 from matteflow.workers.client import JobClient
 
-from . import api, observability, page
+from . import api, instructions, observability, page
 from .context import EXTENSION_KEY, WebContext, matte_in_flight_bound
 from .errors import register_error_handlers
 from .uploads import SpoolingRequest
@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None, job_client: JobClient | None = 
 
     app.register_blueprint(page.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(instructions.bp)
     app.register_blueprint(observability.bp)
     register_error_handlers(app)
     observability.install_request_metrics(app)

@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from matteflow import __version__
-from matteflow.core.options import FORMATS, MAX_ERODE, MAX_SIDE_LIMIT, PRESETS
+from matteflow.core.idsizes import ID_SIZES
+from matteflow.core.instructions import MAX_INSTRUCTION_CHARS
+from matteflow.core.options import FORMATS, KEEP_CHOICES, MAX_ERODE, MAX_KB_LIMIT, MAX_SIDE_LIMIT, PRESETS
 from matteflow.core.registry import DEFAULT_MODEL, MODEL_ALIASES, MODEL_NAMES
 from matteflow.settings import Settings
 
@@ -61,6 +63,34 @@ def _option_properties() -> dict[str, Any]:
             "description": "people (portraits), general (products and objects), or auto: the people model "
             "first; the general model's matte instead when the people model is not sure of a subject and the "
             "general model is. 'default' = people. The model that ran is reported per item.",
+        },
+        "keep": {
+            "type": "string",
+            "enum": list(KEEP_CHOICES),
+            "default": "all",
+            "description": "main: only the main person(s); small disconnected pieces (clutter) are removed.",
+        },
+        "id_size": {
+            "type": "string",
+            "enum": list(ID_SIZES),
+            "description": "Crop and scale a real ID/passport photo of this size around the head (300 dpi).",
+        },
+        "max_kb": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_KB_LIMIT,
+            "description": "Largest output file in KB: the JPEG/WebP quality is found by search.",
+        },
+        "sheet": {
+            "type": "boolean",
+            "default": False,
+            "description": "With an ID size: as many copies as fit on 4x6 in paper (300 dpi) with cut lines.",
+        },
+        "instruction": {
+            "type": "string",
+            "maxLength": MAX_INSTRUCTION_CHARS,
+            "description": "What you want in words, 中文 or English ('蓝底二寸证件照', 'PNG for a slide'); read "
+            "into the options above. Explicit options win. Dry run: POST /api/v1/instructions:parse.",
         },
     }
 
@@ -343,6 +373,31 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                             "headers": {"Retry-After": {"schema": {"type": "integer"}}},
                         },
                         "504": _error("No worker finished the image in time."),
+                    },
+                }
+            },
+            "/api/v1/instructions:parse": {
+                "post": {
+                    "summary": "Read an instruction into options, without running anything",
+                    "description": "JSON or form fields: 'instruction', optional explicit options (they win) and "
+                    "'lang' (en or zh) for the explanation. Answers the options, which words set which option, "
+                    "the words ignored and not understood, overrides, and an explanation to confirm.",
+                    "operationId": "parseInstruction",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            _JSON: {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["instruction"],
+                                    "properties": {**options, "lang": {"type": "string", "enum": ["en", "zh"]}},
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {"description": "options, mapped, ignored, not_understood, overridden, explanation"},
+                        "400": _error("No instruction, or options that do not fit."),
                     },
                 }
             },

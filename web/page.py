@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, make_response, render_template
 
+from matteflow.core.idsizes import ID_SIZES
 from matteflow.core.options import FORMATS, MAX_ERODE, MAX_SIDE_LIMIT, PRESETS
 from matteflow.core.registry import DEFAULT_MODEL
 
@@ -33,6 +34,8 @@ def index() -> Response:
         "defaultModel": DEFAULT_MODEL,
         # Below this confidence a result is marked "check this one".
         "checkBelow": CHECK_CONFIDENCE_BELOW,
+        # Real ID photo presets for the preset menu, labelled in both languages (instruction.js switches).
+        "idPresets": [{"value": size.preset, "en": size.label_en, "zh": size.label_zh} for size in ID_SIZES.values()],
     }
     response = make_response(render_template("index.html", config=config))
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY

@@ -20,6 +20,7 @@ from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.formparser import FormDataParser
 
 from matteflow.core.errors import shown
+from matteflow.core.instructions import LlmConfig, Resolved, resolve_options
 from matteflow.core.options import MatteOptions, parse_options
 from matteflow.workers.storage import sanitize_name
 
@@ -120,3 +121,16 @@ def read_options(*sources: Mapping[str, str]) -> MatteOptions:
                 continue
             raw[key] = value
     return parse_options(raw)
+
+
+def read_resolved_options(*sources: Mapping[str, str], llm: LlmConfig | None = None) -> Resolved:
+    """Like :func:`read_options`, plus the ``instruction`` field (words, 中文 or English): the options it
+    asks for, overridden by the explicit fields, and the explanation of how it was read."""
+    raw: dict[str, str] = {}
+    for source in sources:
+        for key, value in source.items():
+            if value is not None and str(value).strip() != "":
+                raw[key] = value
+    instruction = raw.pop("instruction", None)
+    raw.pop("lang", None)  # the language of the explanation, not an option
+    return resolve_options(raw, instruction, llm)

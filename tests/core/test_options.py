@@ -21,7 +21,25 @@ def test_presets_match_the_seeds() -> None:
     assert ecommerce.alpha_threshold == 10 and ecommerce.feather
     avatar = parse_options(preset="avatar")
     assert 5 <= avatar.alpha_threshold <= 8 and avatar.erode in (0, 1)
-    assert set(PRESETS) == {"id-photo", "ecommerce", "avatar"}
+    assert {"id-photo", "ecommerce", "avatar"} <= set(PRESETS)
+
+
+def test_id_size_presets_crop_on_white_and_keep_only_the_person() -> None:
+    options = parse_options(preset="id-2inch")
+    assert options.id_size == "2inch" and options.keep == "main" and options.format == "jpeg"
+    assert options.background == (255, 255, 255)
+    assert parse_options(preset="id-2inch", background="#438edb").id_size == "2inch"
+
+
+def test_new_options_are_validated() -> None:
+    assert parse_options(keep="MAIN").keep == "main" and parse_options().keep == "all"
+    assert parse_options(max_kb="200").max_kb == 200 and parse_options(max_kb="0").max_kb is None
+    assert parse_options(id_size="35x45").id_size == "35x45"
+    for bad in ({"keep": "some"}, {"id_size": "3inch"}, {"max_kb": "-5"}, {"max_kb": "lots"}):
+        with pytest.raises(InvalidOptionError, match=next(iter(bad))):
+            parse_options(bad)
+    round_trip = parse_options(preset="passport-2x2in", max_kb=300)
+    assert parse_options(round_trip.to_dict()) == round_trip
 
 
 def test_explicit_options_override_a_preset() -> None:

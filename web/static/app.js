@@ -80,6 +80,9 @@
 
   /** The option fields in the API's names; blanks are left out so the server's defaults apply. */
   function optionEntries(forBatch) {
+    // Options confirmed from words ("Say what you want", instruction.js) are sent as they were confirmed.
+    const confirmed = window.MF_INSTRUCTION ? window.MF_INSTRUCTION.entries(forBatch) : null;
+    if (confirmed) return confirmed;
     const entries = [];
     const preset = $("opt-preset").value;
     if (preset) entries.push(["preset", preset]);
