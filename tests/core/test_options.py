@@ -33,9 +33,9 @@ def test_id_size_presets_crop_on_white_and_keep_only_the_person() -> None:
 
 def test_new_options_are_validated() -> None:
     assert parse_options(keep="MAIN").keep == "main" and parse_options().keep == "all"
-    assert parse_options(max_kb="200").max_kb == 200 and parse_options(max_kb="0").max_kb is None
+    assert parse_options(max_kb="200").max_kb == 200 and parse_options(max_kb="none").max_kb is None
     assert parse_options(id_size="35x45").id_size == "35x45"
-    for bad in ({"keep": "some"}, {"id_size": "3inch"}, {"max_kb": "-5"}, {"max_kb": "lots"}):
+    for bad in ({"keep": "some"}, {"id_size": "3inch"}, {"max_kb": "0"}, {"max_kb": "lots"}):
         with pytest.raises(InvalidOptionError, match=next(iter(bad))):
             parse_options(bad)
     round_trip = parse_options(preset="passport-2x2in", max_kb=300)
