@@ -48,6 +48,12 @@ def finish_settings(options: MatteOptions) -> device_postprocess.FinishSettings:
     )
 
 
+def needs_numpy_path(options: MatteOptions) -> bool:
+    """Options only the numpy engine implements (issue 16: keep=main, ID photo framing and print sheets,
+    file-size limits with their warnings): those images take :class:`MatteEngine`'s path, same results."""
+    return options.keep != "all" or options.id_size is not None or options.max_kb is not None or options.sheet
+
+
 class DeviceMatteEngine(MatteEngine):
     """A :class:`MatteEngine` whose post-processing runs in torch on ``device`` (default: the model's).
 
@@ -139,9 +145,12 @@ class DeviceMatteEngine(MatteEngine):
 
     def _render(
         self, prepared: _Prepared, alpha_low: np.ndarray, options: MatteOptions
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        if needs_numpy_path(options):
+            return super()._render(prepared, alpha_low, options)
         (pixels,), (alpha8,) = self.render_group([prepared], [alpha_low], options)
-        return pixels, alpha8.astype(np.float32) * (1.0 / 255.0)  # round-trips exactly through alpha_to_uint8
+        # The alpha round-trips exactly through alpha_to_uint8.
+        return pixels, alpha8.astype(np.float32) * (1.0 / 255.0), []
 
     # -- a batch ------------------------------------------------------------------------------------------
 
@@ -159,6 +168,8 @@ class DeviceMatteEngine(MatteEngine):
     def process_many(self, datas: list[bytes], options: MatteOptions) -> list[MatteResult | MattingError]:
         """Like :meth:`MatteEngine.process_many` (one outcome per input, in order; a bad image fails
         alone), with decoding, post-processing and encoding of the batch done in parallel/on the device."""
+        if needs_numpy_path(options):
+            return MatteEngine.process_many(self, datas, options)
         outcomes: list[MatteResult | MattingError | None] = [None] * len(datas)
         prepared: dict[int, _Prepared] = {}
         shrinks: dict[int, Shrinks] = {}
