@@ -115,6 +115,7 @@
     if (mode) mode.checked = true;
     if (!transparent) set("opt-colour", options.background);
     set("opt-format", options.format);
+    set("opt-model", options.model);
     set("opt-threshold", options.alpha_threshold);
     if ($("opt-threshold-value")) $("opt-threshold-value").textContent = String(options.alpha_threshold);
     set("opt-erode", options.erode);
