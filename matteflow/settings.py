@@ -126,6 +126,9 @@ class Settings:
     llm_model: str = ""
     llm_api_key: str = ""
     llm_timeout_s: float = 10.0
+    # Optional API keys (comma-separated). Jobs created with a key are listed by GET /api/v1/jobs under that
+    # key only; without keys the server keeps no listable index (clients list the ids they hold).
+    api_keys: str = ""
 
     def __post_init__(self) -> None:
         # Absolute once, here: child processes (Redis runs in its data dir) must all see the same folder.

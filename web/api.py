@@ -9,19 +9,25 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
+from contextlib import ExitStack
 from pathlib import PurePosixPath
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request, send_file, url_for
+from flask import Blueprint, Response, abort, jsonify, request, send_file, url_for
 
 from matteflow import metrics
-from matteflow.core.errors import shown
+from matteflow.core.errors import InputError, shown
+from matteflow.core.imageio import probe_image
 from matteflow.files import sanitize_name
 
 from .context import web_context
 from .errors import ApiError
 from .instructions import llm_config
+from .jobindex import MAX_LISTED, JobIndex, parse_api_keys, request_owner
 from .openapi import build_openapi
+from .page import expired_page, wants_html
+from .reasons import reason_for
 from .uploads import read_resolved_options, read_uploads, refuse_nameless_parts, stream_size
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -41,11 +47,37 @@ def _flag(name: str) -> bool:
     return request.args.get(name, "").strip().lower() in _TRUE
 
 
-def _job_or_404(job_id: str) -> dict[str, Any]:
+# Job kinds a client may ask for: "single" runs ahead of batches and gets no ZIP.
+_KINDS = ("batch", "single")
+# Media types of the uploads a browser may be shown (GET .../items/<i>?input=1), by Pillow's format name.
+_INPUT_MEDIA = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "BMP": "image/bmp",
+    "TIFF": "image/tiff",
+}
+
+
+def _job_or_404(job_id: str, *, page_if_browser: bool = False) -> dict[str, Any]:
+    """The job, or a 404: JSON for API clients; with ``page_if_browser``, a friendly page for a person who
+    followed an old download link."""
     job = web_context().jobs.get_job(job_id)
     if job is None:
+        if page_if_browser and wants_html():
+            abort(expired_page())
         raise ApiError(404, "job_not_found", f"no job with id {shown(job_id)} (it may have expired or been deleted)")
     return job
+
+
+def _owner() -> str | None:
+    """The API key's owner hash of this request (None without a key); 401 for a key that is not valid."""
+    return request_owner(request.headers, parse_api_keys(web_context().settings.api_keys))
+
+
+def _job_index() -> JobIndex:
+    ctx = web_context()
+    return JobIndex(ctx.jobs.redis, ctx.settings.result_ttl_hours * 3600)
 
 
 def _job_urls(job_id: str) -> dict[str, str]:
@@ -70,15 +102,80 @@ def _item_view(job_id: str, item: dict[str, Any], with_mask: bool) -> dict[str, 
         "result_url": url_for("api.get_item", job_id=job_id, index=index) if done else None,
         "mask_url": url_for("api.get_item", job_id=job_id, index=index, mask=1) if done and with_mask else None,
     }
+    if item.get("state") == "failed":
+        # A stable code + numbers beside the English message, for clients that speak other languages.
+        view["error_code"], view["error_params"] = reason_for(None, item.get("error"))
     return view
+
+
+def _job_summary(job: dict[str, Any]) -> dict[str, Any]:
+    """One line of GET /api/v1/jobs: the job without its items, plus its first result for a thumbnail."""
+    job_id = job["id"]
+    items = job.get("items", [])
+    first_done = next((item for item in items if item.get("state") == "done"), None)
+    ttl_s = web_context().settings.result_ttl_hours * 3600
+    return {
+        "id": job_id,
+        "kind": job.get("kind", "batch"),
+        "state": job["state"],
+        "total": job["total"],
+        "done": job["done"],
+        "failed": job["failed"],
+        "created_at": job.get("created_at"),
+        "finished_at": job.get("finished_at"),
+        "expires_at": job["created_at"] + ttl_s if job.get("created_at") else None,
+        "options": job.get("options"),
+        "names": [item.get("name") for item in items[:3]],
+        "thumbnail_url": url_for("api.get_item", job_id=job_id, index=first_done["index"]) if first_done else None,
+        "status_url": url_for("api.get_job", job_id=job_id),
+        "results_url": url_for("api.get_results", job_id=job_id),
+    }
+
+
+@bp.get("/jobs")
+def list_jobs() -> Response:
+    """The jobs whose ids the client sends (``?ids=a,b``), or, with an API key, that key's jobs."""
+    ctx = web_context()
+    owner = _owner()
+    raw_ids = request.args.get("ids")
+    if raw_ids is not None:
+        ids = list(dict.fromkeys(part.strip() for part in raw_ids.split(",") if part.strip()))
+        if len(ids) > MAX_LISTED:
+            raise ApiError(400, "too_many_ids", f"ask for at most {MAX_LISTED} ids at once", limit=MAX_LISTED)
+    elif owner is not None:
+        ids = _job_index().newest(owner)
+    else:
+        raise ApiError(
+            401,
+            "api_key_required",
+            "list the jobs whose ids you hold (?ids=a,b) or send an API key (Authorization: Bearer <key>)",
+        )
+    jobs, missing = [], []
+    for job_id in ids:
+        job = ctx.jobs.get_job(job_id)
+        if job is None:
+            missing.append(job_id)
+        else:
+            jobs.append(_job_summary(job))
+    if raw_ids is None and owner is not None:
+        _job_index().forget(owner, missing)  # expired or deleted: drop them from the key's list
+        missing = []
+    jobs.sort(key=lambda job: job["created_at"] or 0, reverse=True)
+    response = jsonify({"jobs": jobs, "missing": missing})
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.post("/jobs")
 def create_job() -> tuple[Response, int, dict[str, str]]:
     ctx = web_context()
+    owner = _owner()
+    kind = request.form.get("kind") or request.args.get("kind") or "batch"
+    if kind not in _KINDS:
+        raise ApiError(400, "invalid_option", f"kind must be one of {', '.join(_KINDS)}, got {kind!r}")
     # Options first: a bad option fails the request before any file is read or stored.
     refuse_nameless_parts(request.form, request.files)
-    resolved = read_resolved_options(request.args, request.form, llm=llm_config())
+    resolved = read_resolved_options(_without(request.args, "kind"), _without(request.form, "kind"), llm=llm_config())
     options = resolved.options
     uploads = read_uploads(request.files.getlist("files"))
     if not uploads:
@@ -89,15 +186,47 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
             "too_many_files",
             f"{len(uploads)} files in one job; the limit is {ctx.settings.max_files_per_job} "
             "(MATTEFLOW_MAX_FILES_PER_JOB): split the batch",
+            count=len(uploads),
+            limit=ctx.settings.max_files_per_job,
         )
     metrics.UPLOAD_BYTES_TOTAL.inc(sum(stream_size(stream) for _, stream in uploads))
     # Bad files (empty, not an image, too many pixels) become failed items inside the client; the rest run.
-    job_id = ctx.jobs.create_job(uploads, options)
+    job_id = ctx.jobs.create_job(uploads, options, kind=kind)
+    if owner is not None:
+        _job_index().record(owner, job_id)
     urls = _job_urls(job_id)
     body: dict[str, Any] = {"id": job_id, **urls}
     if resolved.interpretation is not None:
         body["instruction"] = resolved.to_dict(request.form.get("lang") or request.args.get("lang"))
     return jsonify(body), 202, {"Location": urls["status_url"]}
+
+
+@bp.post("/jobs/<job_id>/rerun")
+def rerun_job(job_id: str) -> tuple[Response, int, dict[str, str]]:
+    """A new job from the stored uploads of ``job_id`` with new options: nothing is uploaded again."""
+    ctx = web_context()
+    owner = _owner()
+    refuse_nameless_parts(request.form, request.files)
+    options = read_resolved_options(request.args, request.form, llm=llm_config()).options
+    source = _job_or_404(job_id)
+    with ExitStack() as opened:
+        # Streams, not bytes: the client copies each stored upload through a bounded buffer.
+        inputs = []
+        for item in source.get("items", []):
+            path = ctx.jobs.input_file(job_id, int(item["index"]))
+            if path is not None:
+                inputs.append((item.get("name") or f"image_{item['index']}", opened.enter_context(path.open("rb"))))
+        if not inputs:
+            raise ApiError(409, "nothing_to_rerun", "no item of this job has a stored upload to run again")
+        new_id = ctx.jobs.create_job(inputs, options, kind=source.get("kind", "batch"))
+    if owner is not None:
+        _job_index().record(owner, new_id)
+    urls = _job_urls(new_id)
+    return jsonify({"id": new_id, "source": job_id, **urls}), 202, {"Location": urls["status_url"]}
+
+
+def _without(source: Any, name: str) -> dict[str, str]:
+    return {key: value for key, value in source.items() if key != name}
 
 
 @bp.get("/jobs/<job_id>")
@@ -127,7 +256,7 @@ def get_job(job_id: str) -> Response:
 @bp.get("/jobs/<job_id>/results.zip")
 def get_results(job_id: str) -> Response:
     ctx = web_context()
-    job = _job_or_404(job_id)
+    job = _job_or_404(job_id, page_if_browser=True)
     if job["state"] == "failed":  # final: no archive will ever come, so say so instead of "not ready"
         raise ApiError(
             410,
@@ -154,11 +283,15 @@ def get_item(job_id: str, index: int) -> Response:
     ctx = web_context()
     item = ctx.jobs.get_item(job_id, index)  # this item only: a page of thumbnails must not read every item
     if item is None:
+        if wants_html():
+            abort(expired_page())  # a person followed an old download link
         raise ApiError(404, "job_not_found", f"no job with id {shown(job_id)} (it may have expired or been deleted)")
     if index >= item["total"]:
         raise ApiError(
             404, "item_not_found", f"job {shown(job_id)} has {item['total']} items; there is no item {index}"
         )
+    if _flag("input"):
+        return _send_input(job_id, index, item)
     if item.get("state") == "failed":
         raise ApiError(409, "item_failed", item.get("error") or "this item failed", state="failed")
     want_mask = _flag("mask")
@@ -177,6 +310,25 @@ def get_item(job_id: str, index: int) -> Response:
     suffix = PurePosixPath(str(path)).suffix
     download_name = f"{stem}_mask{suffix}" if want_mask else f"{stem}{suffix}"
     return send_file(path, mimetype=media_type, as_attachment=_flag("download"), download_name=download_name)
+
+
+def _send_input(job_id: str, index: int, item: dict[str, Any]) -> Response:
+    """The upload itself (the "before" of a before/after view), as the client sent it."""
+    ctx = web_context()
+    path = ctx.jobs.input_file(job_id, index)
+    if path is None:
+        raise ApiError(404, "input_not_found", f"item {index} has no stored upload (it failed intake)")
+    try:
+        with path.open("rb") as stream:
+            media_type = _INPUT_MEDIA.get(probe_image(stream, ctx.settings.max_pixels).format)
+    except InputError:
+        media_type = None
+    return send_file(
+        path,
+        mimetype=media_type or "application/octet-stream",
+        as_attachment=_flag("download"),
+        download_name=sanitize_name(item.get("name")),
+    )
 
 
 @bp.delete("/jobs/<job_id>")
@@ -220,8 +372,18 @@ def matte_one() -> Response:
         ) from exc
     finally:
         ctx.matte_slots.release()
-    download_name = f"{PurePosixPath(name).stem}.{options.extension}"
-    response = send_file(io.BytesIO(single.image), mimetype=single.media_type, download_name=download_name)
+    stem = PurePosixPath(name).stem
+    download_name = f"{stem}.{options.extension}"
+    if single.mask is not None:
+        # Both asked for: one ZIP with the result and its mask, named as the upload.
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+            archive.writestr(download_name, single.image)
+            archive.writestr(f"{stem}_mask.png", single.mask)
+        buffer.seek(0)
+        response = send_file(buffer, mimetype="application/zip", as_attachment=True, download_name=f"{stem}.zip")
+    else:
+        response = send_file(io.BytesIO(single.image), mimetype=single.media_type, download_name=download_name)
     # The image is the body, so what the item JSON says of a batch item travels as headers here.
     if single.model:
         response.headers[MODEL_HEADER] = single.model

@@ -25,6 +25,8 @@ from matteflow.core.errors import (
     shown,
 )
 
+from .reasons import reason_for
+
 log = logging.getLogger(__name__)
 
 # Status + machine-readable code for each core error (docs/internal-api.md "HTTP mapping"). Most specific
@@ -99,7 +101,10 @@ def register_error_handlers(app: Flask) -> None:
         status, code = status_for_core_error(exc)
         if status >= 500:
             log.error("matting failed: %s", exc)
-        return error_response(status, code, str(exc) or code)
+        # A finer stable reason (image_empty, image_too_large...) with its numbers, for translated messages.
+        reason, params = reason_for(type(exc).__name__, str(exc))
+        extra = {"reason": reason, "params": params} if reason else {}
+        return error_response(status, code, str(exc) or code, **extra)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
@@ -113,9 +118,12 @@ def register_error_handlers(app: Flask) -> None:
             message = (
                 f"{shown(request.method)} is not allowed on {shown(request.path)}; allowed: {', '.join(valid_methods)}"
             )
-        elif status == 413:
-            message = upload_limit_message(app.config.get("MAX_CONTENT_LENGTH", 0) // (1024 * 1024))
-        response = error_response(status, code, message)
+        extra = {}
+        if status == 413:
+            limit_mb = app.config.get("MAX_CONTENT_LENGTH", 0) // (1024 * 1024)
+            message = upload_limit_message(limit_mb)
+            extra = {"limit_mb": limit_mb}
+        response = error_response(status, code, message, **extra)
         if status == 405 and valid_methods:
             response.headers["Allow"] = ", ".join(valid_methods)
         return response

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, make_response, render_template
+from flask import Blueprint, Response, make_response, render_template, request
 
 from matteflow.core.idsizes import ID_SIZES
 from matteflow.core.options import FORMATS, MAX_ERODE, MAX_SIDE_LIMIT, PRESETS
@@ -36,7 +36,25 @@ def index() -> Response:
         "checkBelow": CHECK_CONFIDENCE_BELOW,
         # Real ID photo presets for the preset menu, labelled in both languages (instruction.js switches).
         "idPresets": [{"value": size.preset, "en": size.label_en, "zh": size.label_zh} for size in ID_SIZES.values()],
+        "resultTtlHours": settings.result_ttl_hours,
     }
     response = make_response(render_template("index.html", config=config))
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    return response
+
+
+def wants_html() -> bool:
+    """True when a person's browser navigated here (prefers text/html), not a script or an <img>."""
+    accept = request.accept_mimetypes
+    return accept.best_match(["application/json", "text/html"]) == "text/html" and accept["text/html"] > 0
+
+
+def expired_page() -> Response:
+    """A friendly 404 page for a followed link whose job expired or was deleted (the API answers JSON)."""
+    langs = [value.lower() for value, _ in request.accept_languages]
+    lang = next((code[:2] for code in langs if code[:2] in ("en", "zh")), "en")
+    hours = web_context().settings.result_ttl_hours
+    response = make_response(render_template("expired.html", lang=lang, days=round(hours / 24, 1)), 404)
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["Cache-Control"] = "no-store"
     return response

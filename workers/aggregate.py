@@ -31,6 +31,13 @@ log = logging.getLogger(__name__)
 FINALIZE_LOCK_S = 120.0
 
 
+def iso_time(when: float | None) -> str | None:
+    """A Unix time as ISO 8601 in UTC with seconds (``2026-12-02T04:32:11Z``); None stays None."""
+    if when is None:
+        return None
+    return datetime.fromtimestamp(when, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def zip_download_name(when: float) -> str:
     stamp = datetime.fromtimestamp(when, tz=timezone.utc).strftime("%Y%m%d%H%M%S")
     return f"batch_results_{stamp}.zip"
@@ -90,7 +97,7 @@ def write_results_zip(
                 keepalive()
             manifest = {
                 "job_id": job["id"],
-                "created_at": job["created_at"],
+                "created_at": iso_time(job["created_at"]),
                 "total": job["total"],
                 "done": job["done"],
                 "failed": job["failed"],

@@ -35,12 +35,14 @@ Upload = bytes | IO[bytes]
 
 @dataclass(frozen=True)
 class SingleResult:
-    """A one-image request's result: the encoded image, its media type, the model that ran, its confidence."""
+    """A one-image request's result: the encoded image, its media type, the model that ran, its confidence
+    (and the mask when asked for)."""
 
     image: bytes
     media_type: str
     model: str | None
     confidence: float | None
+    mask: bytes | None = None  # the 8-bit alpha mask PNG when options.mask
 
 
 class JobClient:
@@ -153,7 +155,9 @@ class JobClient:
             if found is None:
                 raise MattingError("the result vanished from storage")
             model, confidence = self.store.item_result_info(job_id, 0)
-            return SingleResult(found[0].read_bytes(), found[1], model, confidence)
+            mask = self.mask_result(job_id, 0) if options.mask else None
+            mask_bytes = mask.read_bytes() if mask is not None else None
+            return SingleResult(found[0].read_bytes(), found[1], model, confidence, mask_bytes)
         finally:
             self.delete_job(job_id)
 
@@ -183,6 +187,15 @@ class JobClient:
         options = parse_options(json.loads(job["options"]))
         path = files.result_path(index, options.extension)
         return (path, options.media_type) if path.is_file() else None
+
+    def input_file(self, job_id: str, index: int) -> Path | None:
+        """The stored upload of item ``index`` (None when it failed intake and was never stored)."""
+        files = self._files(job_id)
+        stored = self.store.stored_name(job_id, index) if files else None
+        if files is None or stored is None:
+            return None
+        path = files.input_path(index, stored)
+        return path if path.is_file() else None
 
     def mask_result(self, job_id: str, index: int) -> Path | None:
         files = self._files(job_id)
