@@ -54,7 +54,8 @@ def _option_properties() -> dict[str, Any]:
         "mask": {
             "type": "boolean",
             "default": False,
-            "description": "Jobs: also keep the 8-bit alpha mask of each item (GET .../items/{index}?mask=1).",
+            "description": "Also keep the 8-bit alpha mask: jobs serve it as GET .../items/{index}?mask=1; "
+            "POST /api/v1/matte then answers a ZIP of the result and <name>_mask.png.",
         },
         "model": {
             "type": "string",
@@ -103,7 +104,13 @@ def _schemas() -> dict[str, Any]:
             "required": ["error", "message"],
             "properties": {
                 "error": {"type": "string", "description": "Machine-readable code, e.g. invalid_option."},
-                "message": {"type": "string", "description": "What went wrong and how to fix it."},
+                "message": {"type": "string", "description": "What went wrong and how to fix it (English)."},
+                "reason": {
+                    "type": "string",
+                    "description": "For image errors, a finer stable code (image_empty, image_unsupported, "
+                    "image_format, image_size, image_truncated, image_corrupt, image_too_large).",
+                },
+                "params": {"type": "object", "description": "The numbers of the reason (e.g. pixels, limit)."},
             },
             "additionalProperties": True,
         },
@@ -114,6 +121,7 @@ def _schemas() -> dict[str, Any]:
                 "id": {"type": "string"},
                 "status_url": {"type": "string"},
                 "results_url": {"type": "string"},
+                "source": {"type": "string", "description": "Reruns: the job whose uploads were used."},
             },
         },
         "Item": {
@@ -138,6 +146,49 @@ def _schemas() -> dict[str, Any]:
                 },
                 "result_url": {"type": "string", "nullable": True},
                 "mask_url": {"type": "string", "nullable": True},
+                "error_code": {
+                    "type": "string",
+                    "nullable": True,
+                    "description": "Failed items: a stable reason code (see Error.reason); null when the "
+                    "message has no known code.",
+                },
+                "error_params": {"type": "object", "description": "Failed items: the numbers of the reason."},
+            },
+        },
+        "JobSummary": {
+            "type": "object",
+            "required": ["id", "kind", "state", "total", "done", "failed", "status_url", "results_url"],
+            "properties": {
+                "id": {"type": "string"},
+                "kind": {"type": "string", "enum": ["batch", "single"]},
+                "state": state,
+                "total": {"type": "integer"},
+                "done": {"type": "integer"},
+                "failed": {"type": "integer"},
+                "created_at": {"type": "number", "nullable": True, "description": "Unix time."},
+                "finished_at": {"type": "number", "nullable": True},
+                "expires_at": {
+                    "type": "number",
+                    "nullable": True,
+                    "description": "When the results are deleted (MATTEFLOW_RESULT_TTL_HOURS after creation).",
+                },
+                "options": {"type": "object", "nullable": True},
+                "names": {"type": "array", "items": {"type": "string"}, "description": "The first item names."},
+                "thumbnail_url": {"type": "string", "nullable": True, "description": "The first done result."},
+                "status_url": {"type": "string"},
+                "results_url": {"type": "string"},
+            },
+        },
+        "JobList": {
+            "type": "object",
+            "required": ["jobs", "missing"],
+            "properties": {
+                "jobs": {"type": "array", "items": _ref("JobSummary"), "description": "Newest first."},
+                "missing": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "Ids asked for that are unknown: expired or deleted.",
+                },
             },
         },
         "Job": {
@@ -172,6 +223,7 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
     image_content = {
         media: {"schema": {"type": "string", "format": "binary"}} for media in ("image/png", "image/jpeg", "image/webp")
     }
+    api_key = [{}, {"apiKey": []}, {"bearer": []}]
     too_large = _error(
         f"Body over {settings.max_upload_mb} MB (MATTEFLOW_MAX_UPLOAD_MB; answered as soon as the Content-Length "
         "says so, or when a chunked body passes it), or an image over "
@@ -194,11 +246,39 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
         },
         "paths": {
             "/api/v1/jobs": {
+                "get": {
+                    "summary": "List jobs: those whose ids you hold, or your API key's",
+                    "description": "A job id is the secret that opens a job; the server lists no job to a "
+                    "client that does not already hold its id or the API key it was created with. With "
+                    "?ids=a,b the named jobs are returned (unknown ones under missing: expired or deleted). "
+                    "Without ids, an API key (MATTEFLOW_API_KEYS; Authorization: Bearer <key> or X-API-Key) "
+                    "lists the jobs created with that key, newest first.",
+                    "operationId": "listJobs",
+                    "security": api_key,
+                    "parameters": [
+                        {
+                            "name": "ids",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string"},
+                            "description": "Comma-separated job ids (at most 200).",
+                        }
+                    ],
+                    "responses": {
+                        "200": {"description": "The jobs.", "content": {_JSON: {"schema": _ref("JobList")}}},
+                        "400": _error("More than 200 ids (too_many_ids)."),
+                        "401": _error(
+                            "No ids and no API key (api_key_required), a key that is not valid "
+                            "(invalid_api_key), or keys are off on this server (api_keys_disabled)."
+                        ),
+                    },
+                },
                 "post": {
                     "summary": "Create a batch job",
                     "description": "Each upload is checked from its header; a bad file becomes a failed item "
                     "with its reason and the rest of the batch runs.",
                     "operationId": "createJob",
+                    "security": api_key,
                     "requestBody": {
                         "required": True,
                         "content": {
@@ -214,6 +294,13 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                                             "items": {"type": "string", "format": "binary"},
                                             "minItems": 1,
                                             "maxItems": settings.max_files_per_job,
+                                        },
+                                        "kind": {
+                                            "type": "string",
+                                            "enum": ["batch", "single"],
+                                            "default": "batch",
+                                            "description": "single: an interactive image, queued ahead of "
+                                            "batches, no ZIP.",
                                         },
                                         **options,
                                     },
@@ -246,7 +333,7 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                         "413": too_large,
                         "503": unavailable,
                     },
-                }
+                },
             },
             "/api/v1/jobs/{job_id}": {
                 "parameters": [job_id],
@@ -277,6 +364,31 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                     },
                 },
             },
+            "/api/v1/jobs/{job_id}/rerun": {
+                "parameters": [job_id],
+                "post": {
+                    "summary": "Run a job's uploads again with other options",
+                    "description": "A new job of the same kind from the uploads stored with job_id (nothing "
+                    "is uploaded again); the page re-renders a photo this way when an option changes. The "
+                    "source job is left as it is.",
+                    "operationId": "rerunJob",
+                    "security": api_key,
+                    "requestBody": {
+                        "required": False,
+                        "content": {"multipart/form-data": {"schema": {"type": "object", "properties": options}}},
+                    },
+                    "responses": {
+                        "202": {
+                            "description": "Accepted; poll status_url.",
+                            "headers": {"Location": {"schema": {"type": "string"}}},
+                            "content": {_JSON: {"schema": _ref("JobCreated")}},
+                        },
+                        "400": _error("An unknown option or value."),
+                        "404": _error("Unknown job id."),
+                        "409": _error("No item of the job has a stored upload (nothing_to_rerun)."),
+                    },
+                },
+            },
             "/api/v1/jobs/{job_id}/results.zip": {
                 "parameters": [job_id],
                 "get": {
@@ -289,7 +401,11 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                             "description": "The ZIP.",
                             "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
                         },
-                        "404": _error("Unknown job id."),
+                        "404": {
+                            "description": "Unknown job id: JSON for API clients, a page saying the link "
+                            "expired for a browser that navigated here.",
+                            "content": {_JSON: {"schema": _ref("Error")}, "text/html": {"schema": {"type": "string"}}},
+                        },
                         "409": _error("Not ready yet (error not_ready); poll the status."),
                         "410": _error("The job failed (error job_failed): no archive will ever exist."),
                     },
@@ -305,6 +421,13 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                         "required": False,
                         "schema": {"type": "boolean"},
                         "description": "The 8-bit alpha mask instead (jobs created with mask=true).",
+                    },
+                    {
+                        "name": "input",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "boolean"},
+                        "description": "The upload itself, as sent (the 'before' of a before/after view).",
                     },
                     {
                         "name": "download",
@@ -348,7 +471,8 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                     },
                     "responses": {
                         "200": {
-                            "description": "The result image.",
+                            "description": "The result image; with mask=true a ZIP of the result and "
+                            "<name>_mask.png (for the mask alone, create a job and GET items/0?mask=1).",
                             "headers": {
                                 "X-MatteFlow-Model": {
                                     "description": "The model that ran (people or general).",
@@ -359,7 +483,10 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                                     "schema": {"type": "number"},
                                 },
                             },
-                            "content": image_content,
+                            "content": {
+                                **image_content,
+                                "application/zip": {"schema": {"type": "string", "format": "binary"}},
+                            },
                         },
                         "400": _error(f"No file (no_file), more than one (too_many_files). {bad_form}"),
                         "413": too_large,
@@ -438,5 +565,11 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                 }
             },
         },
-        "components": {"schemas": _schemas()},
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "bearer": {"type": "http", "scheme": "bearer"},
+            },
+        },
     }

@@ -1,10 +1,12 @@
-/* MatteFlow page: single image (upload / drop / paste -> POST /api/v1/matte -> before/after + download) and
-   batches (files or folders -> POST /api/v1/jobs -> poll status -> thumbnails, failures, ZIP).
+/* MatteFlow page: single image (upload / drop / paste -> a one-item job -> before/after + download; option
+   changes re-render it from the stored upload), batches (files or folders -> POST /api/v1/jobs -> poll
+   status -> cards that open large, failures, ZIP) and the history of this browser's jobs (history.js).
    Plain JS, no build step; talks only to the JSON API documented at /api/v1/openapi.json. */
 "use strict";
 
 (function () {
   const I18N = window.MF_I18N;
+  const HISTORY = window.MF_HISTORY;
   const t = I18N.t;
   const config = JSON.parse(document.getElementById("mf-config").textContent);
   const $ = (id) => document.getElementById(id);
@@ -14,6 +16,10 @@
   const POLL_MAX_ERRORS = 15; // consecutive failed polls before giving up
   const STALL_LIMIT_MS = 30 * 60 * 1000; // no item finished for this long: stop polling, say so
   const MEDIA_EXTENSIONS = { "image/png": "png", "image/jpeg": "jpg", "image/webp": "webp" };
+  const RERENDER_DELAY_MS = 450; // options settle this long before a photo is re-rendered
+  const SINGLE_TIMEOUT_MS = 10 * 60 * 1000;
+  const DEFAULTS = { background: "transparent", format: "png", alpha_threshold: 0, erode: 0, feather: false };
+  HISTORY.setTtlHours(config.resultTtlHours);
 
   /* ---------- language ---------- */
 
@@ -30,18 +36,29 @@
 
   /* ---------- tabs ---------- */
 
+  const TABS = ["single", "batch", "history"];
   let activeTab = "single";
   function showTab(name) {
     activeTab = name;
-    for (const tab of ["single", "batch"]) {
+    for (const tab of TABS) {
       const selected = tab === name;
       $("tab-" + tab).classList.toggle("active", selected);
       $("tab-" + tab).setAttribute("aria-selected", String(selected));
+      $("tab-" + tab).tabIndex = selected ? 0 : -1;
       $("panel-" + tab).classList.toggle("hidden", !selected);
     }
+    HISTORY.setCurrent("tab", name);
+    if (name === "history") renderHistory();
   }
-  $("tab-single").addEventListener("click", () => showTab("single"));
-  $("tab-batch").addEventListener("click", () => showTab("batch"));
+  for (const tab of TABS) $("tab-" + tab).addEventListener("click", () => showTab(tab));
+  // Arrow keys move between tabs (the WAI-ARIA tabs pattern); Tab moves on into the panel.
+  document.querySelector(".tabs").addEventListener("keydown", (e) => {
+    const step = { ArrowRight: 1, ArrowLeft: -1 }[e.key];
+    if (!step) return;
+    const next = TABS[(TABS.indexOf(activeTab) + step + TABS.length) % TABS.length];
+    showTab(next);
+    $("tab-" + next).focus();
+  });
 
   /* ---------- options ---------- */
 
@@ -57,16 +74,43 @@
   }
 
   function applyPreset(name) {
-    const preset = config.presets[name];
-    if (!preset) return;
-    // A preset fills the panel; anything changed afterwards is sent explicitly and wins on the server too.
-    if ("background" in preset) setBackground(preset.background);
-    if ("format" in preset) $("opt-format").value = preset.format;
+    // A preset fills the panel; "None" puts the defaults back. Anything changed afterwards is sent
+    // explicitly and wins on the server too.
+    const preset = { ...DEFAULTS, ...(config.presets[name] || {}) };
+    setBackground(preset.background);
+    $("opt-format").value = preset.format;
     $("opt-threshold").value = preset.alpha_threshold ?? 0;
     $("opt-erode").value = preset.erode ?? 0;
     $("opt-feather").checked = Boolean(preset.feather);
     $("opt-model").value = preset.model || config.defaultModel;
     updateOptionHints();
+  }
+
+  /** The panel as a job was made (its stored options), so a result never sits beside other options. */
+  function setOptions(options) {
+    if (!options) return;
+    $("opt-preset").value = options.preset || "";
+    setBackground(options.background);
+    $("opt-format").value = options.format || "png";
+    $("opt-threshold").value = options.alpha_threshold ?? 0;
+    $("opt-erode").value = options.erode ?? 0;
+    $("opt-feather").checked = Boolean(options.feather);
+    $("opt-max-side").value = options.max_side || "";
+    $("opt-mask").checked = Boolean(options.mask);
+    $("opt-model").value = options.model || config.defaultModel;
+    updateOptionHints();
+  }
+
+  /** "ID photo · JPEG · #ffffff" */
+  function summarizeOptions(options) {
+    if (!options) return "";
+    const parts = [];
+    if (options.preset) parts.push(t("preset." + options.preset));
+    parts.push((options.format || "png").toUpperCase());
+    const bg = options.background || "transparent";
+    parts.push(bg === "transparent" ? t("options.summaryTransparent") : bg);
+    if (options.mask) parts.push(t("single.downloadMask"));
+    return parts.join(" · ");
   }
 
   function updateOptionHints() {
@@ -79,9 +123,10 @@
   }
 
   /** The option fields in the API's names; blanks are left out so the server's defaults apply. */
-  function optionEntries(forBatch) {
-    // Options confirmed from words ("Say what you want", instruction.js) are sent as they were confirmed.
-    const confirmed = window.MF_INSTRUCTION ? window.MF_INSTRUCTION.entries(forBatch) : null;
+  function optionEntries() {
+    // Options confirmed from words ("Say what you want", instruction.js) are sent as they were confirmed;
+    // masks are for single photos too now, so the confirmed mask is always kept.
+    const confirmed = window.MF_INSTRUCTION ? window.MF_INSTRUCTION.entries(true) : null;
     if (confirmed) return confirmed;
     const entries = [];
     const preset = $("opt-preset").value;
@@ -94,31 +139,125 @@
     entries.push(["feather", $("opt-feather").checked ? "true" : "false"]);
     const maxSide = $("opt-max-side").value.trim();
     if (maxSide) entries.push(["max_side", maxSide]);
-    if (forBatch) entries.push(["mask", $("opt-mask").checked ? "true" : "false"]);
+    entries.push(["mask", $("opt-mask").checked ? "true" : "false"]);
     return entries;
   }
 
   $("opt-preset").addEventListener("change", (e) => applyPreset(e.target.value));
-  form.addEventListener("input", updateOptionHints);
-  form.addEventListener("change", updateOptionHints);
+  // Every change re-renders the photo on screen (debounced); the preset's own change lands here too.
+  form.addEventListener("input", () => optionsChanged());
+  form.addEventListener("change", () => optionsChanged());
   form.addEventListener("submit", (e) => e.preventDefault());
-  $("opt-colour").addEventListener("input", () => setBackground($("opt-colour").value));
+  $("opt-colour").addEventListener("input", () => {
+    setBackground($("opt-colour").value);
+    optionsChanged();
+  });
   document.querySelectorAll(".swatch").forEach((swatch) => {
     swatch.style.background = swatch.dataset.colour;
-    swatch.addEventListener("click", () => setBackground(swatch.dataset.colour));
+    swatch.addEventListener("click", () => {
+      setBackground(swatch.dataset.colour);
+      optionsChanged();
+    });
+  });
+
+  // Phones: the options fold into one line above the photos; on wide screens they stay open.
+  const wideScreen = window.matchMedia("(min-width: 901px)");
+  $("options-panel").open = wideScreen.matches;
+  $("options-panel").querySelector("summary").addEventListener("click", (e) => {
+    if (wideScreen.matches) e.preventDefault();
   });
 
   /* ---------- shared helpers ---------- */
 
-  async function errorMessage(response) {
-    // Every API error is {"error": code, "message": text}; anything else (a proxy's page) gets its status.
-    try {
-      const body = await response.json();
-      if (body && body.message) return body.message;
-    } catch (err) {
-      // not JSON: fall through
+  /* Errors are kept as {codes, params, message} and put into words when shown, so a language switch
+     translates them too. The API sends a stable code (+ a finer reason and numbers); the English message
+     is shown only for codes this page does not know. */
+  function apiError(body, status) {
+    if (!body || typeof body !== "object") return { codes: [], params: {}, message: `HTTP ${status}` };
+    return {
+      codes: [body.reason, body.error].filter(Boolean),
+      params: { ...body, ...(body.params || {}) },
+      message: body.message || `HTTP ${status}`,
+    };
+  }
+  function itemError(item) {
+    return { codes: [item.error_code].filter(Boolean), params: item.error_params || {}, message: item.error || "" };
+  }
+  const NETWORK_ERROR = { codes: [], params: {}, message: "", key: "error.network" };
+
+  function errorText(error) {
+    if (!error) return "";
+    if (error.key) return t(error.key);
+    const code = error.codes.find((c) => I18N.has("err." + c));
+    if (!code) return error.message;
+    const params = {};
+    for (const [name, value] of Object.entries(error.params || {})) {
+      params[name] = typeof value === "number" ? value.toLocaleString(I18N.lang === "zh" ? "zh-CN" : "en") : value;
     }
-    return `HTTP ${response.status}`;
+    return t("err." + code, params);
+  }
+
+  async function errorOf(response) {
+    let body = null;
+    try {
+      body = await response.json();
+    } catch (err) {
+      // not JSON (a proxy's page): the status says it
+    }
+    return apiError(body, response.status);
+  }
+
+  /** POST a form and return the JSON answer; throws an error object (see apiError) on failure. */
+  async function postForm(url, body) {
+    let response;
+    try {
+      response = await fetch(url, { method: "POST", body });
+    } catch (err) {
+      throw NETWORK_ERROR;
+    }
+    if (!response.ok) throw await errorOf(response);
+    return response.json();
+  }
+
+  async function getJob(url) {
+    let response;
+    try {
+      response = await fetch(url, { cache: "no-store" });
+    } catch (err) {
+      throw NETWORK_ERROR;
+    }
+    if (!response.ok) throw await errorOf(response);
+    return response.json();
+  }
+
+  async function fetchBlob(url) {
+    let response;
+    try {
+      response = await fetch(url);
+    } catch (err) {
+      throw NETWORK_ERROR;
+    }
+    if (!response.ok) throw await errorOf(response);
+    return response.blob();
+  }
+
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  function itemUrl(jobId, index, query) {
+    return `/api/v1/jobs/${encodeURIComponent(jobId)}/items/${index}${query ? "?" + query : ""}`;
+  }
+
+  function withQuery(url, query) {
+    return url + (url.includes("?") ? "&" : "?") + query;
+  }
+
+  /** Label-based controls (drop zones, "Choose a folder") open their file picker with Enter or Space. */
+  function openWithKeyboard(control, input) {
+    control.addEventListener("keydown", (e) => {
+      if (e.key !== "Enter" && e.key !== " ") return;
+      e.preventDefault();
+      input.click();
+    });
   }
 
   function formatBytes(bytes) {
@@ -176,26 +315,55 @@
     }
   }
 
+  /* ---------- before / after frames (the single view and the large view) ---------- */
+
+  function bindCompare(frame, range, before, line) {
+    const set = (value) => {
+      // "Before" covers the left part of the frame; the slider moves the seam.
+      before.style.clipPath = `inset(0 ${100 - value}% 0 0)`;
+      line.style.left = `${value}%`;
+    };
+    range.addEventListener("input", () => set(Number(range.value)));
+    // Dragging on the picture moves the seam too (the range input stays the keyboard-accessible control).
+    frame.addEventListener("pointermove", (e) => {
+      if (!e.buttons) return;
+      const box = frame.getBoundingClientRect();
+      const value = Math.max(0, Math.min(100, Math.round((100 * (e.clientX - box.left)) / box.width)));
+      range.value = value;
+      set(value);
+    });
+    set(Number(range.value));
+  }
+  bindCompare($("compare"), $("compare-range"), $("before-img"), $("compare-line"));
+  bindCompare($("viewer-compare"), $("viewer-range"), $("viewer-before"), $("viewer-line"));
+
   /* ---------- single image ---------- */
 
-  let singleFile = null;
-  let singleUrls = { before: null, after: null };
-  let singleRequest = 0; // id of the latest request: an older answer arriving late is ignored
-  let singleState = { key: "", vars: null, error: false };
-  let singleCheck = null; // {model, confidence} of the shown result when it is worth a second look
+  // One photo on screen. Its upload lives on the server as a one-item job (kind "single"); an option change
+  // re-runs that job's stored upload into a new job, so nothing is uploaded twice.
+  const single = {
+    name: "",
+    request: 0, // id of the latest action: an older answer arriving late is ignored
+    sourceId: null, // the newest job holding the upload (what a re-render starts from)
+    shownId: null, // the job whose result is on screen
+    retired: new Set(), // superseded re-renders, deleted once something newer is shown
+    timer: null,
+    urls: { before: null, after: null, mask: null },
+    status: { key: "", vars: null, error: null },
+  };
+  let singleCheck = null; // {confidence} of the shown result when it is worth a second look
 
   function setSingleStatus(key, vars, error) {
-    singleState = { key, vars, error: Boolean(error) };
+    single.status = { key, vars, error: error || null };
     renderSingleStatus();
   }
   function renderSingleStatus() {
     const el = $("single-status");
-    const { key, vars, error } = singleState;
-    if (!key) el.textContent = "";
-    else if (error) el.textContent = `${t("error.prefix")}: ${key === "raw" ? vars.message : t(key, vars)}`;
-    else el.textContent = t(key, vars);
+    const { key, vars, error } = single.status;
+    if (error) el.textContent = `${t("error.prefix")}: ${errorText(error)}`;
+    else el.textContent = key ? t(key, vars) : "";
     if (!error && key && singleCheck) el.textContent += " · " + t("result.check");
-    el.classList.toggle("error", error);
+    el.classList.toggle("error", Boolean(error));
     el.classList.toggle("warn", !error && Boolean(singleCheck));
     $("single-result").dataset.check = singleCheck ? "true" : "false";
   }
@@ -206,67 +374,45 @@
   }
 
   function replaceUrl(which, url) {
-    if (singleUrls[which]) URL.revokeObjectURL(singleUrls[which]);
-    singleUrls[which] = url;
+    if (single.urls[which] && single.urls[which].startsWith("blob:")) URL.revokeObjectURL(single.urls[which]);
+    single.urls[which] = url;
   }
 
-  async function processSingle(file) {
-    if (!file) return;
-    // Sent whatever its type: the server checks the bytes and its message explains a refusal.
-    singleFile = file;
-    const request = ++singleRequest;
-    replaceUrl("before", URL.createObjectURL(file));
-    $("before-img").src = singleUrls.before;
-    $("after-img").removeAttribute("src"); // never show the previous photo's result under a new one
+  function setBefore(url) {
+    replaceUrl("before", url);
+    $("before-missing").classList.add("hidden");
+    if (url) $("before-img").src = url;
+    else $("before-img").removeAttribute("src");
+  }
+  // A file the browser cannot show (not an image at all) gets a sentence, never a broken-image icon.
+  $("before-img").addEventListener("error", () => {
+    if (!$("before-img").getAttribute("src")) return;
+    $("before-img").removeAttribute("src");
+    $("before-missing").classList.remove("hidden");
+  });
+
+  function clearAfter() {
     replaceUrl("after", null);
+    replaceUrl("mask", null);
+    $("after-img").removeAttribute("src"); // never show the previous photo's result under a new one
+    const link = $("single-download");
+    link.classList.add("disabled");
+    link.setAttribute("aria-disabled", "true");
+    link.removeAttribute("href");
+    $("single-mask").classList.add("hidden");
+  }
+
+  function singleBusy(key, keepResult) {
     $("single-drop").classList.add("compact");
     $("single-result").classList.remove("hidden");
-    $("single-result").dataset.state = "running";
+    $("single-result").dataset.state = keepResult ? "stale" : "running";
     $("single-spinner").classList.remove("hidden");
-    $("single-download").classList.add("disabled");
-    singleCheck = null;
-    setSingleStatus("single.processing");
-
-    const body = new FormData();
-    body.append("file", file, file.name || "pasted.png");
-    for (const [name, value] of optionEntries(false)) body.append(name, value);
-    const started = performance.now();
-    let response;
-    try {
-      response = await fetch("/api/v1/matte", { method: "POST", body });
-    } catch (err) {
-      if (request !== singleRequest) return;
-      finishSingle("failed");
-      setSingleStatus("error.network", null, true);
-      return;
-    }
-    if (request !== singleRequest) return;
-    if (!response.ok) {
-      const message = await errorMessage(response);
-      if (request !== singleRequest) return;
-      finishSingle("failed");
-      setSingleStatus("raw", { message }, true);
-      return;
-    }
-    const blob = await response.blob();
-    if (request !== singleRequest) return;
-    const confidence = parseFloat(response.headers.get("X-MatteFlow-Confidence") || "");
-    singleCheck = needsCheck(confidence) ? { confidence } : null;
-    replaceUrl("after", URL.createObjectURL(blob));
-    const after = $("after-img");
-    after.src = singleUrls.after;
-    await after.decode().catch(() => undefined);
-    const extension = MEDIA_EXTENSIONS[blob.type] || "png";
     const link = $("single-download");
-    link.href = singleUrls.after;
-    link.download = `${stem(file.name || "image")}_matte.${extension}`;
-    link.classList.remove("disabled");
-    finishSingle("done");
-    setSingleStatus("single.done", {
-      seconds: ((performance.now() - started) / 1000).toFixed(1),
-      width: after.naturalWidth,
-      height: after.naturalHeight,
-    });
+    link.classList.add("disabled");
+    link.setAttribute("aria-disabled", "true");
+    $("single-mask").classList.add("hidden");
+    singleCheck = null;
+    setSingleStatus(key);
   }
 
   function finishSingle(state) {
@@ -274,41 +420,211 @@
     $("single-result").dataset.state = state;
   }
 
+  function failSingle(error) {
+    finishSingle("failed");
+    clearAfter();
+    setSingleStatus("", null, error);
+  }
+
+  /** Poll a job until it ends; null when ``alive()`` turns false (the user moved on). */
+  async function waitForJob(jobId, alive) {
+    const deadline = Date.now() + SINGLE_TIMEOUT_MS;
+    let delay = 250;
+    let errors = 0;
+    for (;;) {
+      let status = null;
+      try {
+        status = await getJob(`/api/v1/jobs/${encodeURIComponent(jobId)}`);
+        errors = 0;
+      } catch (err) {
+        if (err !== NETWORK_ERROR || ++errors >= POLL_MAX_ERRORS) throw err;
+      }
+      if (!alive()) return null;
+      if (status && (status.state === "done" || status.state === "failed")) return status;
+      if (Date.now() > deadline) throw { codes: ["timeout"], params: {}, message: "timeout" };
+      await sleep(delay);
+      delay = Math.min(1000, delay * 1.5);
+    }
+  }
+
+  async function processSingle(file) {
+    if (!file) return;
+    // Sent whatever its type: the server checks the bytes and its reason explains a refusal.
+    const request = ++single.request;
+    clearTimeout(single.timer);
+    deleteRetired();
+    single.name = file.name || "pasted.png";
+    single.sourceId = single.shownId = null;
+    setBefore(URL.createObjectURL(file));
+    clearAfter();
+    singleBusy("single.processing");
+
+    const body = new FormData();
+    body.append("files", file, single.name);
+    body.append("kind", "single");
+    for (const [name, value] of optionEntries()) body.append(name, value);
+    let created;
+    try {
+      created = await postForm("/api/v1/jobs", body);
+    } catch (err) {
+      if (request === single.request) failSingle(err);
+      return;
+    }
+    HISTORY.add({ id: created.id, kind: "single", names: [single.name], total: 1, created: Date.now() });
+    refreshHistoryCount();
+    if (request !== single.request) return;
+    single.sourceId = created.id;
+    HISTORY.setCurrent("single", created.id);
+    await showSingleJob(created.id, request, {});
+  }
+
+  /** Wait for a one-item job and show its result (or its reason). ``how.applyOptions`` sets the panel to
+      the job's options (a job opened from the history); ``how.quiet`` says nothing if it expired. */
+  async function showSingleJob(jobId, request, how) {
+    const started = performance.now();
+    const alive = () => request === single.request;
+    let status;
+    try {
+      status = await waitForJob(jobId, alive);
+    } catch (err) {
+      if (!alive()) return;
+      if (how.quiet) resetSingle();
+      else failSingle(err);
+      return;
+    }
+    if (!status) return;
+    const item = status.items[0];
+    if (how.applyOptions) {
+      single.name = (item && item.name) || "image";
+      setOptions(status.options);
+      setBefore(itemUrl(jobId, 0, "input=1"));
+    }
+    if (!item || item.state !== "done") {
+      single.sourceId = null; // nothing to re-render from a photo that failed
+      failSingle(item ? itemError(item) : { codes: ["matting_error"], params: {}, message: status.error || "" });
+      return;
+    }
+    let blob;
+    let maskBlob = null;
+    try {
+      blob = await fetchBlob(item.result_url);
+      if (item.mask_url) maskBlob = await fetchBlob(item.mask_url);
+    } catch (err) {
+      if (alive()) failSingle(err);
+      return;
+    }
+    if (!alive()) return;
+    replaceUrl("after", URL.createObjectURL(blob));
+    const after = $("after-img");
+    after.src = single.urls.after;
+    await after.decode().catch(() => undefined);
+    if (!alive()) return;
+    const extension = MEDIA_EXTENSIONS[blob.type] || "png";
+    const link = $("single-download");
+    link.href = single.urls.after;
+    link.download = `${stem(single.name)}_matte.${extension}`;
+    link.classList.remove("disabled");
+    link.removeAttribute("aria-disabled");
+    const maskLink = $("single-mask");
+    replaceUrl("mask", maskBlob ? URL.createObjectURL(maskBlob) : null);
+    maskLink.classList.toggle("hidden", !maskBlob);
+    if (maskBlob) {
+      maskLink.href = single.urls.mask;
+      maskLink.download = `${stem(single.name)}_mask.png`;
+    }
+    singleCheck = needsCheck(item.confidence) ? { confidence: item.confidence } : null;
+    finishSingle("done");
+    setSingleStatus("single.done", {
+      seconds: ((performance.now() - started) / 1000).toFixed(1),
+      width: after.naturalWidth,
+      height: after.naturalHeight,
+    });
+    const previous = single.shownId;
+    single.shownId = jobId;
+    single.sourceId = single.sourceId || jobId;
+    if (previous && previous !== jobId) {
+      single.retired.add(previous);
+      HISTORY.replace(previous, jobId);
+      refreshHistoryCount();
+    }
+    HISTORY.setCurrent("single", jobId);
+    deleteRetired();
+  }
+
+  function deleteRetired() {
+    for (const id of single.retired) {
+      if (id === single.sourceId || id === single.shownId) continue;
+      single.retired.delete(id);
+      fetch(`/api/v1/jobs/${encodeURIComponent(id)}`, { method: "DELETE" }).catch(() => undefined);
+    }
+  }
+
+  /** Any option changed: the photo on screen is out of date now, and is re-rendered once changes settle. */
+  function optionsChanged() {
+    updateOptionHints();
+    if (!single.sourceId) return;
+    clearTimeout(single.timer);
+    singleBusy("single.stale", true);
+    single.request++; // a result of the old options arriving now must not be shown as current
+    single.timer = setTimeout(rerenderSingle, RERENDER_DELAY_MS);
+  }
+
+  async function rerenderSingle() {
+    const source = single.sourceId;
+    if (!source) return;
+    const request = ++single.request;
+    singleBusy("single.updating", true);
+    const body = new FormData();
+    for (const [name, value] of optionEntries()) body.append(name, value);
+    let created;
+    try {
+      created = await postForm(`/api/v1/jobs/${encodeURIComponent(source)}/rerun`, body);
+    } catch (err) {
+      if (request === single.request) failSingle(err);
+      return;
+    }
+    if (single.sourceId === source) {
+      // The new job holds the upload now; the old one goes once it is no longer on screen.
+      single.retired.add(source);
+      single.sourceId = created.id;
+    } else {
+      single.retired.add(created.id);
+    }
+    if (request !== single.request) return;
+    await showSingleJob(created.id, request, {});
+  }
+
   function resetSingle() {
-    singleRequest++;
-    singleFile = null;
+    single.request++;
+    clearTimeout(single.timer);
+    deleteRetired();
+    single.sourceId = single.shownId = null;
+    setBefore(null);
+    clearAfter();
     singleCheck = null;
-    replaceUrl("before", null);
-    replaceUrl("after", null);
-    $("before-img").removeAttribute("src");
-    $("after-img").removeAttribute("src");
     $("single-result").classList.add("hidden");
     $("single-drop").classList.remove("compact");
     $("single-input").value = "";
+    HISTORY.setCurrent("single", null);
     setSingleStatus("");
   }
 
-  function setCompare(value) {
-    // "Before" covers the left part of the frame; the slider moves the seam.
-    $("before-img").style.clipPath = `inset(0 ${100 - value}% 0 0)`;
-    $("compare-line").style.left = `${value}%`;
+  /** A photo from the history (or the one on screen before a reload), with the options it was made with. */
+  function openSingleJob(jobId, quiet) {
+    const request = ++single.request;
+    clearTimeout(single.timer);
+    single.sourceId = single.shownId = null;
+    clearAfter();
+    singleBusy("history.loading");
+    return showSingleJob(jobId, request, { applyOptions: true, quiet });
   }
 
   $("single-input").addEventListener("change", (e) => processSingle(e.target.files[0]));
-  $("single-rerun").addEventListener("click", () => processSingle(singleFile));
   $("single-reset").addEventListener("click", resetSingle);
   $("single-download").addEventListener("click", (e) => {
     if (e.currentTarget.classList.contains("disabled")) e.preventDefault();
   });
-  $("compare-range").addEventListener("input", (e) => setCompare(Number(e.target.value)));
-  // Dragging on the picture moves the seam too (the range input stays the keyboard-accessible control).
-  $("compare").addEventListener("pointermove", (e) => {
-    if (!e.buttons) return;
-    const box = e.currentTarget.getBoundingClientRect();
-    const value = Math.max(0, Math.min(100, Math.round((100 * (e.clientX - box.left)) / box.width)));
-    $("compare-range").value = value;
-    setCompare(value);
-  });
+  openWithKeyboard($("single-drop"), $("single-input"));
   setupDropzone($("single-drop"), (files) => {
     if (files.length > 1) {
       // Several photos dropped on the single view: they are a batch.
@@ -327,7 +643,10 @@
     if (!files.length) return;
     e.preventDefault();
     if (activeTab === "batch") addBatchFiles(files);
-    else processSingle(files[0]);
+    else {
+      showTab("single");
+      processSingle(files[0]);
+    }
   });
 
   /* ---------- batch ---------- */
@@ -335,8 +654,9 @@
   let batchFiles = [];
   let batchNotice = "";
   let job = null; // the last status JSON
-  let jobPhase = { key: "", vars: null, error: false };
+  let jobPhase = { key: "", vars: null, error: null };
   let pollTimer = null;
+  let pollingId = null;
 
   function addBatchFiles(files, fromFolder) {
     const accepted = fromFolder ? files.filter(isImageFile) : files;
@@ -372,19 +692,19 @@
     $("batch-folder").value = "";
     $("batch-job").classList.add("hidden");
     $("batch-grid").replaceChildren();
+    HISTORY.setCurrent("batch", null);
     renderSelection();
   }
 
   function setJobPhase(key, vars, error) {
-    jobPhase = { key, vars, error: Boolean(error) };
+    jobPhase = { key, vars, error: error || null };
     renderJobPhase();
   }
   function renderJobPhase() {
     const el = $("batch-status");
     const { key, vars, error } = jobPhase;
-    const text = key === "raw" ? vars.message : key ? t(key, vars) : "";
-    el.textContent = error ? `${t("error.prefix")}: ${text}` : text;
-    el.classList.toggle("error", error);
+    el.textContent = error ? `${t("error.prefix")}: ${errorText(error)}` : key ? t(key, vars) : "";
+    el.classList.toggle("error", Boolean(error));
   }
 
   function uploadJob(body, onProgress) {
@@ -397,9 +717,16 @@
         if (e.lengthComputable) onProgress(Math.round((100 * e.loaded) / e.total));
       });
       xhr.addEventListener("load", () => resolve({ status: xhr.status, body: xhr.response }));
-      xhr.addEventListener("error", () => reject(new Error(t("error.network"))));
+      xhr.addEventListener("error", () => reject(NETWORK_ERROR));
       xhr.send(body);
     });
+  }
+
+  function showJobPanel() {
+    $("batch-job").classList.remove("hidden");
+    $("batch-grid").replaceChildren();
+    $("batch-zip").classList.add("hidden");
+    setProgress(0);
   }
 
   async function startBatch() {
@@ -407,13 +734,10 @@
     stopPolling();
     const body = new FormData();
     for (const file of batchFiles) body.append("files", file, file.name);
-    for (const [name, value] of optionEntries(true)) body.append(name, value);
+    for (const [name, value] of optionEntries()) body.append(name, value);
     $("batch-start").disabled = true;
-    $("batch-job").classList.remove("hidden");
-    $("batch-grid").replaceChildren();
-    $("batch-zip").classList.add("hidden");
+    showJobPanel();
     $("batch-job").dataset.state = "uploading";
-    setProgress(0);
     setJobPhase("batch.uploading", { percent: 0 });
     let answer;
     try {
@@ -421,40 +745,65 @@
     } catch (err) {
       $("batch-start").disabled = false;
       $("batch-job").dataset.state = "failed";
-      setJobPhase("raw", { message: err.message }, true);
+      setJobPhase("", null, err);
       return;
     }
     $("batch-start").disabled = false;
     if (answer.status !== 202 || !answer.body || !answer.body.status_url) {
       $("batch-job").dataset.state = "failed";
-      const message = (answer.body && answer.body.message) || `HTTP ${answer.status}`;
-      setJobPhase("raw", { message }, true);
+      setJobPhase("", null, apiError(answer.body, answer.status));
       return;
     }
-    pollJob(answer.body.status_url, { errors: 0, lastProgress: Date.now(), finished: -1 });
+    const names = batchFiles.slice(0, 3).map((file) => file.name);
+    HISTORY.add({ id: answer.body.id, kind: "batch", names, total: batchFiles.length, created: Date.now() });
+    HISTORY.setCurrent("batch", answer.body.id);
+    refreshHistoryCount();
+    pollJob(answer.body.status_url, { id: answer.body.id, errors: 0, lastProgress: Date.now(), finished: -1 });
+  }
+
+  /** A batch from the history (or the one on screen before a reload): its cards, progress and ZIP. */
+  function openBatchJob(jobId, quiet) {
+    stopPolling();
+    showJobPanel();
+    $("batch-job").dataset.state = "loading";
+    setJobPhase("history.loading");
+    HISTORY.setCurrent("batch", jobId);
+    const statusUrl = `/api/v1/jobs/${encodeURIComponent(jobId)}`;
+    pollJob(statusUrl, { id: jobId, errors: 0, lastProgress: Date.now(), finished: -1, quiet });
   }
 
   function stopPolling() {
     if (pollTimer) clearTimeout(pollTimer);
     pollTimer = null;
+    pollingId = null;
   }
 
   async function pollJob(statusUrl, tracker) {
+    pollingId = tracker.id;
     let status;
     try {
-      const response = await fetch(statusUrl, { cache: "no-store" });
-      if (!response.ok) throw new Error(await errorMessage(response));
-      status = await response.json();
+      status = await getJob(statusUrl);
       tracker.errors = 0;
     } catch (err) {
+      if (pollingId !== tracker.id) return;
+      if (err !== NETWORK_ERROR) {
+        // The job is gone (expired or deleted): say so in words, or quietly forget it after a reload.
+        if (tracker.quiet) clearBatch();
+        else {
+          $("batch-job").dataset.state = "failed";
+          setJobPhase("", null, err);
+        }
+        return;
+      }
       tracker.errors += 1;
       if (tracker.errors >= POLL_MAX_ERRORS) {
-        setJobPhase("batch.lost", { message: err.message }, true);
+        setJobPhase("batch.lost", { message: t("error.network") }, null);
         return;
       }
       pollTimer = setTimeout(() => pollJob(statusUrl, tracker), POLL_INTERVAL_MS * 2);
       return;
     }
+    if (pollingId !== tracker.id) return;
     job = status;
     renderJob();
     if (status.state === "done" || status.state === "failed") return;
@@ -463,7 +812,7 @@
       tracker.finished = finished;
       tracker.lastProgress = Date.now();
     } else if (Date.now() - tracker.lastProgress > STALL_LIMIT_MS) {
-      setJobPhase("batch.stalled", { minutes: Math.round(STALL_LIMIT_MS / 60000) }, true);
+      setJobPhase("batch.stalled", { minutes: Math.round(STALL_LIMIT_MS / 60000) });
       return;
     }
     // Big batches send big status documents: poll them less often (0.8 s up to 5 s).
@@ -492,7 +841,7 @@
       zip.href = job.results_url;
       zip.classList.remove("hidden");
     } else if (job.state === "failed") {
-      setJobPhase("batch.jobFailed", null, true);
+      setJobPhase("batch.jobFailed");
     } else {
       setJobPhase("batch.counts", { done: job.done, failed: job.failed, total: job.total });
     }
@@ -501,10 +850,15 @@
   function renderItem(card, item) {
     card.dataset.state = item.state;
     card.dataset.index = item.index;
+    const open = card.querySelector(".item-open");
+    open.title = item.name; // the full name on hover; the card cuts long ones
+    open.setAttribute("aria-label", t("batch.open", { name: item.name }));
+    open.onclick = () => openViewer(job.id, item, open);
     card.querySelector(".item-name").textContent = item.name;
-    card.querySelector(".item-name").title = item.name;
     card.querySelector(".badge").textContent = t("state." + item.state);
-    card.querySelector(".reason").textContent = item.state === "failed" ? item.error || "" : "";
+    const reason = item.state === "failed" ? errorText(itemError(item)) : "";
+    card.querySelector(".reason").textContent = reason;
+    card.querySelector(".reason").title = reason;
     const check = item.state === "done" && needsCheck(item.confidence);
     card.dataset.check = check ? "true" : "false";
     const note = card.querySelector(".check-note");
@@ -514,29 +868,177 @@
     const img = card.querySelector("img");
     if (item.state === "done" && item.result_url && img.getAttribute("src") !== item.result_url) {
       img.src = item.result_url;
-      img.alt = item.name;
     }
-  }
-
-  function rerenderDynamicText() {
-    renderSingleStatus();
-    renderSelection();
-    renderJobPhase();
-    if (job) renderJob();
-    updateOptionHints();
   }
 
   $("batch-input").addEventListener("change", (e) => addBatchFiles(Array.from(e.target.files), false));
   $("batch-folder").addEventListener("change", (e) => addBatchFiles(Array.from(e.target.files), true));
   $("batch-start").addEventListener("click", startBatch);
   $("batch-clear").addEventListener("click", clearBatch);
+  openWithKeyboard($("batch-drop"), $("batch-input"));
+  openWithKeyboard($("batch-folder-button"), $("batch-folder"));
   setupDropzone($("batch-drop"), (files) => addBatchFiles(files, false));
+
+  /* ---------- one result, large ---------- */
+
+  let viewerItem = null;
+  let viewerOpener = null;
+
+  function openViewer(jobId, item, opener) {
+    viewerItem = { jobId, item };
+    viewerOpener = opener;
+    renderViewer();
+    const before = $("viewer-before");
+    before.classList.remove("hidden");
+    before.src = itemUrl(jobId, item.index, "input=1");
+    const after = $("viewer-after");
+    if (item.result_url) after.src = item.result_url;
+    else after.removeAttribute("src");
+    $("viewer-range").value = 50;
+    $("viewer-range").dispatchEvent(new Event("input"));
+    const download = $("viewer-download");
+    download.classList.toggle("hidden", !item.result_url);
+    if (item.result_url) download.href = withQuery(item.result_url, "download=1");
+    const mask = $("viewer-mask");
+    mask.classList.toggle("hidden", !item.mask_url);
+    if (item.mask_url) mask.href = withQuery(item.mask_url, "download=1");
+    $("viewer").showModal();
+  }
+
+  function renderViewer() {
+    if (!viewerItem) return;
+    const { item } = viewerItem;
+    $("viewer-name").textContent = item.name;
+    $("viewer-badge").textContent = t("state." + item.state);
+    $("viewer").dataset.state = item.state;
+    $("viewer-reason").textContent = item.state === "failed" ? errorText(itemError(item)) : "";
+  }
+
+  $("viewer-before").addEventListener("error", () => $("viewer-before").classList.add("hidden"));
+  $("viewer-close").addEventListener("click", () => $("viewer").close());
+  $("viewer").addEventListener("click", (e) => {
+    if (e.target === $("viewer")) $("viewer").close(); // a click on the backdrop
+  });
+  $("viewer").addEventListener("close", () => {
+    viewerItem = null;
+    if (viewerOpener && document.contains(viewerOpener)) viewerOpener.focus();
+  });
+
+  /* ---------- history ---------- */
+
+  let historyStatuses = null; // the last answer of GET /api/v1/jobs?ids=..., for re-rendering in a new language
+  let historyRequest = 0;
+
+  function refreshHistoryCount() {
+    const count = HISTORY.list().length;
+    $("history-count").textContent = count ? String(count) : "";
+    if (activeTab === "history") renderHistory();
+  }
+
+  async function renderHistory() {
+    const request = ++historyRequest;
+    const entries = HISTORY.list();
+    try {
+      const statuses = await HISTORY.fetchStatuses(entries.map((entry) => entry.id));
+      if (request !== historyRequest) return;
+      historyStatuses = statuses;
+    } catch (err) {
+      if (request !== historyRequest) return;
+      historyStatuses = null; // offline: list what this browser knows, without states
+    }
+    drawHistory(entries);
+    // Unfinished jobs: look again shortly.
+    const running = historyStatuses && [...historyStatuses.byId.values()].some((j) => !["done", "failed"].includes(j.state));
+    if (running && activeTab === "history") setTimeout(() => request === historyRequest && renderHistory(), 1500);
+  }
+
+  function drawHistory(entries) {
+    const days = Math.round((config.resultTtlHours / 24) * 10) / 10;
+    $("history-note").textContent = t("history.note", { days });
+    $("history-empty").classList.toggle("hidden", entries.length > 0);
+    $("history-count").textContent = entries.length ? String(entries.length) : "";
+    const template = $("history-template");
+    const cards = entries.map((entry) => {
+      const card = template.content.firstElementChild.cloneNode(true);
+      renderHistoryCard(card, entry, days);
+      return card;
+    });
+    $("history-grid").replaceChildren(...cards);
+  }
+
+  function renderHistoryCard(card, entry, days) {
+    const summary = historyStatuses ? historyStatuses.byId.get(entry.id) : null;
+    const expired = Boolean(historyStatuses && historyStatuses.missing.has(entry.id));
+    const state = expired ? "expired" : summary ? summary.state : "unknown";
+    card.dataset.state = state;
+    card.dataset.id = entry.id;
+    const first = (summary && summary.names[0]) || entry.names[0] || "";
+    const name = entry.kind === "batch" ? `${t("history.photos", { count: entry.total })} · ${first}` : first;
+    card.querySelector(".item-name").textContent = name;
+    const open = card.querySelector(".item-open");
+    open.title = entry.kind === "batch" ? entry.names.join(", ") : first;
+    open.setAttribute("aria-label", `${t("history.open")} ${name}`);
+    card.querySelector(".badge").textContent = state === "unknown" ? "" : t("state." + state);
+    const locale = I18N.lang === "zh" ? "zh-CN" : "en";
+    card.querySelector(".when").textContent = new Date(entry.created).toLocaleString(locale, {
+      dateStyle: "medium",
+      timeStyle: "short",
+    });
+    card.querySelector(".opts").textContent = summary ? summarizeOptions(summary.options) : "";
+    card.querySelector(".reason").textContent = expired ? t("history.expiredNote", { days }) : "";
+    const img = card.querySelector("img");
+    if (summary && summary.thumbnail_url) img.src = summary.thumbnail_url;
+    if (expired) {
+      open.disabled = true;
+    } else {
+      open.addEventListener("click", () => {
+        if (entry.kind === "single") {
+          showTab("single");
+          openSingleJob(entry.id, false);
+        } else {
+          showTab("batch");
+          openBatchJob(entry.id, false);
+        }
+      });
+    }
+    const download = card.querySelector(".download");
+    const ready = summary && summary.state === "done" && summary.done > 0;
+    download.classList.toggle("hidden", !ready);
+    if (ready) {
+      const single = entry.kind === "single";
+      download.href = single ? withQuery(summary.thumbnail_url, "download=1") : summary.results_url;
+      download.textContent = single ? t("history.download") : t("history.zip");
+      download.setAttribute("aria-label", `${download.textContent} ${name}`);
+    }
+  }
+
+  $("history-clear").addEventListener("click", () => {
+    HISTORY.clear();
+    historyStatuses = null;
+    drawHistory([]);
+  });
+
+  function rerenderDynamicText() {
+    renderSingleStatus();
+    renderSelection();
+    renderJobPhase();
+    if (job) renderJob();
+    renderViewer();
+    if (activeTab === "history") drawHistory(HISTORY.list());
+    updateOptionHints();
+  }
 
   /* ---------- start ---------- */
 
   I18N.apply();
   refreshLanguageButton();
-  setCompare(50);
   updateOptionHints();
   renderSelection();
+  refreshHistoryCount();
+  // After a reload (or a browser restart), put back what was on screen: the photo, the batch, the tab.
+  const restored = HISTORY.current();
+  const known = new Set(HISTORY.list().map((entry) => entry.id));
+  if (restored.single && known.has(restored.single)) openSingleJob(restored.single, true);
+  if (restored.batch && known.has(restored.batch)) openBatchJob(restored.batch, true);
+  showTab(TABS.includes(restored.tab) ? restored.tab : "single");
 })();
