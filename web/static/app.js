@@ -973,7 +973,8 @@
     card.dataset.state = state;
     card.dataset.id = entry.id;
     const first = (summary && summary.names[0]) || entry.names[0] || "";
-    const name = entry.kind === "batch" ? `${t("history.photos", { count: entry.total })} · ${first}` : first;
+    const photos = entry.total === 1 ? t("history.onePhoto") : t("history.photos", { count: entry.total });
+    const name = entry.kind === "batch" ? `${photos} · ${first}` : first;
     card.querySelector(".item-name").textContent = name;
     const open = card.querySelector(".item-open");
     open.title = entry.kind === "batch" ? entry.names.join(", ") : first;

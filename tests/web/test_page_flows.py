@@ -1,0 +1,424 @@
+"""The page as people come back to it, in real Chromium (Debian's binary, headless) against the live waitress
+server, real Redis and the shared real worker: history surviving a reload and a browser restart, options that
+re-render the photo on screen, cards that open large with downloads, masks for one photo, server reasons in
+中文, a keyboard-only upload, the phone layout, friendly failures and an accessibility check (axe-core).
+
+Screenshots go to ``$MATTEFLOW_SCREENSHOT_DIR`` when it is set (that is how ``docs/screenshots/`` is made),
+else to the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.usefixtures("worker")]
+
+CHROMIUM = shutil.which("chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"]
+RESULT_TIMEOUT_MS = 60_000
+PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
+PEOPLE = sorted((Path(__file__).parents[1] / "data" / "people").glob("*.jpg"))
+
+DROP_FILE_JS = """
+([selector, name, type, b64]) => {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const data = new DataTransfer();
+  data.items.add(new File([bytes], name, { type }));
+  const target = document.querySelector(selector);
+  target.dispatchEvent(new DragEvent("dragenter", { dataTransfer: data, bubbles: true, cancelable: true }));
+  target.dispatchEvent(new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true }));
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (`make test-system-deps` installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def open_page(browser: Any, live_server: Any) -> Iterator[Callable[..., Any]]:
+    """``open_page(locale="en-US", storage_state=None, **context_options)`` -> a page on the app; page
+    errors and CSP violations fail the test."""
+    contexts: list[Any] = []
+    problems: list[str] = []
+
+    def make(locale: str = "en-US", **options: Any) -> Any:
+        context = browser.new_context(accept_downloads=True, locale=locale, **options)
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+        page.on("console", lambda msg: problems.append(f"console: {msg.text}") if msg.type == "error" else None)
+        page.goto(live_server.url + "/")
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
+    # 4xx answers we provoke on purpose (an upload that was never stored) are logged as resource errors.
+    unexpected = [p for p in problems if "status of 4" not in p]
+    assert not unexpected, unexpected
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("MATTEFLOW_SCREENSHOT_DIR") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def drop(page: Any, name: str, mime: str, data: bytes, selector: str = "#single-drop") -> None:
+    page.evaluate(DROP_FILE_JS, [selector, name, mime, base64.b64encode(data).decode()])
+
+
+def wait_single(page: Any, state: str = "done") -> None:
+    page.wait_for_selector(f"#single-result[data-state={state}]", timeout=RESULT_TIMEOUT_MS)
+
+
+def run_batch(page: Any, files: list[dict[str, Any]]) -> None:
+    page.click("#tab-batch")
+    page.set_input_files("#batch-input", files)
+    page.click("#batch-start")
+    page.wait_for_selector("#batch-job[data-state=done]", timeout=RESULT_TIMEOUT_MS)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#batch-grid .item[data-state=done] img')].every(i => i.naturalWidth)",
+        timeout=RESULT_TIMEOUT_MS,
+    )
+
+
+def saved(download: Any, folder: Path) -> Path:
+    path = folder / download.suggested_filename
+    download.save_as(path)
+    return path
+
+
+def people(count: int) -> list[dict[str, Any]]:
+    return [{"name": p.name, "mimeType": "image/jpeg", "buffer": p.read_bytes()} for p in PEOPLE[:count]]
+
+
+# --- history -------------------------------------------------------------------------------------------------
+
+
+def test_history_survives_a_reload_and_a_browser_restart(
+    open_page: Callable[..., Any], samples: Any, tmp_path: Path
+) -> None:
+    page = open_page()
+    drop(page, "portrait.jpg", "image/jpeg", samples.jpeg)
+    wait_single(page)
+    run_batch(
+        page,
+        [
+            {"name": "alice.jpg", "mimeType": "image/jpeg", "buffer": samples.jpeg},
+            {"name": "notes.png", "mimeType": "image/png", "buffer": samples.text},
+        ],
+    )
+    assert page.inner_text("#history-count") == "2"
+
+    page.reload()
+    # What was on screen comes back: the batch's cards and ZIP link, and the photo in the single view.
+    page.wait_for_selector("#batch-job[data-state=done]", timeout=RESULT_TIMEOUT_MS)
+    assert page.locator("#batch-grid .item").count() == 2
+    assert page.get_attribute("#batch-zip", "href").endswith("/results.zip")
+    page.click("#tab-single")
+    wait_single(page)
+    assert page.eval_on_selector("#before-img", "img => img.naturalWidth") == 96
+
+    page.click("#tab-history")
+    page.wait_for_selector("#history-grid .item[data-state=done] >> nth=1", timeout=RESULT_TIMEOUT_MS)
+    names = page.locator("#history-grid .item-name").all_inner_texts()
+    assert names[0].startswith("2 photos") and names[1] == "portrait.jpg"  # newest first
+    assert page.locator("#history-grid .item").nth(0).locator(".download").inner_text() == "ZIP"
+
+    # A browser restart: a new context with the same storage (cookies + localStorage), nothing else.
+    state = page.context.storage_state()
+    # Plus an id the server no longer knows: it shows as expired, not as an error.
+    origin = state["origins"][0]
+    history = next(entry for entry in origin["localStorage"] if entry["name"] == "matteflow.history.v1")
+    entries = json.loads(history["value"])
+    entries.append(
+        {"id": "X" * 22, "kind": "single", "names": ["old.jpg"], "total": 1, "created": entries[-1]["created"] - 1}
+    )
+    history["value"] = json.dumps(entries)
+    again = open_page(storage_state=state)
+    again.click("#tab-history")
+    again.wait_for_selector("#history-grid .item[data-state=expired]", timeout=RESULT_TIMEOUT_MS)
+    assert again.locator("#history-grid .item").count() == 3
+    expired = again.locator("#history-grid .item[data-state=expired]")
+    assert expired.locator(".badge").inner_text() == "Expired"
+    assert expired.locator(".item-open").is_disabled()
+
+    # Opening the photo from the history puts it, and the options it was made with, back on screen.
+    again.locator("#history-grid .item", has_text="portrait.jpg").locator(".item-open").click()
+    wait_single(again)
+    assert again.is_visible("#single-result")
+    with again.expect_download() as info:
+        again.click("#single-download")
+    assert Image.open(saved(info.value, tmp_path)).size == (96, 128)
+
+
+# --- live options ----------------------------------------------------------------------------------------
+
+
+def test_a_preset_change_re_renders_without_a_click_and_none_resets(
+    open_page: Callable[..., Any], samples: Any, tmp_path: Path
+) -> None:
+    page = open_page()
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+    drop(page, "portrait.jpg", "image/jpeg", samples.jpeg)
+    wait_single(page)
+    assert page.get_attribute("#single-download", "download") == "portrait_matte.png"
+
+    page.select_option("#opt-preset", "id-photo")
+    # At once the old result is marked out of date: it never sits beside options it was not made with.
+    assert page.get_attribute("#single-result", "data-state") in ("stale", "running")
+    assert "disabled" in page.get_attribute("#single-download", "class")
+    wait_single(page)
+    assert page.get_attribute("#single-download", "download") == "portrait_matte.jpg"
+    with page.expect_download() as info:
+        page.click("#single-download")
+    image = Image.open(saved(info.value, tmp_path))
+    assert image.format == "JPEG" and image.mode == "RGB"  # composited (the test model is untrained)
+
+    page.select_option("#opt-preset", "")
+    wait_single(page)
+    assert page.input_value("#opt-threshold") == "0" and page.input_value("#opt-erode") == "0"
+    assert page.input_value("#opt-format") == "png" and page.is_checked("input[name=bg_mode][value=transparent]")
+    assert page.get_attribute("#single-download", "download") == "portrait_matte.png"
+
+    # Several quick changes, one re-render; the photo was uploaded once.
+    page.fill("#opt-erode", "3")
+    page.fill("#opt-erode", "4")
+    wait_single(page)
+    uploads = [u for u in posts if u.endswith("/api/v1/jobs")]
+    reruns = [u for u in posts if u.endswith("/rerun")]
+    assert len(uploads) == 1 and 3 <= len(reruns) <= 4, posts
+
+
+# --- items and masks -------------------------------------------------------------------------------------
+
+
+def test_a_card_opens_large_and_downloads_its_image_and_mask(
+    open_page: Callable[..., Any], samples: Any, tmp_path: Path
+) -> None:
+    page = open_page()
+    page.check("#opt-mask")
+    long_name = "bgm_wedding_2026_family_portrait_left_side_final_v2.jpg"
+    run_batch(
+        page,
+        [
+            {"name": long_name, "mimeType": "image/jpeg", "buffer": samples.jpeg},
+            {"name": "bob.png", "mimeType": "image/png", "buffer": samples.png},
+            {"name": "notes.png", "mimeType": "image/png", "buffer": samples.text},
+        ],
+    )
+    heights = page.eval_on_selector_all("#batch-grid .item", "cards => cards.map(c => c.offsetHeight)")
+    assert len(set(heights)) == 1, heights  # even cards, however long the name or reason
+    card = page.locator("#batch-grid .item").nth(0)
+    assert card.locator(".item-open").get_attribute("title") == long_name
+    card.locator(".item-open").click()
+    page.wait_for_selector("#viewer[open]")
+    assert page.inner_text("#viewer-name") == long_name
+    page.wait_for_function("() => document.getElementById('viewer-before').naturalWidth === 96")
+    with page.expect_download() as info:
+        page.click("#viewer-download")
+    assert info.value.suggested_filename == long_name.replace(".jpg", ".png")
+    with page.expect_download() as info:
+        page.click("#viewer-mask")
+    assert info.value.suggested_filename.endswith("_mask.png")
+    assert Image.open(saved(info.value, tmp_path)).mode == "L"
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#viewer", state="hidden")
+    assert page.evaluate("document.activeElement.classList.contains('item-open')")  # focus went back
+
+    page.locator("#batch-grid .item[data-state=failed] .item-open").click()
+    page.wait_for_selector("#viewer[open]")
+    assert "not a supported image" in page.inner_text("#viewer-reason")
+    assert page.is_hidden("#viewer-download")
+
+
+def test_a_single_photo_with_its_mask(open_page: Callable[..., Any], samples: Any, tmp_path: Path) -> None:
+    page = open_page()
+    page.check("#opt-mask")
+    drop(page, "portrait.jpg", "image/jpeg", samples.jpeg)
+    wait_single(page)
+    with page.expect_download() as info:
+        page.click("#single-mask")
+    assert info.value.suggested_filename == "portrait_mask.png"
+    mask = Image.open(saved(info.value, tmp_path))
+    assert mask.mode == "L" and mask.size == (96, 128)
+    page.uncheck("#opt-mask")  # a live change: the mask goes with the re-render
+    wait_single(page)
+    assert page.is_hidden("#single-mask")
+
+
+# --- errors in the user's language --------------------------------------------------------------------------
+
+
+def test_the_chinese_page_says_the_servers_reason_in_chinese(open_page: Callable[..., Any], samples: Any) -> None:
+    page = open_page(locale="zh-CN")
+    assert page.inner_text("#tab-single") == "单张图片"
+    drop(page, "notes.png", "image/png", samples.text)
+    wait_single(page, "failed")
+    status = page.inner_text("#single-status")
+    assert "不是支持的图片格式" in status and "not a supported" not in status
+    # No broken-image icon: the file that cannot be shown gets a sentence instead.
+    assert page.is_visible("#before-missing") and page.get_attribute("#before-img", "src") is None
+    run_batch(
+        page,
+        [
+            {"name": "a.jpg", "mimeType": "image/jpeg", "buffer": samples.jpeg},
+            {"name": "empty.jpg", "mimeType": "image/jpeg", "buffer": samples.empty},
+        ],
+    )
+    assert page.inner_text("#batch-grid .item[data-state=failed] .reason") == "文件是空的（0 字节）"
+    # Switching language re-says the reasons.
+    page.click("#lang-toggle")
+    assert page.inner_text("#batch-grid .item[data-state=failed] .reason") == "the file is empty (0 bytes)"
+
+
+def test_an_expired_zip_link_opens_a_friendly_page(open_page: Callable[..., Any], live_server: Any) -> None:
+    page = open_page(locale="zh-CN")
+    page.click("#lang-toggle")  # English is remembered; the expired page follows the page's language
+    page.goto(live_server.url + "/api/v1/jobs/" + "E" * 22 + "/results.zip")
+    assert page.inner_text("h1") == "This link has expired"
+    page.click("text=Back to MatteFlow")
+    page.wait_for_selector("#single-drop")
+
+
+# --- keyboard ------------------------------------------------------------------------------------------------
+
+
+def tab_to(page: Any, element_id: str, limit: int = 40) -> None:
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement && document.activeElement.id") == element_id:
+            return
+    pytest.fail(f"Tab never reached #{element_id}")
+
+
+def test_keyboard_only_upload(open_page: Callable[..., Any], samples: Any, tmp_path: Path) -> None:
+    page = open_page()
+    tab_to(page, "single-drop")
+    outline = page.eval_on_selector("#single-drop", "el => getComputedStyle(el).outlineStyle")
+    assert outline != "none"  # focus is visible
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Enter")
+    photo = tmp_path / "keyboard.jpg"
+    photo.write_bytes(samples.jpeg)
+    chooser.value.set_files(str(photo))
+    wait_single(page)
+
+    # The batch tab, its drop zone and "Choose a folder", by keyboard alone (Space opens too).
+    page.focus("#tab-single")
+    page.keyboard.press("ArrowRight")
+    assert page.is_visible("#panel-batch")
+    tab_to(page, "batch-drop")
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press(" ")
+    assert chooser.value.is_multiple()
+    chooser.value.set_files(str(photo))
+    tab_to(page, "batch-folder-button")
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Enter")
+    tab_to(page, "batch-start")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#batch-job[data-state=done]", timeout=RESULT_TIMEOUT_MS)
+    tab_to(page, "batch-zip")
+
+
+# --- phone ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("locale", ["en-US", "zh-CN"])
+def test_phone_layout_and_screenshots(open_page: Callable[..., Any], samples: Any, shots: Path, locale: str) -> None:
+    lang = locale[:2]
+    page = open_page(locale=locale, **PHONE)
+    # The options fold to one line above the photos, not under every result.
+    options, work = page.locator("#options-panel").bounding_box(), page.locator(".work").bounding_box()
+    assert options["y"] < work["y"] and options["height"] < 80
+    assert not page.eval_on_selector("#options-panel", "d => d.open")
+    files = people(5) + [{"name": "notes.txt", "mimeType": "text/plain", "buffer": samples.text}]
+    run_batch(page, files)
+    lefts = {
+        round(box["x"])
+        for box in page.eval_on_selector_all(
+            "#batch-grid .item", "cards => cards.map(c => c.getBoundingClientRect().toJSON())"
+        )
+    }
+    assert len(lefts) >= 3  # a compact grid, not one card per row
+    height = page.evaluate("document.documentElement.scrollHeight")
+    assert height < 1800, height  # six photos no longer make a 3,400 px page
+    page.screenshot(path=str(shots / f"phone-batch-{lang}.png"), full_page=True)
+    page.click("#tab-history")
+    page.wait_for_selector("#history-grid .item[data-state=done]", timeout=RESULT_TIMEOUT_MS)
+    page.screenshot(path=str(shots / f"phone-history-{lang}.png"), full_page=True)
+
+
+@pytest.mark.parametrize("locale", ["en-US", "zh-CN"])
+def test_desktop_screenshots(open_page: Callable[..., Any], shots: Path, locale: str) -> None:
+    lang = locale[:2]
+    page = open_page(locale=locale, viewport={"width": 1280, "height": 860})
+    page.set_input_files("#single-input", str(PEOPLE[0]))
+    wait_single(page)
+    page.select_option("#opt-preset", "id-photo")
+    wait_single(page)
+    page.screenshot(path=str(shots / f"desktop-single-{lang}.png"))
+    run_batch(page, people(5))
+    page.screenshot(path=str(shots / f"desktop-batch-{lang}.png"))
+    page.locator("#batch-grid .item-open").nth(1).click()
+    page.wait_for_function("() => document.getElementById('viewer-after').naturalWidth > 0")
+    page.screenshot(path=str(shots / f"desktop-viewer-{lang}.png"))
+    page.keyboard.press("Escape")
+    page.click("#tab-history")
+    page.wait_for_selector("#history-grid .item[data-state=done] >> nth=1", timeout=RESULT_TIMEOUT_MS)
+    page.screenshot(path=str(shots / f"desktop-history-{lang}.png"))
+
+
+# --- accessibility -------------------------------------------------------------------------------------------
+
+
+def axe_violations(page: Any) -> list[dict[str, Any]]:
+    axe = pytest.importorskip("axe_playwright_python")
+    source = (Path(axe.__file__).parent / "axe.min.js").read_text()
+    page.evaluate(source)  # evaluated by the devtools protocol: the page's CSP does not apply
+    result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+    return [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
+
+
+def test_no_serious_accessibility_violations(open_page: Callable[..., Any], samples: Any) -> None:
+    page = open_page()
+    problems = {"start": axe_violations(page)}
+    drop(page, "portrait.jpg", "image/jpeg", samples.jpeg)
+    wait_single(page)
+    run_batch(page, [{"name": "a.jpg", "mimeType": "image/jpeg", "buffer": samples.jpeg}])
+    problems["batch"] = axe_violations(page)
+    page.locator("#batch-grid .item-open").first.click()
+    page.wait_for_selector("#viewer[open]")
+    problems["viewer"] = axe_violations(page)
+    page.keyboard.press("Escape")
+    page.click("#tab-history")
+    page.wait_for_selector("#history-grid .item[data-state=done]", timeout=RESULT_TIMEOUT_MS)
+    problems["history"] = axe_violations(page)
+    summary = {
+        where: [(v["id"], [n["target"] for n in v["nodes"]][:3]) for v in found] for where, found in problems.items()
+    }
+    assert not any(problems.values()), summary
