@@ -3,8 +3,8 @@ server, real Redis and the shared real worker: history surviving a reload and a 
 re-render the photo on screen, cards that open large with downloads, masks for one photo, server reasons in
 中文, a keyboard-only upload, the phone layout, friendly failures and an accessibility check (axe-core).
 
-Screenshots go to ``$MATTEFLOW_SCREENSHOT_DIR`` when it is set (that is how ``docs/screenshots/`` is made),
-else to the test's temporary folder.
+The layout tests take screenshots into the test's temporary folder, or ``$MATTEFLOW_SCREENSHOT_DIR`` to keep
+them for a look (the README's own are made with the shipped model by ``docs/screenshots/capture.py``).
 """
 
 from __future__ import annotations
