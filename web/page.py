@@ -54,7 +54,7 @@ def expired_page() -> Response:
     langs = [value.lower() for value, _ in request.accept_languages]
     lang = next((code[:2] for code in langs if code[:2] in ("en", "zh")), "en")
     hours = web_context().settings.result_ttl_hours
-    response = make_response(render_template("expired.html", lang=lang, days=round(hours / 24, 1)), 404)
+    response = make_response(render_template("expired.html", lang=lang, days=f"{hours / 24:.3g}"), 404)
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     response.headers["Cache-Control"] = "no-store"
     return response
