@@ -317,6 +317,9 @@ def tab_to(page: Any, element_id: str, limit: int = 40) -> None:
 
 def test_keyboard_only_upload(open_page: Callable[..., Any], samples: Any, tmp_path: Path) -> None:
     page = open_page()
+    # Listening from the start turns Chromium's file-chooser interception on before the first key press
+    # (turning it on inside expect_file_chooser races with a quick press).
+    page.on("filechooser", lambda chooser: None)
     tab_to(page, "single-drop")
     outline = page.eval_on_selector("#single-drop", "el => getComputedStyle(el).outlineStyle")
     assert outline != "none"  # focus is visible
