@@ -257,6 +257,13 @@ def get_job(job_id: str) -> Response:
 def get_results(job_id: str) -> Response:
     ctx = web_context()
     job = _job_or_404(job_id, page_if_browser=True)
+    if job.get("kind") == "single":
+        raise ApiError(
+            404,
+            "no_zip",
+            "a single-image job has no ZIP; its result is item 0",
+            item_url=url_for("api.get_item", job_id=job_id, index=0),
+        )
     if job["state"] == "failed":  # final: no archive will ever come, so say so instead of "not ready"
         raise ApiError(
             410,

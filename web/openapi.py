@@ -403,7 +403,8 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                         },
                         "404": {
                             "description": "Unknown job id: JSON for API clients, a page saying the link "
-                            "expired for a browser that navigated here.",
+                            "expired for a browser that navigated here. A single-image job (kind single) has "
+                            "no ZIP (error no_zip, with item_url).",
                             "content": {_JSON: {"schema": _ref("Error")}, "text/html": {"schema": {"type": "string"}}},
                         },
                         "409": _error("Not ready yet (error not_ready); poll the status."),
