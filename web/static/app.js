@@ -452,9 +452,8 @@
     // Sent whatever its type: the server checks the bytes and its reason explains a refusal.
     const request = ++single.request;
     clearTimeout(single.timer);
-    deleteRetired();
+    leavePhoto();
     single.name = file.name || "pasted.png";
-    single.sourceId = single.shownId = null;
     setBefore(URL.createObjectURL(file));
     clearAfter();
     singleBusy("single.processing");
@@ -551,6 +550,13 @@
     deleteRetired();
   }
 
+  /** The photo leaves the screen: a re-render made but never shown goes; the shown job stays (history). */
+  function leavePhoto() {
+    if (single.sourceId && single.sourceId !== single.shownId) single.retired.add(single.sourceId);
+    single.sourceId = single.shownId = null;
+    deleteRetired();
+  }
+
   function deleteRetired() {
     for (const id of single.retired) {
       if (id === single.sourceId || id === single.shownId) continue;
@@ -597,8 +603,7 @@
   function resetSingle() {
     single.request++;
     clearTimeout(single.timer);
-    deleteRetired();
-    single.sourceId = single.shownId = null;
+    leavePhoto();
     setBefore(null);
     clearAfter();
     singleCheck = null;
@@ -613,7 +618,7 @@
   function openSingleJob(jobId, quiet) {
     const request = ++single.request;
     clearTimeout(single.timer);
-    single.sourceId = single.shownId = null;
+    leavePhoto();
     clearAfter();
     singleBusy("history.loading");
     return showSingleJob(jobId, request, { applyOptions: true, quiet });
