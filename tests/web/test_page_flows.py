@@ -173,6 +173,16 @@ def test_history_survives_a_reload_and_a_browser_restart(
         again.click("#single-download")
     assert Image.open(saved(info.value, tmp_path)).size == (96, 128)
 
+    # "Clear history" asks first, then forgets every id in this browser.
+    again.click("#tab-history")
+    again.once("dialog", lambda dialog: dialog.dismiss())
+    again.click("#history-clear")
+    assert again.locator("#history-grid .item").count() == 3
+    again.once("dialog", lambda dialog: dialog.accept())
+    again.click("#history-clear")
+    assert again.locator("#history-grid .item").count() == 0 and again.is_visible("#history-empty")
+    assert again.evaluate("localStorage.getItem('matteflow.history.v1')") == "[]"
+
 
 # --- live options ----------------------------------------------------------------------------------------
 

@@ -1019,6 +1019,8 @@
   }
 
   $("history-clear").addEventListener("click", () => {
+    // The ids are the only way back to these results: forgetting them is for good.
+    if (HISTORY.list().length && !window.confirm(t("history.confirmClear"))) return;
     HISTORY.clear();
     historyStatuses = null;
     drawHistory([]);

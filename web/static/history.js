@@ -71,10 +71,10 @@
   }
 
   function setCurrent(field, value) {
-    const value_ = current();
-    if (value === null || value === undefined) delete value_[field];
-    else value_[field] = value;
-    save(CURRENT_KEY, value_);
+    const state = current();
+    if (value === null || value === undefined) delete state[field];
+    else state[field] = value;
+    save(CURRENT_KEY, state);
   }
 
   /** {byId: Map(id -> summary), missing: Set(ids)} for ``ids``; throws on a network or server error. */
