@@ -417,8 +417,11 @@ def axe_violations(page: Any) -> list[dict[str, Any]]:
     return [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
 
 
-def test_no_serious_accessibility_violations(open_page: Callable[..., Any], samples: Any) -> None:
-    page = open_page()
+@pytest.mark.parametrize(("locale", "options"), [("en-US", {}), ("zh-CN", PHONE)], ids=["desktop-en", "phone-zh"])
+def test_no_serious_accessibility_violations(
+    open_page: Callable[..., Any], samples: Any, locale: str, options: dict[str, Any]
+) -> None:
+    page = open_page(locale=locale, **options)
     problems = {"start": axe_violations(page)}
     drop(page, "portrait.jpg", "image/jpeg", samples.jpeg)
     wait_single(page)
