@@ -259,7 +259,7 @@ def get_results(job_id: str) -> Response:
     job = _job_or_404(job_id, page_if_browser=True)
     if job.get("kind") == "single":
         raise ApiError(
-            404,
+            409,
             "no_zip",
             "a single-image job has no ZIP; its result is item 0",
             item_url=url_for("api.get_item", job_id=job_id, index=0),

@@ -235,6 +235,10 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
         "malformed body: a part without a name or with a name that is not UTF-8 (error invalid_form)."
     )
     unavailable = _error("The job store (Redis) is not reachable (error unavailable); try again later.")
+    bad_key = _error(
+        "An API key this server does not know (invalid_api_key), or a key sent to a server without keys "
+        "(api_keys_disabled; MATTEFLOW_API_KEYS)."
+    )
     return {
         "openapi": "3.0.3",
         "info": {
@@ -267,6 +271,7 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                     "responses": {
                         "200": {"description": "The jobs.", "content": {_JSON: {"schema": _ref("JobList")}}},
                         "400": _error("More than 200 ids (too_many_ids)."),
+                        "503": unavailable,
                         "401": _error(
                             "No ids and no API key (api_key_required), a key that is not valid "
                             "(invalid_api_key), or keys are off on this server (api_keys_disabled)."
@@ -321,6 +326,7 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                                         ("GetJob", "getJob"),
                                         ("GetResults", "getResults"),
                                         ("DeleteJob", "deleteJob"),
+                                        ("RerunJob", "rerunJob"),
                                     )
                                 },
                                 "GetFirstItem": {
@@ -330,6 +336,7 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                             },
                         },
                         "400": _error(f"No files (no_files), too many files (too_many_files). {bad_form}"),
+                        "401": bad_key,
                         "413": too_large,
                         "503": unavailable,
                     },
@@ -375,7 +382,11 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                     "security": api_key,
                     "requestBody": {
                         "required": False,
-                        "content": {"multipart/form-data": {"schema": {"type": "object", "properties": options}}},
+                        "content": {
+                            "multipart/form-data": {
+                                "schema": {"type": "object", "additionalProperties": False, "properties": options}
+                            }
+                        },
                     },
                     "responses": {
                         "202": {
@@ -383,9 +394,11 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                             "headers": {"Location": {"schema": {"type": "string"}}},
                             "content": {_JSON: {"schema": _ref("JobCreated")}},
                         },
-                        "400": _error("An unknown option or value."),
+                        "400": _error(bad_form),
+                        "401": bad_key,
                         "404": _error("Unknown job id."),
                         "409": _error("No item of the job has a stored upload (nothing_to_rerun)."),
+                        "503": unavailable,
                     },
                 },
             },
@@ -403,11 +416,13 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                         },
                         "404": {
                             "description": "Unknown job id: JSON for API clients, a page saying the link "
-                            "expired for a browser that navigated here. A single-image job (kind single) has "
-                            "no ZIP (error no_zip, with item_url).",
+                            "expired for a browser that navigated here.",
                             "content": {_JSON: {"schema": _ref("Error")}, "text/html": {"schema": {"type": "string"}}},
                         },
-                        "409": _error("Not ready yet (error not_ready); poll the status."),
+                        "409": _error(
+                            "Not ready yet (error not_ready); poll the status. Or a single-image job (kind "
+                            "single), which has no ZIP (error no_zip, with item_url)."
+                        ),
                         "410": _error("The job failed (error job_failed): no archive will ever exist."),
                     },
                 },

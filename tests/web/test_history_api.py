@@ -163,8 +163,9 @@ def test_rerun_uses_the_stored_upload_with_new_options(client: FlaskClient, samp
     assert Image.open(io.BytesIO(client.get(item["mask_url"]).data)).mode == "L"
     # A single stays single (no ZIP) and the source job is untouched.
     assert client.get(f"/api/v1/jobs?ids={rerun['id']}").get_json()["jobs"][0]["kind"] == "single"
-    no_zip = client.get(rerun["results_url"]).get_json()
-    assert no_zip["error"] == "no_zip" and no_zip["item_url"].endswith("/items/0")
+    no_zip = client.get(rerun["results_url"])
+    assert no_zip.status_code == 409 and no_zip.get_json()["error"] == "no_zip"
+    assert no_zip.get_json()["item_url"].endswith("/items/0")
     assert client.get(source["status_url"]).get_json()["options"]["format"] == "png"
 
 
