@@ -8,9 +8,10 @@ need results also ask for the shared ``celery_worker`` fixture (a real worker pr
 from __future__ import annotations
 
 import io
+import shutil
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,3 +126,64 @@ def live_server(service_settings: Settings, job_client: Any, celery_worker: Any)
     application = create_app(service_settings, job_client)
     with serving_in_thread(create_server(application, host="127.0.0.1", port=0, threads=4)) as url:
         yield LiveServer(url=url, settings=service_settings)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the browser: Debian's chromium through Playwright (its own browser downloads are not reachable here)
+
+CHROMIUM = shutil.which("chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (`make test-system-deps` installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def open_page(browser: Any, live_server: Any) -> Iterator[Callable[..., Any]]:
+    """``open_page(locale="en-US", **context_options)`` -> a page on the app. Page errors, failed script loads
+    and CSP violations (console errors) fail the test."""
+    contexts: list[Any] = []
+    problems: list[str] = []
+
+    def make(locale: str = "en-US", **options: Any) -> Any:
+        context = browser.new_context(accept_downloads=True, locale=locale, **options)
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+        page.on("console", lambda msg: problems.append(f"console: {msg.text}") if msg.type == "error" else None)
+        page.goto(live_server.url + "/")
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
+    # A failed request we provoked on purpose (4xx) is logged by Chromium as a resource error; anything else
+    # (a script error, a CSP violation) fails the test.
+    unexpected = [p for p in problems if "status of 4" not in p]
+    assert not unexpected, unexpected
+
+
+@pytest.fixture
+def page(open_page: Callable[..., Any]) -> Any:
+    """The app's page in English."""
+    return open_page()

@@ -8,9 +8,7 @@ import base64
 import io
 import json
 import re
-import shutil
 import zipfile
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,17 +16,6 @@ from PIL import Image
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.usefixtures("worker")]
 
-CHROMIUM = shutil.which("chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 RESULT_TIMEOUT_MS = 60_000
 
 # Builds a File from base64 in the page and fires the same events a user's drop or paste would.
@@ -46,37 +33,6 @@ DISPATCH_FILE_JS = """
   }
 }
 """
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if CHROMIUM is None:
-        pytest.skip("Debian's chromium is not installed (`make test-system-deps` installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture
-def page(browser: Any, live_server: Any) -> Iterator[Any]:
-    context = browser.new_context(accept_downloads=True, locale="en-US")
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    # CSP violations and failed script loads show up as console errors.
-    page.on("console", lambda msg: problems.append(f"console: {msg.text}") if msg.type == "error" else None)
-    page.goto(live_server.url + "/")
-    yield page
-    context.close()
-    # A failed request we provoked on purpose (4xx) is logged by Chromium as a resource error; anything else
-    # (a script error, a CSP violation) fails the test.
-    unexpected = [p for p in problems if "status of 4" not in p]
-    assert not unexpected, unexpected
 
 
 def dispatch_file(page: Any, kind: str, name: str, mime: str, data: bytes, selector: str = "#single-drop") -> None:

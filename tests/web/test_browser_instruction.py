@@ -3,29 +3,20 @@ drop a photo, download a 413×579 JPEG (35×49 mm at 300 dpi) on blue."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from PIL import Image
 
-from .test_browser import RESULT_TIMEOUT_MS, browser, dispatch_file  # noqa: F401 (browser is a fixture)
+from .test_browser import RESULT_TIMEOUT_MS, dispatch_file
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.usefixtures("worker")]
 
 
 @pytest.fixture
-def zh_page(browser: Any, live_server: Any) -> Iterator[Any]:  # noqa: F811
-    context = browser.new_context(accept_downloads=True, locale="zh-CN")
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    page.on("console", lambda msg: problems.append(f"console: {msg.text}") if msg.type == "error" else None)
-    page.goto(live_server.url + "/")
-    yield page
-    context.close()
-    unexpected = [p for p in problems if "status of 4" not in p]
-    assert not unexpected, unexpected
+def zh_page(open_page: Callable[..., Any]) -> Any:
+    return open_page(locale="zh-CN")
 
 
 def test_say_confirm_and_download_a_blue_two_inch_id_photo(zh_page: Any, samples: Any, tmp_path: Any) -> None:
@@ -70,10 +61,7 @@ def test_edit_keeps_the_words_and_a_bad_instruction_shows_why(zh_page: Any) -> N
     assert page.is_hidden("#say-explain") and page.input_value("#say-input") == "透明背景 jpg"
 
 
-def test_chip_in_english_and_a_manual_change_takes_over(browser: Any, live_server: Any) -> None:  # noqa: F811
-    context = browser.new_context(locale="en-US")
-    page = context.new_page()
-    page.goto(live_server.url + "/")
+def test_chip_in_english_and_a_manual_change_takes_over(page: Any) -> None:
     page.click(".say-chip >> text=PNG for a slide")
     page.wait_for_selector("#say-explain[data-state=ready] #say-confirm:not([disabled])")
     assert "Understood" in page.inner_text("#say-text")
@@ -81,4 +69,3 @@ def test_chip_in_english_and_a_manual_change_takes_over(browser: Any, live_serve
     assert page.is_visible("#say-active")
     page.select_option("#opt-format", "webp")  # a change by hand: the panel's options are used again
     assert page.is_hidden("#say-active")
-    context.close()

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from .test_browser import RESULT_TIMEOUT_MS, browser, dispatch_file, page  # noqa: F401  (fixtures)
+from .test_browser import RESULT_TIMEOUT_MS, dispatch_file
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.usefixtures("worker")]
 
 
-def test_presets_set_the_model_select(page: Any) -> None:  # noqa: F811
+def test_presets_set_the_model_select(page: Any) -> None:
     assert page.input_value("#opt-model") == "auto"
     page.select_option("#opt-model", "general")
     page.select_option("#opt-preset", "ecommerce")  # names auto: the preset's model replaces the hand choice
@@ -25,7 +25,7 @@ def test_presets_set_the_model_select(page: Any) -> None:  # noqa: F811
     assert page.input_value("#opt-model") == "auto"
 
 
-def test_a_low_confidence_result_is_marked_in_both_languages(page: Any, samples: Any) -> None:  # noqa: F811
+def test_a_low_confidence_result_is_marked_in_both_languages(page: Any, samples: Any) -> None:
     page.select_option("#opt-model", "people")
     dispatch_file(page, "drop", "portrait.jpg", "image/jpeg", samples.jpeg)
     page.wait_for_selector("#single-result[data-state=done]", timeout=RESULT_TIMEOUT_MS)

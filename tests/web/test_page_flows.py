@@ -12,8 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,6 @@ from PIL import Image
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.usefixtures("worker")]
 
-CHROMIUM = shutil.which("chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"]
 RESULT_TIMEOUT_MS = 60_000
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
 PEOPLE = sorted((Path(__file__).parents[1] / "data" / "people").glob("*.jpg"))
@@ -38,44 +35,6 @@ DROP_FILE_JS = """
   target.dispatchEvent(new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true }));
 }
 """
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if CHROMIUM is None:
-        pytest.skip("Debian's chromium is not installed (`make test-system-deps` installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture
-def open_page(browser: Any, live_server: Any) -> Iterator[Callable[..., Any]]:
-    """``open_page(locale="en-US", storage_state=None, **context_options)`` -> a page on the app; page
-    errors and CSP violations fail the test."""
-    contexts: list[Any] = []
-    problems: list[str] = []
-
-    def make(locale: str = "en-US", **options: Any) -> Any:
-        context = browser.new_context(accept_downloads=True, locale=locale, **options)
-        contexts.append(context)
-        page = context.new_page()
-        page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-        page.on("console", lambda msg: problems.append(f"console: {msg.text}") if msg.type == "error" else None)
-        page.goto(live_server.url + "/")
-        return page
-
-    yield make
-    for context in contexts:
-        context.close()
-    # 4xx answers we provoke on purpose (an upload that was never stored) are logged as resource errors.
-    unexpected = [p for p in problems if "status of 4" not in p]
-    assert not unexpected, unexpected
 
 
 @pytest.fixture
