@@ -21,29 +21,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .confidence import decisiveness
 from .registry import GENERAL, PEOPLE
 
-# A pixel between these alphas is one the model is undecided about.
-UNDECIDED_LOW = 0.15
-UNDECIDED_HIGH = 0.85
-# A subject smaller than this share of the frame counts as none found.
-MIN_SUBJECT_SHARE = 0.005
-# Decisiveness (share of the marked pixels that are decided) from which each model counts as sure.
+# Decisiveness (share of the marked pixels that are decided, :func:`decisiveness`) from which each model counts
+# as sure.
 PEOPLE_SURE_FROM = 0.5
 GENERAL_SURE_FROM = 0.85
-
-
-def decisiveness(alpha: np.ndarray) -> float:
-    """How decided a matte (H x W float in [0, 1], network resolution) is, in [0, 1]: the share of the pixels
-    it gives any weight to that are clearly in or out; 0 when it found no subject of some size."""
-    if alpha.ndim != 2 or alpha.size == 0:
-        raise ValueError(f"expected an H x W alpha matte, got shape {alpha.shape}")
-    marked = alpha > UNDECIDED_LOW
-    candidates = int(np.count_nonzero(marked))
-    if candidates == 0 or np.count_nonzero(alpha >= 0.5) < MIN_SUBJECT_SHARE * alpha.size:
-        return 0.0
-    undecided = int(np.count_nonzero(marked & (alpha < UNDECIDED_HIGH)))
-    return 1.0 - undecided / candidates
 
 
 def people_model_is_sure(people_alpha: np.ndarray) -> bool:

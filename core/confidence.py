@@ -17,21 +17,42 @@ UNDECIDED_HIGH = 0.85
 MIN_SUBJECT_SHARE = 0.005
 
 
-def estimate_confidence(alpha: np.ndarray) -> float:
-    """Confidence in [0, 1] of a matte ``alpha`` (H x W float in [0, 1], any resolution; raw network output).
-
-    ``1 - undecided / candidate`` where *candidate* is every pixel the model gives any weight to
-    (alpha > UNDECIDED_LOW) and *undecided* those of them it is unsure about; scaled down when the decided
-    subject covers less than ``MIN_SUBJECT_SHARE`` of the frame.
-    """
+def _share_decided(alpha: np.ndarray) -> float | None:
+    """Of the pixels the model gives any weight to (alpha > UNDECIDED_LOW), the share it is decisive about
+    (alpha >= UNDECIDED_HIGH); None when it gives no pixel any weight."""
     if alpha.ndim != 2 or alpha.size == 0:
         raise ValueError(f"expected an H x W alpha matte, got shape {alpha.shape}")
     alpha = np.asarray(alpha, dtype=np.float32)
-    candidate = float(np.count_nonzero(alpha > UNDECIDED_LOW))
+    marked = alpha > UNDECIDED_LOW
+    candidate = int(np.count_nonzero(marked))
     if candidate == 0:
+        return None
+    undecided = int(np.count_nonzero(marked & (alpha < UNDECIDED_HIGH)))
+    return 1.0 - undecided / candidate
+
+
+def _subject_share(alpha: np.ndarray) -> float:
+    return float(np.count_nonzero(alpha >= 0.5)) / alpha.size
+
+
+def decisiveness(alpha: np.ndarray) -> float:
+    """How decided a matte (H x W float in [0, 1], network resolution) is, in [0, 1]: the share of the pixels
+    it gives any weight to that are clearly in or out; 0 when it found no subject of ``MIN_SUBJECT_SHARE``.
+    The yes/no signal ``auto`` chooses models by (:mod:`matteflow.core.autoselect`)."""
+    decided = _share_decided(alpha)
+    if decided is None or _subject_share(alpha) < MIN_SUBJECT_SHARE:
         return 0.0
-    undecided = float(np.count_nonzero((alpha > UNDECIDED_LOW) & (alpha < UNDECIDED_HIGH)))
-    decisiveness = 1.0 - undecided / candidate
-    subject_share = float(np.count_nonzero(alpha >= 0.5)) / alpha.size
-    presence = min(1.0, subject_share / MIN_SUBJECT_SHARE)
-    return float(np.clip(decisiveness * presence, 0.0, 1.0))
+    return decided
+
+
+def estimate_confidence(alpha: np.ndarray) -> float:
+    """Confidence in [0, 1] of a matte ``alpha`` (H x W float in [0, 1], any resolution; raw network output).
+
+    The same share of decided pixels as :func:`decisiveness`, but scaled down smoothly (not cut to 0) when
+    the decided subject covers less than ``MIN_SUBJECT_SHARE`` of the frame, so a score can rank results.
+    """
+    decided = _share_decided(alpha)
+    if decided is None:
+        return 0.0
+    presence = min(1.0, _subject_share(alpha) / MIN_SUBJECT_SHARE)
+    return float(np.clip(decided * presence, 0.0, 1.0))
