@@ -22,7 +22,7 @@ from werkzeug.formparser import FormDataParser
 from matteflow.core.errors import shown
 from matteflow.core.instructions import LlmConfig, Resolved, resolve_options
 from matteflow.core.options import MatteOptions, parse_options
-from matteflow.workers.storage import sanitize_name
+from matteflow.files import sanitize_name
 
 from .errors import ApiError
 

@@ -13,10 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-# Generic helpers live in matteflow.files; re-exported for code that still imports them from here.
-from matteflow.files import COPY_BUFFER_BYTES, sanitize_name, write_atomic
-
-__all__ = ["COPY_BUFFER_BYTES", "JobFiles", "is_valid_job_id", "remove_tree", "sanitize_name", "write_atomic"]
+__all__ = ["JobFiles", "is_valid_job_id", "remove_tree"]
 
 # Job ids come from secrets.token_urlsafe: anything else is refused before it reaches a path.
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")

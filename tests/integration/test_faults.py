@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from matteflow.core.options import parse_options
+from matteflow.files import write_atomic
 from matteflow.settings import Settings
 from matteflow.web import create_app
 from matteflow.workers.aggregate import finalize_job
@@ -21,7 +22,7 @@ from matteflow.workers.jobstore import LEASED, JobStore, NewItem, make_redis
 from matteflow.workers.leases import LeaseKeeper
 from matteflow.workers.processing import ChunkRunner
 from matteflow.workers.procs import WorkerProcess
-from matteflow.workers.storage import JobFiles, write_atomic
+from matteflow.workers.storage import JobFiles
 
 from .helpers import wait_for_job, wait_until
 

@@ -17,6 +17,7 @@ from PIL import Image
 
 from matteflow.core.errors import InvalidImageError
 from matteflow.core.options import parse_options
+from matteflow.files import write_atomic
 from matteflow.settings import Settings
 from matteflow.workers.client import JobClient
 from matteflow.workers.jobstore import JOBS_KEY, NewItem
@@ -24,7 +25,7 @@ from matteflow.workers.processing import ChunkRunner
 from matteflow.workers.procs import WorkerProcess
 from matteflow.workers.queues import PROCESS_TASK, queue_for_kind
 from matteflow.workers.reconcile import reconcile_once
-from matteflow.workers.storage import JobFiles, write_atomic
+from matteflow.workers.storage import JobFiles
 
 from .helpers import wait_for_job, wait_until
 

@@ -8,11 +8,12 @@ import sys
 
 import pytest
 
+from matteflow.files import sanitize_name, write_atomic
 from matteflow.settings import Settings
 from matteflow.workers.aggregate import UniqueNames, zip_download_name
 from matteflow.workers.app import celery_config
 from matteflow.workers.jobstore import chunked
-from matteflow.workers.storage import is_valid_job_id, sanitize_name, write_atomic
+from matteflow.workers.storage import is_valid_job_id
 from matteflow.workers.tasks import backoff_seconds
 
 

@@ -11,8 +11,8 @@ from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 
 from matteflow.core.options import OPTION_NAMES, PRESETS
+from matteflow.files import sanitize_name
 from matteflow.web import create_app
-from matteflow.workers.storage import sanitize_name
 
 # --- the page ----------------------------------------------------------------------------------------------
 
