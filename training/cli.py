@@ -74,6 +74,7 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-from", help="start a new run from these safetensors weights (fine-tuning)")
     p.add_argument("--seed", type=int, help="override the config's seed (a fine-tune sees new samples)")
     p.add_argument("--lr", type=float, help="override train.lr")
+    p.add_argument("--size", type=int, help="override train.size (the square crop the network trains on)")
     p.add_argument("--teachers-dir", help="override config teachers_dir (the teacher model files)")
     p.add_argument("--teacher-threads", type=int, default=1, help="onnxruntime threads per teacher")
     return p
@@ -100,6 +101,8 @@ def train_main(argv: list[str]) -> int:
         config["seed"] = args.seed
     if args.lr is not None:
         config["train"]["lr"] = args.lr
+    if args.size:
+        config["train"]["size"] = args.size
     if args.stage and "export-general" in args.stage:
         from matteflow.training.export_general import export_general
 

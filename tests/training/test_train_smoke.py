@@ -136,6 +136,17 @@ def test_shipped_training_configs_are_consistent(name: str) -> None:
     assert set(config["loss"]) == {"bce", "dice", "l1", "grad", "coarse"}
 
 
+def test_the_gpu_recipe_exports_the_shipped_model_s_input_size() -> None:
+    """An export from training/config.json must run at the size production runs (the sidecar's), or a
+    retrained model would ship silently back at 320 px."""
+    from matteflow.training.cli import load_config
+
+    root = Path(__file__).resolve().parents[2]
+    config = load_config(root / "training" / "config.json")
+    shipped = json.loads((root / "models" / "matteflow-unet.json").read_text())
+    assert (config["model"]["arch"], config["model"]["input_size"]) == (shipped["arch"], shipped["input_size"])
+
+
 def test_matteflow_train_reports_progress(
     tmp_path: Path, synthetic_pack: Path, training_config: dict, capfd: pytest.CaptureFixture[str]
 ) -> None:
