@@ -56,6 +56,14 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 JOBS_TOTAL = Counter("matteflow_jobs_total", "Jobs by the state they reached.", ["state"])
 ITEMS_TOTAL = Counter("matteflow_items_total", "Images by the state they reached.", ["state"])
 TASK_RETRIES_TOTAL = Counter("matteflow_task_retries_total", "Task retries after a transient error.")
+# Sent again by the reconciler (workers/reconcile.py), by why. A steady rate of lease_expired means workers
+# die or hang mid-item (OOM kills, preemption, a stuck GPU); stalled means task messages were lost.
+RESENT_TOTAL = Counter(
+    "matteflow_resent_total",
+    "Work the reconciler sent again: images whose lease expired or whose job stalled, or a lost finalize.",
+    ["reason"],
+)
+RESEND_REASONS = ("lease_expired", "stalled", "finalize")
 TASKS_TOTAL = Counter("matteflow_tasks_total", "Celery tasks by name and the state a run ended in.", ["task", "state"])
 STAGE_SECONDS = Histogram(
     "matteflow_stage_seconds",
@@ -110,6 +118,7 @@ WORKER_METRICS = frozenset(
         "matteflow_jobs",
         "matteflow_items",
         "matteflow_task_retries",
+        "matteflow_resent",
         "matteflow_tasks",
         "matteflow_stage_seconds",
         "matteflow_item_seconds",

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from matteflow import metrics
 from matteflow.settings import Settings
 
 from .jobstore import ENDED, JobStore, chunked, make_redis
@@ -48,6 +49,7 @@ def requeue_expired_leases(settings: Settings, store: JobStore, send_task: SendT
         for chunk in chunked(items, settings.task_chunk_size):
             send_task(PROCESS_TASK, [job_id, chunk], fields.get("kind", "batch"))
         requeued[job_id] = items
+        metrics.RESENT_TOTAL.labels(reason="lease_expired").inc(len(items))
         log.warning("job %s items %s: lease expired (worker dead or hung): sent again", job_id, items)
     return requeued
 
@@ -83,6 +85,7 @@ def reconcile_once(settings: Settings, store: JobStore, send_task: SendTask, now
             if store.try_lock(f"finalize-sent:{job_id}", FINALIZE_RESEND_S):
                 send_task(FINALIZE_TASK, [job_id], fields.get("kind", "batch"))
                 report.finalized.append(job_id)
+                metrics.RESENT_TOTAL.labels(reason="finalize").inc()
         elif now - float(fields["updated_at"]) > settings.job_stale_after_s and not queue_busy():
             leased = store.leased_items(job_id)
             states = store.item_states(job_id).items()
@@ -92,6 +95,7 @@ def reconcile_once(settings: Settings, store: JobStore, send_task: SendTask, now
             store.touch(job_id)
             if open_items:
                 report.resent[job_id] = open_items
+                metrics.RESENT_TOTAL.labels(reason="stalled").inc(len(open_items))
                 log.warning(
                     "job %s made no progress for %.0fs: re-sent items %s",
                     job_id,

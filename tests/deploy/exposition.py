@@ -32,6 +32,8 @@ def touch_labelled_metrics() -> None:
     metrics.QUEUE_WAIT_SECONDS.labels(queue="matteflow.batch")
     metrics.TASKS_TOTAL.labels(task="matteflow.process_images", state="success")
     metrics.RESULT_CONFIDENCE.labels(model="people")
+    for reason in metrics.RESEND_REASONS:
+        metrics.RESENT_TOTAL.labels(reason=reason)
 
 
 def fake_nvml_module() -> types.ModuleType:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 from PIL import Image
+from prometheus_client import REGISTRY
 
 from matteflow.core.errors import InvalidImageError
 from matteflow.core.options import parse_options
@@ -225,6 +226,11 @@ def test_the_worker_serves_its_metrics(celery_worker, job_client: JobClient, mak
     assert re.search(r"^matteflow_worker_rss_bytes [1-9]", text, re.MULTILINE)
 
 
+def resent_count(reason: str) -> float:
+    """This process's matteflow_resent_total{reason} (the reconciler below runs in the test process)."""
+    return REGISTRY.get_sample_value("matteflow_resent_total", {"reason": reason}) or 0.0
+
+
 def test_the_reconciler_resends_items_whose_messages_were_lost(
     celery_worker, job_client: JobClient, make_jpeg: Callable
 ) -> None:
@@ -242,11 +248,13 @@ def test_the_reconciler_resends_items_whose_messages_were_lost(
     try:
         job_id, _ = _record_job(job_client, ["a.jpg", "b.jpg"], make_jpeg)  # recorded, but no message sent
         job_client.store.touch(job_id, when=time.time() - 3600)
+        resent_before = resent_count("stalled")
         report = reconcile_once(job_client.settings, job_client.store, send)
     finally:
         job_client.store.unlock("reconcile", tokens[-1])
 
     assert report.resent == {job_id: [0, 1]} and sent == [[job_id, [0]], [job_id, [1]]]
+    assert resent_count("stalled") - resent_before == 2  # what operators see: matteflow_resent_total
     job = wait_for_job(job_client, job_id, timeout=120)
     assert (job["state"], job["done"]) == ("done", 2)
 
