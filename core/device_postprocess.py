@@ -122,7 +122,7 @@ def _running_window_sums(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
     # out[i] = out[i - 1] + x[i + size - 1] - x[i - 1]
     torch.sub(x.narrow(dim, size, count - 1), x.narrow(dim, 0, count - 1), out=out.narrow(dim, 1, count - 1))
     rows = out.unbind(dim)
-    for previous, row in zip(rows, rows[1:]):
+    for previous, row in zip(rows[:-1], rows[1:], strict=True):
         row.add_(previous)
     return out
 
