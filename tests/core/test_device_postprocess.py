@@ -2,14 +2,15 @@
 
 Tolerance, on the 8-bit output before encoding (measured over the five photos of tests/data/people as they
 are and two enlarged to 1600 px wide, for every preset):
-- the matte (mask / alpha channel): at least 99.95 % of pixels identical, at most 1 level apart except on
-  at most 0.001 % of pixels (a value within float rounding of ``alpha_threshold`` is cleared by one path
-  only; erosion can then spread that by its radius);
+- the matte (mask / alpha channel): at least 99.99 % of pixels identical (worst case measured 99.9944 %),
+  at most 1 level apart except on at most 0.001 % of pixels (a value within float rounding of
+  ``alpha_threshold`` is cleared by one path only; erosion can then spread that by its radius);
 - colour, where the pixel is visible (alpha >= 2 in both): at most 2 levels apart except on at most 0.001 %
-  of values (an alpha within rounding of the 254.5/255 snap is "soft" in one path and re-coloured there
-  only); mean absolute difference over all values below 0.1 level.
-The differences come from float rounding (float32 running sums vs OpenCV's double accumulators) and
-OpenCV's fixed-point 8-bit bilinear resize of the foreground estimate (+-1 across the soft band).
+  of values (worst measured 0.00017 %: an alpha within rounding of the 254.5/255 snap is "soft" in one path
+  and re-coloured there only); mean absolute difference over all values below 0.1 level.
+The differences come from float rounding (float32 sums vs OpenCV's double accumulators) and OpenCV's
+fixed-point 8-bit bilinear resize of the foreground estimate (+-1 across the soft band). (Tightened from
+99.95 % and 0.003 % when the box sums became exact to ~1e-7 for small windows, 2026-12-02.)
 """
 
 from __future__ import annotations
@@ -99,11 +100,11 @@ def assert_within_tolerance(name: str, expected: tuple[np.ndarray, np.ndarray], 
     (pixels_np, alpha_np), (pixels_t, alpha_t) = expected, got
     assert pixels_np.shape == pixels_t.shape and alpha_np.shape == alpha_t.shape, name
     alpha_diff = np.abs(alpha_np.astype(int) - alpha_t.astype(int))
-    assert (alpha_diff == 0).mean() >= 0.9995, f"{name}: only {(alpha_diff == 0).mean():.5f} of the matte equal"
+    assert (alpha_diff == 0).mean() >= 0.9999, f"{name}: only {(alpha_diff == 0).mean():.5f} of the matte equal"
     assert (alpha_diff > 1).mean() <= 1e-5, f"{name}: {(alpha_diff > 1).sum()} matte pixels > 1 level apart"
     colour_diff = np.abs(pixels_np[..., :3].astype(int) - pixels_t[..., :3].astype(int))
     visible = colour_diff[(alpha_np >= 2) & (alpha_t >= 2)]
-    assert (visible > 2).mean() <= 3e-5, f"{name}: {(visible > 2).sum()} visible colour values > 2 levels apart"
+    assert (visible > 2).mean() <= 1e-5, f"{name}: {(visible > 2).sum()} visible colour values > 2 levels apart"
     assert colour_diff.mean() < 0.1, f"{name}: mean colour difference {colour_diff.mean():.3f}"
     if pixels_np.shape[-1] == 4:
         assert np.array_equal(pixels_np[..., 3], alpha_np) and np.array_equal(pixels_t[..., 3], alpha_t)
@@ -151,16 +152,20 @@ def test_a_batch_gives_each_image_what_it_gets_alone() -> None:
     assert not np.array_equal(batch[1][0], batch[1][1])  # really two different images
 
 
-@pytest.mark.parametrize(("shape", "radius"), [((37, 53), 4), ((7, 5), 12), ((1, 9), 3), ((120, 90), 45)])
+@pytest.mark.parametrize(
+    ("shape", "radius"), [((37, 53), 4), ((7, 5), 12), ((1, 9), 3), ((120, 90), 45), ((540, 960), 45), ((3, 700), 8)]
+)
 @pytest.mark.parametrize("border", ["reflect", "reflect101"])
 def test_box_filter_matches_opencv_at_any_size(shape: tuple[int, int], radius: int, border: str) -> None:
+    """Windows up to 17 taps (doubling sums) within 2e-7 of OpenCV; wider ones (running sums, float32 over
+    up to a 960-long row or column: the foreground's working size) within 2e-6."""
     rng = np.random.default_rng(radius)
     image = rng.random(shape, dtype=np.float32)
     cv_border = cv2.BORDER_REFLECT if border == "reflect" else cv2.BORDER_REFLECT_101
     size = 2 * radius + 1
     expected = cv2.boxFilter(image, -1, (size, size), normalize=True, borderType=cv_border)
     got = device_postprocess.box_filter(torch.from_numpy(image)[None, None], radius, border)[0, 0].numpy()
-    np.testing.assert_allclose(got, expected, atol=2e-6)
+    np.testing.assert_allclose(got, expected, atol=2e-7 if size <= 17 else 2e-6)
 
 
 @pytest.mark.parametrize(("size", "target"), [((1080, 1920), (540, 960)), ((853, 1280), (480, 720)), ((7, 11), (3, 5))])
