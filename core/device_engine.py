@@ -150,7 +150,7 @@ class DeviceMatteEngine(MatteEngine):
             return super()._render(prepared, alpha_low, options)
         (pixels,), (alpha8,) = self.render_group([prepared], [alpha_low], options)
         # The alpha round-trips exactly through alpha_to_uint8.
-        return pixels, alpha8.astype(np.float32) * (1.0 / 255.0), []
+        return pixels, np.multiply(alpha8, np.float32(1.0 / 255.0), dtype=np.float32), []
 
     # -- a batch ------------------------------------------------------------------------------------------
 
