@@ -36,6 +36,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
 from prometheus_client.registry import Collector
 
+from matteflow.forksafe import fork_deferred
+
 if TYPE_CHECKING:
     import redis
 
@@ -563,7 +565,8 @@ def start_worker_metrics_server(
         return
     host = settings.worker_metrics_host if host is None else host
     try:
-        _serve_in_thread(_with_checks(make_wsgi_app(worker_registry(settings)), checks or {}), host, port)
+        app = _with_checks(make_wsgi_app(worker_registry(settings)), checks or {})
+        _serve_in_thread(_forks_deferred(app), host, port)
     except OSError as exc:
         log.error("worker metrics not served: cannot listen on %s:%d (%s)", host, port, exc)
         return
@@ -582,6 +585,19 @@ def _with_checks(metrics_app: Callable[..., Any], checks: Mapping[str, HealthChe
         return [f"{'ok' if ok else 'failing'}: {reason}\n".encode()]
 
     return app
+
+
+def _forks_deferred(app: Callable[..., Any]) -> Callable[..., Any]:
+    """``app`` answering each request with forks of this process held off. The worker's main process forks
+    pool processes, and a scrape holds prometheus_client's lock of all multi-process values while it sets the
+    RSS gauge (and imports what it first needs): a child forked then would wait for that lock for good at its
+    first metric update. See matteflow/forksafe.py."""
+
+    def deferring(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        with fork_deferred():
+            return app(environ, start_response)
+
+    return deferring
 
 
 def _serve_in_thread(app: Callable[..., Any], host: str, port: int) -> None:

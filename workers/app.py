@@ -130,6 +130,14 @@ def _forget_process_metrics(pid: int | None = None, **_: Any) -> None:
     metrics.mark_process_dead(pid)
 
 
+# Steps that start threads in the main process run after the prefork pool has forked its processes. Without
+# it their place in the boot order was left to chance (steps with no requirement are ordered by hash, which
+# varies per run), and a thread at its first Redis connection while the pool forked could leave a child
+# waiting for good on a lock the thread held (see matteflow/forksafe.py, which also covers the later forks
+# that replace pool processes).
+_AFTER_THE_POOL = ("celery.worker.components:Pool",)
+
+
 class DeviceCheckStep(bootsteps.StartStopStep):
     """Say which device the worker will use, and refuse to start when a GPU was asked for and there is
     none (an exception here makes Celery exit with an 'Unrecoverable error')."""
@@ -155,6 +163,8 @@ class DeviceCheckStep(bootsteps.StartStopStep):
 
 class MetricsServerStep(bootsteps.StartStopStep):
     """Serve /metrics for this worker, with /livez and /readyz from the consumer's heartbeat."""
+
+    requires = _AFTER_THE_POOL
 
     def start(self, worker: Any) -> None:
         from matteflow import metrics
@@ -203,6 +213,8 @@ class ReconcilerStep(bootsteps.StartStopStep):
     """Run the lease watchdog and the periodic reconciler (finish orphaned jobs, re-send stalled items, TTL
     cleanup) in a thread of the worker's main process."""
 
+    requires = _AFTER_THE_POOL
+
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
         self.thread: Any = None
@@ -220,6 +232,8 @@ class ReconcilerStep(bootsteps.StartStopStep):
 
 class HeartbeatStep(bootsteps.StartStopStep):
     """Publish this worker's liveness in Redis (what /readyz reads), from a thread of the main process."""
+
+    requires = _AFTER_THE_POOL
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)

@@ -14,6 +14,8 @@ import threading
 
 import redis
 
+from matteflow.forksafe import fork_deferred
+
 log = logging.getLogger(__name__)
 
 HEARTBEAT_KEY = "matteflow:workers:heartbeat"
@@ -64,15 +66,18 @@ class HeartbeatThread(threading.Thread):
     def run(self) -> None:
         failing = False
         while True:
-            try:
-                beat(self.client, self.worker_name)
-                if failing:
-                    log.info("heartbeat: Redis reachable again")
-                failing = False
-            except redis.RedisError as exc:
-                if not failing:
-                    log.warning("heartbeat: cannot reach Redis (%s); retrying every %g s", exc, self.interval)
-                failing = True
+            # Runs in the Celery main process, which forks pool processes: a fork waits for the beat to end
+            # (matteflow/forksafe.py); between beats the thread only sleeps.
+            with fork_deferred():
+                try:
+                    beat(self.client, self.worker_name)
+                    if failing:
+                        log.info("heartbeat: Redis reachable again")
+                    failing = False
+                except redis.RedisError as exc:
+                    if not failing:
+                        log.warning("heartbeat: cannot reach Redis (%s); retrying every %g s", exc, self.interval)
+                    failing = True
             if self._stopped.wait(self.interval):
                 return
 

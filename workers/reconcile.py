@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from matteflow import metrics
+from matteflow.forksafe import fork_deferred
 from matteflow.settings import Settings
 
 from .jobstore import ENDED, JobStore, chunked, make_redis
@@ -152,7 +153,11 @@ class ReconcilerThread(threading.Thread):
         return self.app.send_task(name, args=args, queue=queue, headers=enqueue_headers())
 
     def run(self) -> None:
-        store = JobStore(make_redis(self.settings))
+        # The Celery main process may fork a pool process at any time: a fork waits for the unit of work in
+        # progress to end (matteflow/forksafe.py), so no child inherits a lock this thread held. Between
+        # units the thread only sleeps.
+        with fork_deferred():
+            store = JobStore(make_redis(self.settings))
         sweeps = [
             # (lock name, interval, what): one process across all workers runs each per interval; the lock
             # expires before the next one.
@@ -165,11 +170,12 @@ class ReconcilerThread(threading.Thread):
                 if time.monotonic() < due[n]:
                     continue
                 due[n] = time.monotonic() + interval
-                try:
-                    if store.try_lock(lock, interval * 0.9):
-                        sweep(self.settings, store, self._send)
-                except Exception:  # Redis down, disk trouble: log it and try again next interval
-                    log.exception("%s sweep failed; retrying in %.0fs", lock, interval)
+                with fork_deferred():
+                    try:
+                        if store.try_lock(lock, interval * 0.9):
+                            sweep(self.settings, store, self._send)
+                    except Exception:  # Redis down, disk trouble: log it and try again next interval
+                        log.exception("%s sweep failed; retrying in %.0fs", lock, interval)
 
     def stop(self, timeout: float) -> None:
         self._stop_event.set()
