@@ -35,21 +35,6 @@ from matteflow.workers.client import JobClient
 from matteflow.workers.procs import EmbeddedRedis, WorkerProcess, free_port
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that run real worker processes get one rerun on a fresh stack.
-
-    Seen on the shared 2-core machine (2026-12-02, about one full run in two after the issue 12-18 merges): a
-    freshly forked prefork pool process sometimes hangs on its first task until the 60 s hard time limit kills
-    it (worker log: "Hard time limit (60s) exceeded", then the pool process is replaced), so one item waits
-    past a test's deadline. The cause, a lock a parent thread held at fork time, is not found yet (see
-    workers/README.md, "Known: a pool process hanging on its first task"). The rerun keeps every assertion;
-    a real failure fails twice.
-    """
-    for item in items:
-        if item.get_closest_marker("integration") and not item.get_closest_marker("flaky"):
-            item.add_marker(pytest.mark.flaky(reruns=1))
-
-
 def synthetic_jpeg(width: int = 96, height: int = 128, seed: int = 0, quality: int = 90) -> bytes:
     """A deterministic JPEG: a horizontal gradient with a bright ellipse, varied by ``seed``."""
     rng = np.random.default_rng(seed)
