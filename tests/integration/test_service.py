@@ -75,9 +75,9 @@ def _worker_children(service: psutil.Process) -> list[psutil.Process]:
     return found
 
 
-@pytest.mark.slow
-def test_matteflow_up_restarts_a_dead_or_frozen_worker_and_stops_cleanly(tmp_path: Path, make_jpeg: Callable) -> None:
-    redis_port, web_port = free_port(), free_port()
+def _up_env(tmp_path: Path, redis_port: int, **extra: str) -> dict[str, str]:
+    """The environment of a `matteflow up` under test: this test's storage and Redis port, free ports for
+    the metrics servers (never the defaults another run may hold), the random-weights model on the CPU."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MATTEFLOW_")}
     env.update(
         MATTEFLOW_STORAGE_DIR=str(tmp_path / "storage"),
@@ -87,8 +87,16 @@ def test_matteflow_up_restarts_a_dead_or_frozen_worker_and_stops_cleanly(tmp_pat
         MATTEFLOW_EMBEDDED_REDIS_PORT=str(redis_port),
         MATTEFLOW_WORKER_METRICS_PORT=str(free_port()),
         MATTEFLOW_QUEUE_METRICS_PORT=str(free_port()),
-        MATTEFLOW_WORKER_LIVENESS_PERIOD_S="3",  # the freeze below is found in ~10 s instead of a minute
+        **extra,
     )
+    return env
+
+
+@pytest.mark.slow
+def test_matteflow_up_restarts_a_dead_or_frozen_worker_and_stops_cleanly(tmp_path: Path, make_jpeg: Callable) -> None:
+    redis_port, web_port = free_port(), free_port()
+    # WORKER_LIVENESS_PERIOD_S: the freeze below is found in ~10 s instead of a minute.
+    env = _up_env(tmp_path, redis_port, MATTEFLOW_WORKER_LIVENESS_PERIOD_S="3")
     log_path = tmp_path / "up.log"
     with open(log_path, "wb") as log:
         service = subprocess.Popen(
@@ -149,15 +157,7 @@ def test_matteflow_up_restarts_a_dead_or_frozen_worker_and_stops_cleanly(tmp_pat
 @pytest.mark.slow
 def test_ctrl_c_on_up_drains_the_worker_before_redis_stops(tmp_path: Path, make_jpeg: Callable) -> None:
     redis_port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MATTEFLOW_")}
-    env.update(
-        MATTEFLOW_STORAGE_DIR=str(tmp_path / "storage"),
-        MATTEFLOW_MODEL="unet-random",
-        MATTEFLOW_DEVICE="cpu",
-        MATTEFLOW_WORKER_CONCURRENCY="1",
-        MATTEFLOW_EMBEDDED_REDIS_PORT=str(redis_port),
-        MATTEFLOW_WORKER_METRICS_PORT=str(free_port()),
-    )
+    env = _up_env(tmp_path, redis_port)
     log_path = tmp_path / "up.log"
     with open(log_path, "wb") as log:
         # Its own session and process group, like a shell's foreground job: Ctrl-C reaches the whole group.
