@@ -87,6 +87,20 @@ def _job_urls(job_id: str) -> dict[str, str]:
     }
 
 
+def _job_progress(job: dict[str, Any]) -> dict[str, Any]:
+    """The fields a job's status and its line in the job list share."""
+    return {
+        "id": job["id"],
+        "state": job["state"],
+        "total": job["total"],
+        "done": job["done"],
+        "failed": job["failed"],
+        "created_at": job.get("created_at"),
+        "finished_at": job.get("finished_at"),
+        "options": job.get("options"),
+    }
+
+
 def _item_view(job_id: str, item: dict[str, Any], with_mask: bool) -> dict[str, Any]:
     """One item of the status JSON: the store's fields plus the URLs of its result (once done)."""
     done = item.get("state") == "done"
@@ -115,20 +129,12 @@ def _job_summary(job: dict[str, Any]) -> dict[str, Any]:
     first_done = next((item for item in items if item.get("state") == "done"), None)
     ttl_s = web_context().settings.result_ttl_hours * 3600
     return {
-        "id": job_id,
+        **_job_progress(job),
         "kind": job.get("kind", "batch"),
-        "state": job["state"],
-        "total": job["total"],
-        "done": job["done"],
-        "failed": job["failed"],
-        "created_at": job.get("created_at"),
-        "finished_at": job.get("finished_at"),
         "expires_at": job["created_at"] + ttl_s if job.get("created_at") else None,
-        "options": job.get("options"),
         "names": [item.get("name") for item in items[:3]],
         "thumbnail_url": url_for("api.get_item", job_id=job_id, index=first_done["index"]) if first_done else None,
-        "status_url": url_for("api.get_job", job_id=job_id),
-        "results_url": url_for("api.get_results", job_id=job_id),
+        **_job_urls(job_id),
     }
 
 
@@ -234,16 +240,9 @@ def get_job(job_id: str) -> Response:
     job = _job_or_404(job_id)
     with_mask = bool((job.get("options") or {}).get("mask"))
     body = {
-        "id": job["id"],
-        "state": job["state"],
-        "total": job["total"],
-        "done": job["done"],
-        "failed": job["failed"],
-        "created_at": job.get("created_at"),
-        "finished_at": job.get("finished_at"),
+        **_job_progress(job),
         # Why the job itself could not run (state "failed"); item failures are on their items.
         "error": job.get("error"),
-        "options": job.get("options"),
         "items": [_item_view(job_id, item, with_mask) for item in job.get("items", [])],
         **_job_urls(job_id),
     }
