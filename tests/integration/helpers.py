@@ -3,9 +3,27 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
+from matteflow.core.options import parse_options
+from matteflow.files import write_atomic
 from matteflow.workers.client import JobClient
+from matteflow.workers.jobstore import NewItem
+from matteflow.workers.storage import JobFiles
+
+
+def record_job(client: JobClient, names: list[str], make_jpeg: Callable) -> tuple[str, JobFiles]:
+    """A job recorded and stored but never enqueued: tests drive its items themselves."""
+    job_id = f"test-{time.time_ns()}"
+    files = JobFiles(client.settings.jobs_dir, job_id)
+    files.out_dir.mkdir(parents=True)  # as the intake does: workers never create a job's folders
+    items = []
+    for index, name in enumerate(names):
+        write_atomic(files.input_path(index, f"{index}_{name}"), make_jpeg(seed=index))
+        items.append(NewItem(name, f"{index}_{name}"))
+    client.store.create(job_id, items, parse_options().to_dict())
+    return job_id, files
 
 
 def wait_for_job(

@@ -24,22 +24,9 @@ from matteflow.workers.processing import ChunkRunner
 from matteflow.workers.procs import WorkerProcess
 from matteflow.workers.storage import JobFiles
 
-from .helpers import wait_for_job, wait_until
+from .helpers import record_job, wait_for_job, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def _record_job(client: JobClient, names: list[str], make_jpeg: Callable) -> tuple[str, JobFiles]:
-    """A job recorded and stored but never enqueued: the test drives it."""
-    job_id = f"fault-{time.time_ns()}"
-    files = JobFiles(client.settings.jobs_dir, job_id)
-    files.out_dir.mkdir(parents=True)
-    items = []
-    for index, name in enumerate(names):
-        write_atomic(files.input_path(index, f"{index}_{name}"), make_jpeg(seed=index))
-        items.append(NewItem(name, f"{index}_{name}"))
-    client.store.create(job_id, items, parse_options().to_dict())
-    return job_id, files
 
 
 def test_delete_while_running_answers_200_and_nothing_comes_back(
@@ -66,7 +53,7 @@ def test_delete_while_running_answers_200_and_nothing_comes_back(
 
 
 def test_touch_never_recreates_a_deleted_job(job_client: JobClient, make_jpeg: Callable) -> None:
-    job_id, _ = _record_job(job_client, ["a.jpg"], make_jpeg)
+    job_id, _ = record_job(job_client, ["a.jpg"], make_jpeg)
     assert job_client.store.touch(job_id) is True
     job_client.delete_job(job_id)
 
@@ -91,7 +78,7 @@ def test_a_lock_that_expired_is_never_released_by_its_old_holder(job_client: Job
 
 
 def test_finalize_reads_the_job_again_under_its_lock(job_client: JobClient, make_jpeg: Callable) -> None:
-    job_id, files = _record_job(job_client, ["a.jpg"], make_jpeg)
+    job_id, files = record_job(job_client, ["a.jpg"], make_jpeg)
     write_atomic(files.result_path(0, "png"), make_jpeg(seed=0))
     job_client.store.end_item(job_id, 0, "done")
     token = job_client.store.try_lock(f"finalize:{job_id}", 30.0)  # another finaliser is writing the ZIP
@@ -106,7 +93,7 @@ def test_finalize_reads_the_job_again_under_its_lock(job_client: JobClient, make
 def test_a_finalize_that_cannot_write_its_archive_retries_then_fails_the_job(
     celery_worker, job_client: JobClient, make_jpeg: Callable
 ) -> None:
-    job_id, files = _record_job(job_client, ["a.jpg"], make_jpeg)
+    job_id, files = record_job(job_client, ["a.jpg"], make_jpeg)
     write_atomic(files.result_path(0, "png"), make_jpeg(seed=0))
     # The job's folder is replaced by a file: every archive write fails with an OSError (root ignores modes).
     job_client.store.end_item(job_id, 0, "done")  # ended here, so no finalize message: the reconciler sends it
@@ -135,7 +122,7 @@ def _no_network() -> object:
 
 
 def test_a_missing_input_is_a_storage_fault_retried_not_a_bad_image(job_client: JobClient, make_jpeg: Callable) -> None:
-    job_id, files = _record_job(job_client, ["gone.jpg"], make_jpeg)
+    job_id, files = record_job(job_client, ["gone.jpg"], make_jpeg)
     files.input_path(0, "0_gone.jpg").unlink()  # e.g. a network volume not (yet) showing the file
 
     def run() -> object:  # the task and its retries (one task id, so one lease owner)

@@ -21,14 +21,14 @@ from matteflow.core.options import parse_options
 from matteflow.files import write_atomic
 from matteflow.settings import Settings
 from matteflow.workers.client import JobClient
-from matteflow.workers.jobstore import JOBS_KEY, NewItem
+from matteflow.workers.jobstore import JOBS_KEY
 from matteflow.workers.processing import ChunkRunner
 from matteflow.workers.procs import WorkerProcess
 from matteflow.workers.queues import PROCESS_TASK, queue_for_kind
 from matteflow.workers.reconcile import reconcile_once
 from matteflow.workers.storage import JobFiles
 
-from .helpers import wait_for_job, wait_until
+from .helpers import record_job, wait_for_job, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -107,21 +107,8 @@ def test_a_redelivered_task_does_not_redo_work(celery_worker, job_client: JobCli
     assert (job["done"], job["failed"], job["state"]) == (2, 0, "done")
 
 
-def _record_job(client: JobClient, names: list[str], make_jpeg: Callable) -> tuple[str, JobFiles]:
-    """A job recorded and stored but never enqueued: tests drive its items themselves."""
-    job_id = f"test-{time.time_ns()}"
-    files = JobFiles(client.settings.jobs_dir, job_id)
-    files.out_dir.mkdir(parents=True)  # as the intake does: workers never create a job's folders
-    items = []
-    for index, name in enumerate(names):
-        write_atomic(files.input_path(index, f"{index}_{name}"), make_jpeg(seed=index))
-        items.append(NewItem(name, f"{index}_{name}"))
-    client.store.create(job_id, items, parse_options().to_dict())
-    return job_id, files
-
-
 def test_a_result_written_before_a_crash_is_kept_not_redone(job_client: JobClient, make_jpeg: Callable) -> None:
-    job_id, files = _record_job(job_client, ["a.jpg"], make_jpeg)
+    job_id, files = record_job(job_client, ["a.jpg"], make_jpeg)
     write_atomic(files.result_path(0, "png"), b"checkpointed result")  # the crash came before the mark
 
     outcome = ChunkRunner(job_client.store, job_client.settings, no_network, job_id).run([0])
@@ -132,7 +119,7 @@ def test_a_result_written_before_a_crash_is_kept_not_redone(job_client: JobClien
 
 
 def test_an_item_that_keeps_killing_its_worker_is_dead_lettered(job_client: JobClient, make_jpeg: Callable) -> None:
-    job_id, _ = _record_job(job_client, ["poison.jpg", "fine.jpg"], make_jpeg)
+    job_id, _ = record_job(job_client, ["poison.jpg", "fine.jpg"], make_jpeg)
     # Each start whose worker then died; Celery hands the same task (same id: same lease owner) out again.
     for _ in range(job_client.settings.task_max_retries + 1):
         job_client.store.start_item(job_id, 0, "task-1", lease_s=30)
@@ -148,7 +135,7 @@ def test_an_item_that_keeps_killing_its_worker_is_dead_lettered(job_client: JobC
 def test_the_reconciler_finishes_a_job_whose_finalize_was_lost(
     celery_worker, job_client: JobClient, make_jpeg: Callable
 ) -> None:
-    job_id, files = _record_job(job_client, ["a.jpg", "b.jpg"], make_jpeg)
+    job_id, files = record_job(job_client, ["a.jpg", "b.jpg"], make_jpeg)
     for index in (0, 1):
         write_atomic(files.result_path(index, "png"), make_jpeg(seed=index))
     # Both items end here, in-process: nobody sends the finalize message that the last task would.
@@ -246,7 +233,7 @@ def test_the_reconciler_resends_items_whose_messages_were_lost(
     tokens: list[str] = []
     wait_until(lambda: tokens.append(job_client.store.try_lock("reconcile", 10.0)) or tokens[-1], 15, "the lock", 0.01)
     try:
-        job_id, _ = _record_job(job_client, ["a.jpg", "b.jpg"], make_jpeg)  # recorded, but no message sent
+        job_id, _ = record_job(job_client, ["a.jpg", "b.jpg"], make_jpeg)  # recorded, but no message sent
         job_client.store.touch(job_id, when=time.time() - 3600)
         resent_before = resent_count("stalled")
         report = reconcile_once(job_client.settings, job_client.store, send)
