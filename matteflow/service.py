@@ -72,7 +72,7 @@ class LivenessProbe:
         if now < self.next_at:
             return None
         ok, why = self.probe()
-        self.next_at = time.monotonic() + self.period_s
+        self.next_at = now + self.period_s
         if ok:
             self.answered, self.failures = True, 0
             return None
