@@ -32,7 +32,8 @@ from .imageio import (
 )
 from .model import STRIDE, MattingModel
 from .options import MatteOptions
-from .registry import AUTO, GENERAL, PEOPLE, ModelSet
+from .ensemble import ensemble_matte
+from .registry import AUTO, ENSEMBLE, GENERAL, PEOPLE, ModelSet
 
 log = logging.getLogger(__name__)
 
@@ -224,12 +225,16 @@ class MatteEngine:
         return [m for m in mattes if m is not None]
 
     def _mattes(self, prepared: list[_Prepared], requested: str) -> list[_Matte]:
-        """Run the requested model (``people``, ``general`` or ``auto``) over images of one request."""
+        """Run the requested model (``people``, ``general``, ``auto`` or ``ensemble``) over images of one
+        request."""
         if requested == GENERAL:
             return [_Matte(alpha, GENERAL) for alpha in self._run_model(GENERAL, prepared)]
         people = [_Matte(alpha, PEOPLE) for alpha in self._run_model(PEOPLE, prepared)]
-        if requested != AUTO or self.models.is_single:
+        if requested not in (AUTO, ENSEMBLE) or self.models.is_single:
             return people
+        if requested == ENSEMBLE:
+            general = self._run_model(GENERAL, prepared)
+            return [_Matte(*ensemble_matte(p.alpha_low, g)) for p, g in zip(people, general, strict=True)]
         # auto: the people model has run; the photos it is not sure of get the general model's opinion too.
         unsure = [i for i, matte in enumerate(people) if not people_model_is_sure(matte.alpha_low)]
         if unsure:

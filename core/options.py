@@ -84,7 +84,7 @@ class MatteOptions:
 
     ``background`` is ``None`` for transparent output or an ``(r, g, b)`` tuple of 0-255 ints.
     ``max_side`` of ``None`` keeps the input size; otherwise the output's long side is at most that.
-    ``model`` is ``auto``, ``people`` or ``general`` (:mod:`matteflow.core.registry`).
+    ``model`` is ``auto``, ``people``, ``general`` or ``ensemble`` (:mod:`matteflow.core.registry`).
     ``keep`` ``main`` drops small pieces of matte apart from the main person(s); ``id_size`` names an entry of
     :data:`ID_SIZES` (output cropped and scaled to it, 300 dpi); ``max_kb`` bounds the file size (KiB);
     ``sheet`` lays copies of the ID photo out on 4 x 6 in paper with cut lines, for printing.

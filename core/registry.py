@@ -5,7 +5,9 @@ Names (option ``model``; CLI ``--model``, form/JSON field ``model``, ``remove(..
 - ``people``: MatteFlow's own people model (``default`` is an alias kept from version 1);
 - ``general``: the salient-object model for products and objects (U^2-Net-p);
 - ``auto`` (the default): the people model first; the photo stays with it when it has people in it, else the
-  general model runs (:mod:`matteflow.core.autoselect`).
+  general model runs (:mod:`matteflow.core.autoselect`);
+- ``ensemble``: both networks on every photo, their mattes combined where they agree on the subject, else
+  ``auto``'s choice (:mod:`matteflow.core.ensemble`): the best quality, for both networks' cost.
 
 The *deployment* decides which network serves each name (``MATTEFLOW_MODEL`` for ``people``,
 ``MATTEFLOW_GENERAL_MODEL`` for ``general``: a :func:`~matteflow.core.model.load_model` spec such as
@@ -30,7 +32,8 @@ if TYPE_CHECKING:  # options (and so the web layer) import this module: no model
 PEOPLE = "people"
 GENERAL = "general"
 AUTO = "auto"
-MODEL_NAMES = (AUTO, PEOPLE, GENERAL)
+ENSEMBLE = "ensemble"
+MODEL_NAMES = (AUTO, PEOPLE, GENERAL, ENSEMBLE)
 MODEL_ALIASES = {"default": PEOPLE}
 # What runs when a request names no model.
 DEFAULT_MODEL = AUTO

@@ -48,7 +48,8 @@ def add_option_arguments(parser: argparse.ArgumentParser, model_specs: bool = Fa
     group.add_argument(
         "--model",
         metavar="NAME" + ("|SPEC" if model_specs else ""),
-        help=f"model: {names} (default auto: the people model, or the general one where only it is sure of a subject)"
+        help=f"model: {names} (default auto: the people model, or the general one where only it is sure of a "
+        "subject; ensemble: both, combined where they agree: best quality, about twice the CPU)"
         + ("; or a model file (onnx:<path>, torch:<path>) to run on every image" if model_specs else ""),
     )
     group.add_argument("--background", metavar="COLOUR", help="'transparent' (default) or '#rrggbb'")
@@ -182,7 +183,7 @@ def run_matte(argv: Sequence[str]) -> int:
     from .core.engine import MatteEngine
     from .core.errors import InvalidOptionError, MattingError, ModelError
     from .core.instructions import LlmConfig, resolve_options
-    from .core.registry import GENERAL, PEOPLE, ModelSet
+    from .core.registry import ENSEMBLE, GENERAL, PEOPLE, ModelSet
     from .files import write_atomic
 
     parser = _matte_parser()
@@ -221,9 +222,10 @@ def run_matte(argv: Sequence[str]) -> int:
         people_spec, settings.general_model, args.device or settings.device, threads=1 if jobs > 1 else 0
     )
     try:
-        # Load what every image needs now, so a missing model is one error, not one per image; auto loads
-        # the general model on its first photo without a sure subject.
-        models.get(GENERAL if options.model == GENERAL else PEOPLE)
+        # Load what every image needs now, so a missing model is one error, not one per image (ensemble
+        # runs both); auto loads the general model on its first photo without a sure subject.
+        for name in {ENSEMBLE: (PEOPLE, GENERAL), GENERAL: (GENERAL,)}.get(options.model, (PEOPLE,)):
+            models.get(name)
     except ModelError as exc:
         print(f"matteflow: error: {exc}", file=sys.stderr)
         return 1

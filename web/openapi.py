@@ -63,7 +63,9 @@ def _option_properties() -> dict[str, Any]:
             "default": DEFAULT_MODEL,
             "description": "people (portraits), general (products and objects), or auto: the people model "
             "first; the general model's matte instead when the people model is not sure of a subject and the "
-            "general model is. 'default' = people. The model that ran is reported per item.",
+            "general model is; or ensemble (best quality, both networks' cost): both run and their mattes are "
+            "combined where they agree on the subject, else auto's choice. 'default' = people. The model that "
+            "ran (people, general or ensemble) is reported per item.",
         },
         "keep": {
             "type": "string",

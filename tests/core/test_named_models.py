@@ -29,7 +29,7 @@ TEACHERS = Path(__file__).resolve().parents[3] / "shared" / "teachers"
 
 
 def test_model_names_and_the_default_alias() -> None:
-    assert MODEL_NAMES == ("auto", "people", "general")
+    assert MODEL_NAMES == ("auto", "people", "general", "ensemble")
     assert parse_model_name("General ") == "general"
     assert parse_model_name("default") == "people"
     assert parse_options().model == "auto"
@@ -38,7 +38,7 @@ def test_model_names_and_the_default_alias() -> None:
 def test_unknown_model_is_an_option_error_listing_the_names() -> None:
     with pytest.raises(InvalidOptionError) as caught:
         parse_options(model="resnet")
-    assert "auto, people, general" in str(caught.value) and "'resnet'" in str(caught.value)
+    assert "auto, people, general, ensemble" in str(caught.value) and "'resnet'" in str(caught.value)
 
 
 def test_presets_name_a_model_and_an_explicit_model_wins() -> None:

@@ -26,17 +26,17 @@ def test_unknown_model_is_400_listing_the_names(
     before = jobs_in_storage(web_settings)
     response = client.post(endpoint, data={field: (io.BytesIO(samples.jpeg), "a.jpg"), "model": "resnet"})
     body = assert_json_error(response, 400, "invalid_option")
-    assert "auto, people, general" in body["message"]
+    assert "auto, people, general, ensemble" in body["message"]
     assert jobs_in_storage(web_settings) == before  # nothing stored for a refused request
 
 
 def test_openapi_and_page_offer_the_model_names(client: FlaskClient) -> None:
     spec = client.get("/api/v1/openapi.json").get_json()
     schema = spec["paths"]["/api/v1/jobs"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
-    assert schema["properties"]["model"]["enum"][:3] == ["auto", "people", "general"]
+    assert schema["properties"]["model"]["enum"][:4] == ["auto", "people", "general", "ensemble"]
     assert {"model", "confidence"} <= set(spec["components"]["schemas"]["Item"]["properties"])
     page = client.get("/").get_data(as_text=True)
-    for value in ("auto", "people", "general"):
+    for value in ("auto", "people", "general", "ensemble"):
         assert f'<option value="{value}"' in page
     assert '"checkBelow": 0.5' in page
 

@@ -1,0 +1,69 @@
+"""``ensemble``: both networks on every photo, combined where they agree on the subject.
+
+The people model (our distilled U-Net) and the general model (U^2-Net-p) make different mistakes: the
+people model leaves a half-transparent fog around people and keeps blurred bystanders; the general model
+draws a tighter outline but misses what is not salient (a hand, a second person) and fails on some people
+photos outright. Where both find the same subject, the combined matte is better than either (people_dev
+mean IoU 0.878 people, 0.876 general, 0.898 ensemble; objects_dev 0.917 -> 0.968 against ``auto``;
+models/README.md, "Ensemble"):
+
+- the **mean** of the two decides in or out, pixel by pixel;
+- where the people model is **sure of a person** (alpha >= ``UNDECIDED_HIGH``) the pixel stays in: the
+  general model's misses there are hands, sleeves and second people, not background;
+- the **value** comes from the network surer of that decision (the larger alpha where the pixel is in, the
+  smaller where it is out), so the result is as decisive as its members. A plain mean halves every pixel
+  the two disagree on: half-transparent bodies and ghosts on a coloured background, though the IoU rose.
+
+Where they disagree on *what* the subject is (a crowd the general model cuts down to its most salient
+person), the photo keeps ``auto``'s choice of one network (:func:`~matteflow.core.autoselect.choose_model`).
+Agreement is the IoU of the two mattes cut at 0.5, on the people model's grid; ``AGREE_FROM`` (0.6) was the
+best round value on the sets we may tune on (the 49 COCO photos with person masks of the training data, the
+5 test photos, objects_dev).
+
+It costs both networks on every photo (about twice the CPU of ``auto``): the choice for quality over
+speed, not the default; on a GPU worker the second network is cheap.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .autoselect import choose_model
+from .confidence import UNDECIDED_HIGH
+from .registry import ENSEMBLE, GENERAL
+
+# Minimum IoU of the two mattes (each cut at 0.5) for them to count as the same subject.
+AGREE_FROM = 0.6
+
+
+def on_grid(alpha: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``alpha`` resampled (bilinear) to ``shape`` (H, W): the networks see the photo at different sizes
+    (people: long side 384; general: squeezed to a 320 x 320 square), both covering the whole photo."""
+    if alpha.shape == shape:
+        return alpha
+    return cv2.resize(alpha, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def agreement(first: np.ndarray, second: np.ndarray) -> float:
+    """IoU of two same-shape mattes cut at 0.5; 1.0 when neither marks anything (nothing to disagree on)."""
+    a, b = first >= 0.5, second >= 0.5
+    union = int(np.count_nonzero(a | b))
+    return int(np.count_nonzero(a & b)) / union if union else 1.0
+
+
+def combine(people_alpha: np.ndarray, general_alpha: np.ndarray) -> np.ndarray:
+    """Two same-shape mattes of one subject as one: in or out by their mean (or the people model's sure
+    pixels), valued by the network surer of that answer."""
+    keep = ((people_alpha + general_alpha) >= 1.0) | (people_alpha >= UNDECIDED_HIGH)
+    return np.where(keep, np.maximum(people_alpha, general_alpha), np.minimum(people_alpha, general_alpha))
+
+
+def ensemble_matte(people_alpha: np.ndarray, general_alpha: np.ndarray) -> tuple[np.ndarray, str]:
+    """The low-resolution matte of one photo and what made it: ``ensemble`` (:func:`combine`, on the people
+    model's grid) when the two agree on the subject, else ``people`` or ``general`` as ``auto`` chooses."""
+    general_here = on_grid(general_alpha, people_alpha.shape)
+    if agreement(people_alpha, general_here) >= AGREE_FROM:
+        return combine(people_alpha, general_here), ENSEMBLE
+    chosen = choose_model(people_alpha, general_alpha)
+    return (general_alpha if chosen == GENERAL else people_alpha), chosen
