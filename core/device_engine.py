@@ -28,7 +28,6 @@ import numpy as np
 import torch
 
 from . import device_postprocess
-from .confidence import estimate_confidence
 from .encode_pool import EncodePool, encode_result
 from .engine import MatteEngine, MatteResult, _Prepared
 from .errors import MattingError
@@ -210,7 +209,7 @@ class DeviceMatteEngine(MatteEngine):
             item = prepared[i]
             height, width = rendered[i][1].shape
             timings = {**item.timings, "encode": encode_s}
-            confidence = estimate_confidence(alpha_lows[i])
+            confidence = mattes[i].confidence
             outcomes[i] = MatteResult(
                 image,
                 mask,

@@ -19,6 +19,7 @@ import numpy as np
 from . import idphoto, postprocess
 from .autoselect import choose_model, people_model_is_sure
 from .confidence import estimate_confidence
+from .ensemble import ensemble_matte
 from .errors import MattingError
 from .idsizes import ID_DPI, ID_SIZES
 from .imageio import (
@@ -32,7 +33,6 @@ from .imageio import (
 )
 from .model import STRIDE, MattingModel
 from .options import MatteOptions
-from .ensemble import ensemble_matte
 from .registry import AUTO, ENSEMBLE, GENERAL, PEOPLE, ModelSet
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,7 @@ class MatteEngine:
         mask = encode_mask(postprocess.alpha_to_uint8(alpha)) if options.mask else None
         timings = {**prepared.timings, "postprocess": mid - start, "encode": time.perf_counter() - mid}
         height, width = alpha.shape
-        confidence = estimate_confidence(matte.alpha_low)
+        confidence = matte.confidence
         return MatteResult(
             image,
             mask,
@@ -307,3 +307,10 @@ class _Matte:
 
     alpha_low: np.ndarray
     model: str
+    # What the confidence reads: the matte itself, or for an ensemble the mean of its members (see
+    # core.ensemble.ensemble_matte).
+    evidence: np.ndarray | None = None
+
+    @property
+    def confidence(self) -> float:
+        return estimate_confidence(self.alpha_low if self.evidence is None else self.evidence)

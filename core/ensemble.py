@@ -59,11 +59,18 @@ def combine(people_alpha: np.ndarray, general_alpha: np.ndarray) -> np.ndarray:
     return np.where(keep, np.maximum(people_alpha, general_alpha), np.minimum(people_alpha, general_alpha))
 
 
-def ensemble_matte(people_alpha: np.ndarray, general_alpha: np.ndarray) -> tuple[np.ndarray, str]:
-    """The low-resolution matte of one photo and what made it: ``ensemble`` (:func:`combine`, on the people
-    model's grid) when the two agree on the subject, else ``people`` or ``general`` as ``auto`` chooses."""
+def ensemble_matte(people_alpha: np.ndarray, general_alpha: np.ndarray) -> tuple[np.ndarray, str, np.ndarray]:
+    """The low-resolution matte of one photo, what made it, and the matte its confidence is read from.
+
+    ``ensemble`` (:func:`combine`, on the people model's grid) when the two agree on the subject; its
+    confidence reads the members' *mean*, where their disagreement shows as undecided pixels (the combined
+    matte is decisive by construction and would never ask for a second look). Else ``people`` or
+    ``general`` as ``auto`` chooses, with that matte's own confidence.
+    """
     general_here = on_grid(general_alpha, people_alpha.shape)
     if agreement(people_alpha, general_here) >= AGREE_FROM:
-        return combine(people_alpha, general_here), ENSEMBLE
+        mean = (people_alpha + general_here) * np.float32(0.5)
+        return combine(people_alpha, general_here), ENSEMBLE, mean
     chosen = choose_model(people_alpha, general_alpha)
-    return (general_alpha if chosen == GENERAL else people_alpha), chosen
+    matte = general_alpha if chosen == GENERAL else people_alpha
+    return matte, chosen, matte

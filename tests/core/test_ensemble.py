@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from matteflow.core.confidence import estimate_confidence
 from matteflow.core.engine import MatteEngine
 from matteflow.core.ensemble import AGREE_FROM, agreement, combine, ensemble_matte, on_grid
 from matteflow.core.options import parse_options
@@ -54,10 +55,13 @@ def test_mattes_that_agree_are_combined_on_the_people_grid() -> None:
     people = _disc((96, 64), (0.5, 0.33), 0.3, inside=0.8)
     general = _disc((80, 80), (0.5, 0.5), 0.3, inside=0.9)  # the square grid the general model sees
     assert agreement(people, on_grid(general, people.shape)) >= AGREE_FROM
-    matte, name = ensemble_matte(people, general)
+    matte, name, evidence = ensemble_matte(people, general)
     assert name == ENSEMBLE and matte.shape == people.shape and matte.dtype == np.float32
     np.testing.assert_allclose(matte, combine(people, on_grid(general, people.shape)))
     assert matte.max() == pytest.approx(0.9)
+    # The confidence reads the members' mean: their disagreement (the rim only one marks) counts as undecided.
+    np.testing.assert_allclose(evidence, (people + on_grid(general, people.shape)) / 2)
+    assert estimate_confidence(evidence) < estimate_confidence(matte)
 
 
 def test_mattes_that_disagree_fall_back_to_autos_choice() -> None:
@@ -65,11 +69,11 @@ def test_mattes_that_disagree_fall_back_to_autos_choice() -> None:
     person_left = _disc(shape, (0.5, 0.25), 0.2)
     thing_right = _disc(shape, (0.5, 0.75), 0.2)
     # The people model is sure of its subject: it stays, unaveraged (averaging would halve it below the cut).
-    matte, name = ensemble_matte(person_left, thing_right)
-    assert name == PEOPLE and matte is person_left
+    matte, name, evidence = ensemble_matte(person_left, thing_right)
+    assert name == PEOPLE and matte is person_left and evidence is person_left
     # The people model is a fog (unsure) and the general model is sure of another subject: the general one.
     fog = _disc(shape, (0.5, 0.25), 0.3, inside=0.55)
-    matte, name = ensemble_matte(fog, thing_right)
+    matte, name, _ = ensemble_matte(fog, thing_right)
     assert name == GENERAL and matte is thing_right
 
 
@@ -119,3 +123,28 @@ def test_where_they_disagree_the_photo_keeps_one_network(shipped_engine: MatteEn
     # The flower the people model is unsure of and the general model is sure of: the general model's cut-out.
     flower = (DATA / "objects" / "flower.jpg").read_bytes()
     assert shipped_engine.process_bytes(flower, parse_options(model="ensemble")).model == GENERAL
+
+
+def test_the_device_engine_combines_a_batch_as_the_numpy_engine_does(shipped_engine: MatteEngine) -> None:
+    pytest.importorskip("torch")
+    from matteflow.core.device_engine import DeviceMatteEngine
+
+    photos = [
+        DATA / "people" / "000000522418.jpg",
+        DATA / "people" / "000000060623.jpg",
+        DATA / "objects" / "flower.jpg",
+    ]
+    datas = [p.read_bytes() for p in photos]
+    options = parse_options(model="ensemble", mask=True)
+    device = DeviceMatteEngine(shipped_engine.models, max_pixels=50_000_000, device="cpu", decode_threads=2)
+    try:
+        got = device.process_many(datas, options)
+    finally:
+        device.close()
+    want = shipped_engine.process_many(datas, options)
+    assert [r.model for r in got] == [r.model for r in want] == [ENSEMBLE, PEOPLE, GENERAL]
+    for have, expected in zip(got, want, strict=True):
+        assert have.confidence == pytest.approx(expected.confidence)
+        a = np.asarray(Image.open(io.BytesIO(have.mask))).astype(int)
+        b = np.asarray(Image.open(io.BytesIO(expected.mask))).astype(int)
+        assert np.abs(a - b).max() <= 1 and (a == b).mean() > 0.999
