@@ -54,6 +54,10 @@ def test_items_carry_model_and_confidence(client: FlaskClient, samples: Any) -> 
     assert one.status_code == 200, one.data
     assert one.headers["X-MatteFlow-Model"] == "general"
     assert 0.0 <= float(one.headers["X-MatteFlow-Confidence"]) <= 1.0
+    both = client.post("/api/v1/matte", data={"file": (io.BytesIO(samples.jpeg), "a.jpg"), "model": "ensemble"})
+    assert both.status_code == 200, both.data
+    # The test worker has one network behind both names: nothing to combine, and it says which one ran.
+    assert both.headers["X-MatteFlow-Model"] == "people"
 
 
 @pytest.mark.integration
