@@ -20,6 +20,7 @@ _NAMES_ZH = {
     "id_size": "证件照尺寸",
     "max_kb": "文件大小上限",
     "sheet": "6寸相纸排版",
+    "model": "模型",
 }
 _PRESETS_ZH = {"id-photo": "证件照", "ecommerce": "电商", "avatar": "头像"}
 
@@ -54,6 +55,8 @@ def describe_value(name: str, value: Any, lang: str = "en") -> str:
         if zh:
             return "只保留主体人物" if value == "main" else "保留全部"
         return "keep only the main person(s)" if value == "main" else "keep everything"
+    if name == "model" and value == "ensemble":
+        return "最佳质量（两个模型合成，较慢）" if zh else "best quality (both models combined, slower)"
     if name == "max_kb":
         if zh:
             return f"{label} {value} KB（自动搜索 JPEG 质量）"

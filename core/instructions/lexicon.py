@@ -177,6 +177,12 @@ _SETS: dict[tuple[str, ...], dict[str, Any]] = {
         "keep": "main"
     },
     ("main person", "main people", "other objects", "distractions"): {"keep": "main"},
+    # Quality over speed: both networks (the ``ensemble`` model).
+    ("最佳质量", "最高质量", "高质量", "质量最好", "效果最好", "最好效果", "最精细", "精细抠图", "精细"): {"model": "ensemble"},
+    ("best quality", "highest quality", "high quality", "high-quality", "best result", "best results"): {
+        "model": "ensemble"
+    },
+    ("most accurate", "maximum quality", "max quality", "precise", "accurate"): {"model": "ensemble"},
     # A print sheet of ID photos on 6-inch (4x6 in) paper.
     ("排版", "冲印", "打印", "相纸", "6寸", "六寸", "6寸相纸", "六寸相纸", "排版打印", "冲洗"): {"sheet": True},
     ("print sheet", "print layout", "4x6", "6x4", "4x6 paper", "6 inch paper", "photo sheet"): {"sheet": True},

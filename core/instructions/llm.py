@@ -66,6 +66,7 @@ def system_prompt() -> str:
         "- feather: true/false (soft edge); max_side: pixels of the long side; mask: true/false\n"
         f"- keep: {' or '.join(KEEP_CHOICES)} (main = keep only the main person, drop clutter)\n"
         "- max_kb: the largest file size in KB\n"
+        "- model: 'ensemble' when the request asks for the best quality over speed\n"
     )
 
 
