@@ -178,7 +178,9 @@ _SETS: dict[tuple[str, ...], dict[str, Any]] = {
     },
     ("main person", "main people", "other objects", "distractions"): {"keep": "main"},
     # Quality over speed: both networks (the ``ensemble`` model).
-    ("最佳质量", "最高质量", "高质量", "质量最好", "效果最好", "最好效果", "最精细", "精细抠图", "精细"): {"model": "ensemble"},
+    ("最佳质量", "最高质量", "高质量", "质量最好", "效果最好", "最好效果", "最精细", "精细抠图", "精细"): {
+        "model": "ensemble"
+    },
     ("best quality", "highest quality", "high quality", "high-quality", "best result", "best results"): {
         "model": "ensemble"
     },
