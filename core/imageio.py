@@ -32,6 +32,12 @@ PEAK_BYTES_PER_PIXEL = 48
 DECODE_BYTES_PER_PIXEL = 4  # the decoder's RGBA frame at full size, before a max_side downscale
 
 PNG_COMPRESSION = 1  # zlib level 1: PNG encoding is the largest fixed cost per 1080p image
+# libpng's default tries every row filter on every row and keeps the best guess; the "up" filter alone
+# encoded our 1080p cut-outs 1.7x faster (106 -> 62 ms RGBA, 21 -> 9 ms masks) into files no larger
+# (1037 vs 1065 KB; bench/README.md). OpenCV < 4.11 has no filter parameter and keeps the default.
+PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION] + (
+    [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP] if hasattr(cv2, "IMWRITE_PNG_FILTER") else []
+)
 JPEG_QUALITY = 93
 WEBP_QUALITY = 90
 
@@ -209,7 +215,7 @@ def encode_image(pixels: np.ndarray, fmt: str) -> bytes:
     code = cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR
     bgr = cv2.cvtColor(pixels, code)
     if fmt == "png":
-        ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
+        ok, buf = cv2.imencode(".png", bgr, PNG_PARAMS)
     elif fmt == "jpeg":
         ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     elif fmt == "webp":
@@ -225,7 +231,7 @@ def encode_mask(alpha: np.ndarray) -> bytes:
     """Encode an ``H x W`` uint8 alpha matte as an 8-bit grayscale PNG."""
     if alpha.dtype != np.uint8 or alpha.ndim != 2:
         raise ValueError(f"expected an H x W uint8 mask, got {alpha.shape} {alpha.dtype}")
-    ok, buf = cv2.imencode(".png", alpha, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
+    ok, buf = cv2.imencode(".png", alpha, PNG_PARAMS)
     if not ok:
         raise ValueError("OpenCV could not encode the mask")
     return buf.tobytes()
