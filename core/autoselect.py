@@ -3,8 +3,9 @@
 The people model runs first. When its matte shows a subject it is sure of (decisive: most pixels it marks
 are clearly in or out), the photo stays with it, and most people photos never pay for a second network.
 When it is not sure (a fog of half-transparent pixels, or nothing found), the general (salient-object) model
-runs too, and its matte is used only if *it* is sure of its subject; otherwise the people model's matte
-stands.
+runs too. Where the two agree on the subject their mattes are combined (:mod:`matteflow.core.ensemble`, as
+``ensemble`` does on every photo); where they do not, the general model's matte is used only if *it* is sure
+of its subject (:func:`choose_model`), otherwise the people model's matte stands.
 
 What this decides is "which model is sure of a subject here", not "is there a person". Measured through the
 pipeline (models/README.md, "Auto"): the people model is sure of, and better than the general model on, the

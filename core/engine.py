@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from . import idphoto, postprocess
-from .autoselect import choose_model, people_model_is_sure
+from .autoselect import people_model_is_sure
 from .confidence import estimate_confidence
 from .ensemble import ensemble_matte
 from .errors import MattingError
@@ -232,16 +232,16 @@ class MatteEngine:
         people = [_Matte(alpha, PEOPLE) for alpha in self._run_model(PEOPLE, prepared)]
         if requested not in (AUTO, ENSEMBLE) or self.models.is_single:
             return people
+        # ensemble: the general model on every photo; auto: only on those the people model is not sure of.
+        # Either way the two are combined where they agree on the subject, else one is chosen (core.ensemble).
         if requested == ENSEMBLE:
-            general = self._run_model(GENERAL, prepared)
-            return [_Matte(*ensemble_matte(p.alpha_low, g)) for p, g in zip(people, general, strict=True)]
-        # auto: the people model has run; the photos it is not sure of get the general model's opinion too.
-        unsure = [i for i, matte in enumerate(people) if not people_model_is_sure(matte.alpha_low)]
-        if unsure:
-            second = self._run_model(GENERAL, [prepared[i] for i in unsure])
-            for i, alpha in zip(unsure, second, strict=True):
-                if choose_model(people[i].alpha_low, alpha) == GENERAL:
-                    people[i] = _Matte(alpha, GENERAL)
+            second = list(range(len(people)))
+        else:
+            second = [i for i, matte in enumerate(people) if not people_model_is_sure(matte.alpha_low)]
+        if second:
+            general = self._run_model(GENERAL, [prepared[i] for i in second])
+            for i, alpha in zip(second, general, strict=True):
+                people[i] = _Matte(*ensemble_matte(people[i].alpha_low, alpha))
         return people
 
     def process_array(
