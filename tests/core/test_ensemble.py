@@ -148,3 +148,15 @@ def test_the_device_engine_combines_a_batch_as_the_numpy_engine_does(shipped_eng
         a = np.asarray(Image.open(io.BytesIO(have.mask))).astype(int)
         b = np.asarray(Image.open(io.BytesIO(expected.mask))).astype(int)
         assert np.abs(a - b).max() <= 1 and (a == b).mean() > 0.999
+
+
+def test_auto_combines_only_the_photos_it_already_asks_both_networks_about(shipped_engine: MatteEngine) -> None:
+    # The people model is sure of this one: auto keeps it and never runs the general model.
+    sure = (DATA / "people" / "000000522418.jpg").read_bytes()
+    assert shipped_engine.process_bytes(sure, parse_options()).model == PEOPLE
+    # Unsure of this one (a group), and the general model finds the same subject: the ensemble's matte.
+    unsure = (DATA / "people" / "000000412151.jpg").read_bytes()
+    auto = shipped_engine.process_bytes(unsure, parse_options(mask=True))
+    both = shipped_engine.process_bytes(unsure, parse_options(model="ensemble", mask=True))
+    assert auto.model == both.model == ENSEMBLE
+    assert auto.mask == both.mask and auto.confidence == both.confidence
