@@ -247,7 +247,7 @@ def run_worker_path(paths: list[Path], args: argparse.Namespace, device: str) ->
     try:
         worker.start()
         worker.wait_ready(client.celery, timeout=180)
-        options = parse_options(format="png")
+        options = parse_options(format="png", model=args.request_model)
         files = [(p.name, p.read_bytes()) for p in paths]
         warm = client.create_job(files[: args.batch * args.concurrency], options)  # model load, cuDNN, pools
         wait_done(client, warm, 600)
@@ -263,6 +263,7 @@ def run_worker_path(paths: list[Path], args: argparse.Namespace, device: str) ->
         after = scrape_metrics(metrics_port)
         job = client.get_job(job_id) or {}
         result = {
+            "request_model": args.request_model,
             "images": len(files),
             "failed": job.get("failed"),
             "seconds": elapsed,
@@ -305,6 +306,9 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=0, help="photos in the worker run (default 400 GPU, 24 CPU)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present) | cuda | cpu")
     parser.add_argument("--model", default="default")
+    parser.add_argument(
+        "--request-model", default="auto", help="the jobs' model option in the worker run: auto | people | ensemble"
+    )
     parser.add_argument("--batch", type=int, default=16, help="images per task and per device batch")
     parser.add_argument("--concurrency", type=int, default=3, help="worker threads (chunks in flight)")
     parser.add_argument("--encode-processes", type=int, default=0, help="encoder processes (0 = cores)")
@@ -341,7 +345,8 @@ def main() -> int:
         paths = photos[:count]
         print(
             f"\n2. Whole worker path: {len(paths)} 1080p JPEGs -> transparent PNG, one `matteflow worker` "
-            f"(threads x{args.concurrency}, {args.batch} images per task, post-processing {args.postprocess})"
+            f"(threads x{args.concurrency}, {args.batch} images per task, post-processing {args.postprocess}, "
+            f"model {args.request_model})"
         )
         run = run_worker_path(paths, args, device)
         summary["worker"] = run
