@@ -19,7 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
-from .settings import Settings
+from .settings import Settings, SettingsError
 
 # Sub-commands implemented elsewhere: name -> (module, function, one-line help).
 DELEGATED: dict[str, tuple[str, str, str]] = {
@@ -195,7 +195,7 @@ def run_matte(argv: Sequence[str]) -> int:
         people_spec, args.model = args.model, PEOPLE
     llm = LlmConfig.from_values(settings.llm_url, settings.llm_model, settings.llm_api_key, settings.llm_timeout_s)
     try:
-        resolved = resolve_options(option_values(args), args.say, llm)
+        resolved = resolve_options(option_values(args), args.say, llm, settings.default_model)
     except InvalidOptionError as exc:
         parser.error(str(exc))
     options = resolved.options
@@ -298,12 +298,16 @@ def _top_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if argv and argv[0] == "matte":
-        return run_matte(argv[1:])
-    if argv and argv[0] in DELEGATED:
-        module_name, function_name, _ = DELEGATED[argv[0]]
-        function = getattr(importlib.import_module(module_name), function_name)
-        return int(function(argv[1:]) or 0)
+    try:
+        if argv and argv[0] == "matte":
+            return run_matte(argv[1:])
+        if argv and argv[0] in DELEGATED:
+            module_name, function_name, _ = DELEGATED[argv[0]]
+            function = getattr(importlib.import_module(module_name), function_name)
+            return int(function(argv[1:]) or 0)
+    except SettingsError as exc:  # a mistyped environment variable: one line, not a traceback
+        print(f"matteflow: error: {exc}", file=sys.stderr)
+        return 2
     parser = _top_parser()
     args = parser.parse_args(argv)
     if args.version:

@@ -12,6 +12,10 @@ from typing import Any
 PREFIX = "MATTEFLOW_"
 
 
+class SettingsError(ValueError):
+    """A ``MATTEFLOW_*`` variable with a value that cannot be used; the message names the variable."""
+
+
 def usable_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
     """CPUs this process may really use: the cores it is allowed to run on, capped by the container's CPU
     limit (cgroup v2 ``cpu.max``, or v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``).
@@ -62,6 +66,9 @@ class Settings:
     # load_model specs, default | onnx:<path> | torch:<path> for people, general | onnx:<path> for general.
     model: str = "default"
     general_model: str = "general"
+    # The model a request gets when it names none (auto | people | general | ensemble): `ensemble` on a GPU
+    # deployment, where the second network is cheap, gives every client the best quality by default.
+    default_model: str = "auto"
     device: str = "auto"  # auto | cpu | cuda | cuda:<n>
     max_upload_mb: int = 200
     max_pixels: int = 60_000_000  # ~ 7746 x 7746; checked from the header before decoding
@@ -137,6 +144,13 @@ class Settings:
     def __post_init__(self) -> None:
         # Absolute once, here: child processes (Redis runs in its data dir) must all see the same folder.
         object.__setattr__(self, "storage_dir", Path(self.storage_dir).expanduser().absolute())
+        from matteflow.core.errors import InvalidOptionError
+        from matteflow.core.registry import parse_model_name
+
+        try:  # a typo here would otherwise surface as a 400 on every request
+            object.__setattr__(self, "default_model", parse_model_name(self.default_model))
+        except InvalidOptionError as exc:
+            raise SettingsError(f"{PREFIX}DEFAULT_MODEL: {exc}") from None
         if self.task_chunk_size <= 0:
             chunk = self.gpu_batch_size if str(self.device).startswith("cuda") else 1
             object.__setattr__(self, "task_chunk_size", max(1, chunk))
@@ -177,4 +191,4 @@ def _coerce(name: str, type_name: Any, raw: str) -> Any:
             return Path(raw)
         return raw
     except ValueError as exc:
-        raise ValueError(f"{PREFIX}{name.upper()}={raw!r} is not a valid {kind}") from exc
+        raise SettingsError(f"{PREFIX}{name.upper()}={raw!r} is not a valid {kind}") from exc

@@ -21,6 +21,13 @@ def test_relative_storage_dir_becomes_absolute(monkeypatch: pytest.MonkeyPatch, 
     assert settings.replace(storage_dir=Path("other")).jobs_dir == tmp_path / "other" / "jobs"
 
 
+def test_default_model_is_a_model_name_checked_at_start() -> None:
+    assert Settings.from_env({}).default_model == "auto"
+    assert Settings.from_env({"MATTEFLOW_DEFAULT_MODEL": " Ensemble"}).default_model == "ensemble"
+    with pytest.raises(ValueError, match="MATTEFLOW_DEFAULT_MODEL: model must be one of auto, people"):
+        Settings.from_env({"MATTEFLOW_DEFAULT_MODEL": "resnet"})
+
+
 def test_bad_number_names_the_variable() -> None:
     with pytest.raises(ValueError, match="MATTEFLOW_WEB_PORT"):
         Settings.from_env({"MATTEFLOW_WEB_PORT": "eighty"})

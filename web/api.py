@@ -181,7 +181,12 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
         raise ApiError(400, "invalid_option", f"kind must be one of {', '.join(_KINDS)}, got {kind!r}")
     # Options first: a bad option fails the request before any file is read or stored.
     refuse_nameless_parts(request.form, request.files)
-    resolved = read_resolved_options(_without(request.args, "kind"), _without(request.form, "kind"), llm=llm_config())
+    resolved = read_resolved_options(
+        _without(request.args, "kind"),
+        _without(request.form, "kind"),
+        llm=llm_config(),
+        default_model=ctx.settings.default_model,
+    )
     options = resolved.options
     uploads = read_uploads(request.files.getlist("files"))
     if not uploads:
@@ -213,7 +218,9 @@ def rerun_job(job_id: str) -> tuple[Response, int, dict[str, str]]:
     ctx = web_context()
     owner = _owner()
     refuse_nameless_parts(request.form, request.files)
-    options = read_resolved_options(request.args, request.form, llm=llm_config()).options
+    options = read_resolved_options(
+        request.args, request.form, llm=llm_config(), default_model=ctx.settings.default_model
+    ).options
     source = _job_or_404(job_id)
     with ExitStack() as opened:
         # Streams, not bytes: the client copies each stored upload through a bounded buffer.
@@ -348,7 +355,9 @@ def delete_job(job_id: str) -> Response:
 def matte_one() -> Response:
     ctx = web_context()
     refuse_nameless_parts(request.form, request.files)
-    resolved = read_resolved_options(request.args, request.form, llm=llm_config())
+    resolved = read_resolved_options(
+        request.args, request.form, llm=llm_config(), default_model=ctx.settings.default_model
+    )
     options = resolved.options
     uploads = read_uploads(request.files.getlist("file"))
     if not uploads:

@@ -40,5 +40,5 @@ def parse_instruction() -> Response:
     if not instruction:
         raise ApiError(400, "no_instruction", "send the words to read in the field 'instruction'")
     explicit = {k: v for k, v in fields.items() if v is not None and str(v).strip() != ""}
-    resolved = resolve_options(explicit, instruction, llm_config())
+    resolved = resolve_options(explicit, instruction, llm_config(), web_context().settings.default_model)
     return jsonify(resolved.to_dict(lang))

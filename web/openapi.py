@@ -221,6 +221,7 @@ def _schemas() -> dict[str, Any]:
 def build_openapi(settings: Settings) -> dict[str, Any]:
     """The OpenAPI 3.0 document of this server."""
     options = _option_properties()
+    options["model"]["default"] = settings.default_model  # the deployment's MATTEFLOW_DEFAULT_MODEL
     job_id = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
     image_content = {
         media: {"schema": {"type": "string", "format": "binary"}} for media in ("image/png", "image/jpeg", "image/webp")

@@ -6,7 +6,6 @@ from flask import Blueprint, Response, make_response, render_template, request
 
 from matteflow.core.idsizes import ID_SIZES
 from matteflow.core.options import FORMATS, MAX_ERODE, MAX_SIDE_LIMIT, PRESETS
-from matteflow.core.registry import DEFAULT_MODEL
 
 from .context import web_context
 
@@ -31,7 +30,7 @@ def index() -> Response:
         "maxSide": MAX_SIDE_LIMIT,
         "maxUploadMb": settings.max_upload_mb,
         "maxFiles": settings.max_files_per_job,
-        "defaultModel": DEFAULT_MODEL,
+        "defaultModel": settings.default_model,
         # Below this confidence a result is marked "check this one".
         "checkBelow": CHECK_CONFIDENCE_BELOW,
         # Real ID photo presets for the preset menu, labelled in both languages (instruction.js switches).

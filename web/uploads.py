@@ -21,7 +21,7 @@ from werkzeug.formparser import FormDataParser
 
 from matteflow.core.errors import shown
 from matteflow.core.instructions import LlmConfig, Resolved, resolve_options
-from matteflow.core.options import MatteOptions, parse_options
+from matteflow.core.registry import DEFAULT_MODEL
 from matteflow.files import sanitize_name
 
 from .errors import ApiError
@@ -108,24 +108,16 @@ def read_uploads(parts: Iterable[FileStorage]) -> list[tuple[str, IO[bytes]]]:
     return uploads
 
 
-def read_options(*sources: Mapping[str, str]) -> MatteOptions:
-    """Options from form fields and/or query parameters (later sources win).
+def read_resolved_options(
+    *sources: Mapping[str, str], llm: LlmConfig | None = None, default_model: str = DEFAULT_MODEL
+) -> Resolved:
+    """Options from form fields and/or query parameters (later sources win), plus the ``instruction`` field
+    (words, 中文 or English): the options it asks for, overridden by the explicit fields, and the explanation
+    of how it was read.
 
     An empty value counts as not given, so an HTML form's untouched fields fall back to the preset or the
-    default. Unknown names and bad values raise :class:`InvalidOptionError` (answered 400).
-    """
-    raw: dict[str, str] = {}
-    for source in sources:
-        for key, value in source.items():
-            if value is None or str(value).strip() == "":
-                continue
-            raw[key] = value
-    return parse_options(raw)
-
-
-def read_resolved_options(*sources: Mapping[str, str], llm: LlmConfig | None = None) -> Resolved:
-    """Like :func:`read_options`, plus the ``instruction`` field (words, 中文 or English): the options it
-    asks for, overridden by the explicit fields, and the explanation of how it was read."""
+    default (``default_model``: the deployment's). Unknown names and bad values raise
+    :class:`InvalidOptionError` (answered 400)."""
     raw: dict[str, str] = {}
     for source in sources:
         for key, value in source.items():
@@ -133,4 +125,4 @@ def read_resolved_options(*sources: Mapping[str, str], llm: LlmConfig | None = N
                 raw[key] = value
     instruction = raw.pop("instruction", None)
     raw.pop("lang", None)  # the language of the explanation, not an option
-    return resolve_options(raw, instruction, llm)
+    return resolve_options(raw, instruction, llm, default_model)

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..errors import InvalidOptionError, shown
 from ..options import MatteOptions, parse_options
+from ..registry import DEFAULT_MODEL
 from .describe import describe_value, describe_values
 from .llm import LlmConfig, LlmError, ask_llm
 from .model import Interpretation
@@ -83,9 +84,13 @@ def _same(name: str, a: Any, b: Any) -> bool:
 
 
 def resolve_options(
-    explicit: Mapping[str, Any] | None = None, instruction: str | None = None, llm: LlmConfig | None = None
+    explicit: Mapping[str, Any] | None = None,
+    instruction: str | None = None,
+    llm: LlmConfig | None = None,
+    default_model: str = DEFAULT_MODEL,
 ) -> Resolved:
     """Validate ``explicit`` option values together with what ``instruction`` asks for (explicit ones win).
+    ``default_model`` applies when neither names a model (see :func:`parse_options`).
 
     Raises :class:`InvalidOptionError` for unknown names, bad values, or an instruction whose options
     contradict each other (the message names the instruction).
@@ -93,7 +98,7 @@ def resolve_options(
     given = {k: v for k, v in (explicit or {}).items() if v is not None and str(v).strip() != ""}
     text = (instruction or "").strip()
     if not text:
-        return Resolved(parse_options(given))
+        return Resolved(parse_options(given, default_model=default_model))
     interp = interpret(text, llm)
     overridden = [
         {"option": name, "instruction": value, "explicit": given[name]}
@@ -101,7 +106,7 @@ def resolve_options(
         if name in given and not _same(name, value, given[name])
     ]
     try:
-        options = parse_options({**interp.options, **given})
+        options = parse_options({**interp.options, **given}, default_model=default_model)
     except InvalidOptionError as exc:
         raise InvalidOptionError(f"the instruction {shown(text)} gives options that do not fit: {exc}") from None
     return Resolved(options, interp, overridden)

@@ -160,3 +160,12 @@ def test_auto_combines_only_the_photos_it_already_asks_both_networks_about(shipp
     both = shipped_engine.process_bytes(unsure, parse_options(model="ensemble", mask=True))
     assert auto.model == both.model == ENSEMBLE
     assert auto.mask == both.mask and auto.confidence == both.confidence
+
+
+def test_words_asking_for_quality_win_over_the_deployment_default() -> None:
+    from matteflow.core.instructions import resolve_options
+
+    assert resolve_options({}, "best quality", default_model="people").options.model == ENSEMBLE
+    assert resolve_options({}, "最佳质量", default_model="people").options.model == ENSEMBLE
+    assert resolve_options({}, "white background", default_model="people").options.model == PEOPLE
+    assert resolve_options({"model": "general"}, "best quality").options.model == GENERAL  # explicit wins

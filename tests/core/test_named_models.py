@@ -44,6 +44,9 @@ def test_unknown_model_is_an_option_error_listing_the_names() -> None:
 def test_presets_name_a_model_and_an_explicit_model_wins() -> None:
     assert parse_options(preset="ecommerce").model == "auto"  # chosen per photo: see the preset's comment
     assert parse_options(preset="id-photo").model == "auto"
+    # The deployment's default (MATTEFLOW_DEFAULT_MODEL) fills in where neither request nor preset names one.
+    assert parse_options(preset="ecommerce", default_model="ensemble").model == "ensemble"
+    assert parse_options(model="people", default_model="ensemble").model == PEOPLE
     assert parse_options(preset="ecommerce", model="people").model == PEOPLE
     assert parse_options(preset="ecommerce", model="general").model == GENERAL
     assert parse_options(parse_options(preset="ecommerce", model="general").to_dict()).model == GENERAL  # queue

@@ -82,3 +82,24 @@ def test_submit_unknown_model_is_a_usage_error(tmp_path: Path, capsys: Any) -> N
         submit_main([str(tmp_path), "-o", str(tmp_path / "r.zip"), "--model", "resnet"])
     assert caught.value.code == 2
     assert "auto" in capsys.readouterr().err
+
+
+def test_the_deployment_default_model_applies_where_a_request_names_none(
+    web_settings: Any, job_client: Any, samples: Any
+) -> None:
+    from matteflow.web import create_app
+
+    client = create_app(web_settings.replace(default_model="ensemble"), job_client).test_client()
+    spec = client.get("/api/v1/openapi.json").get_json()
+    schema = spec["paths"]["/api/v1/jobs"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert schema["properties"]["model"]["default"] == "ensemble"
+    assert '"defaultModel": "ensemble"' in client.get("/").get_data(as_text=True)
+    models = {}
+    for name, extra in {"unnamed": {}, "preset": {"preset": "ecommerce"}, "named": {"model": "people"}}.items():
+        response = client.post("/api/v1/jobs", data={"files": [(io.BytesIO(samples.jpeg), "a.jpg")], **extra})
+        assert response.status_code == 202, response.data
+        models[name] = client.get(response.get_json()["status_url"]).get_json()["options"]["model"]
+    assert models == {"unnamed": "ensemble", "preset": "ensemble", "named": "people"}
+    # The instruction preview shows what a job would get.
+    preview = client.post("/api/v1/instructions:parse", data={"instruction": "white background"}).get_json()
+    assert preview["options"]["model"] == "ensemble"
