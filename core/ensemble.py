@@ -21,7 +21,7 @@ best round value on the sets we may tune on (the 49 COCO photos with person mask
 5 test photos, objects_dev).
 
 It costs both networks on every photo (about twice the CPU of ``auto``): the choice for quality over
-speed, not the default; on a GPU worker the second network is cheap.
+speed, not the default.
 """
 
 from __future__ import annotations

@@ -66,8 +66,8 @@ class Settings:
     # load_model specs, default | onnx:<path> | torch:<path> for people, general | onnx:<path> for general.
     model: str = "default"
     general_model: str = "general"
-    # The model a request gets when it names none (auto | people | general | ensemble): `ensemble` on a GPU
-    # deployment, where the second network is cheap, gives every client the best quality by default.
+    # The model a request gets when it names none (auto | people | general | ensemble): `ensemble` on a
+    # deployment with the compute for both networks gives every client the best quality by default.
     default_model: str = "auto"
     device: str = "auto"  # auto | cpu | cuda | cuda:<n>
     max_upload_mb: int = 200
