@@ -19,6 +19,7 @@ from flask import Blueprint, Response, abort, jsonify, request, send_file, url_f
 from matteflow import metrics
 from matteflow.core.errors import InputError, shown
 from matteflow.core.imageio import probe_image
+from matteflow.core.instructions import Resolved
 from matteflow.files import sanitize_name
 
 from .context import web_context
@@ -172,6 +173,11 @@ def list_jobs() -> Response:
     return response
 
 
+def _request_options(*sources: Any) -> Resolved:
+    """The request's options (fields, query, instruction), with this deployment's LLM and default model."""
+    return read_resolved_options(*sources, llm=llm_config(), default_model=web_context().settings.default_model)
+
+
 @bp.post("/jobs")
 def create_job() -> tuple[Response, int, dict[str, str]]:
     ctx = web_context()
@@ -181,12 +187,7 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
         raise ApiError(400, "invalid_option", f"kind must be one of {', '.join(_KINDS)}, got {kind!r}")
     # Options first: a bad option fails the request before any file is read or stored.
     refuse_nameless_parts(request.form, request.files)
-    resolved = read_resolved_options(
-        _without(request.args, "kind"),
-        _without(request.form, "kind"),
-        llm=llm_config(),
-        default_model=ctx.settings.default_model,
-    )
+    resolved = _request_options(_without(request.args, "kind"), _without(request.form, "kind"))
     options = resolved.options
     uploads = read_uploads(request.files.getlist("files"))
     if not uploads:
@@ -218,9 +219,7 @@ def rerun_job(job_id: str) -> tuple[Response, int, dict[str, str]]:
     ctx = web_context()
     owner = _owner()
     refuse_nameless_parts(request.form, request.files)
-    options = read_resolved_options(
-        request.args, request.form, llm=llm_config(), default_model=ctx.settings.default_model
-    ).options
+    options = _request_options(request.args, request.form).options
     source = _job_or_404(job_id)
     with ExitStack() as opened:
         # Streams, not bytes: the client copies each stored upload through a bounded buffer.
@@ -355,9 +354,7 @@ def delete_job(job_id: str) -> Response:
 def matte_one() -> Response:
     ctx = web_context()
     refuse_nameless_parts(request.form, request.files)
-    resolved = read_resolved_options(
-        request.args, request.form, llm=llm_config(), default_model=ctx.settings.default_model
-    )
+    resolved = _request_options(request.args, request.form)
     options = resolved.options
     uploads = read_uploads(request.files.getlist("file"))
     if not uploads:

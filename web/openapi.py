@@ -12,7 +12,7 @@ from matteflow import __version__
 from matteflow.core.idsizes import ID_SIZES
 from matteflow.core.instructions import MAX_INSTRUCTION_CHARS
 from matteflow.core.options import FORMATS, KEEP_CHOICES, MAX_ERODE, MAX_KB_LIMIT, MAX_SIDE_LIMIT, PRESETS
-from matteflow.core.registry import DEFAULT_MODEL, MODEL_ALIASES, MODEL_NAMES
+from matteflow.core.registry import MODEL_ALIASES, MODEL_NAMES
 from matteflow.settings import Settings
 
 from .context import matte_in_flight_bound
@@ -28,7 +28,7 @@ def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {_JSON: {"schema": _ref("Error")}}}
 
 
-def _option_properties() -> dict[str, Any]:
+def _option_properties(default_model: str) -> dict[str, Any]:
     return {
         "preset": {
             "type": "string",
@@ -60,7 +60,7 @@ def _option_properties() -> dict[str, Any]:
         "model": {
             "type": "string",
             "enum": [*MODEL_NAMES, *MODEL_ALIASES],
-            "default": DEFAULT_MODEL,
+            "default": default_model,  # the deployment's MATTEFLOW_DEFAULT_MODEL
             "description": "people (portraits), general (products and objects), or auto: the people model "
             "first; the general model's matte instead when the people model is not sure of a subject and the "
             "general model is; or ensemble (best quality, both networks' cost): both run and their mattes are "
@@ -220,8 +220,7 @@ def _schemas() -> dict[str, Any]:
 
 def build_openapi(settings: Settings) -> dict[str, Any]:
     """The OpenAPI 3.0 document of this server."""
-    options = _option_properties()
-    options["model"]["default"] = settings.default_model  # the deployment's MATTEFLOW_DEFAULT_MODEL
+    options = _option_properties(settings.default_model)
     job_id = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
     image_content = {
         media: {"schema": {"type": "string", "format": "binary"}} for media in ("image/png", "image/jpeg", "image/webp")
