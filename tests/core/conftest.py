@@ -40,3 +40,12 @@ def random_engine():
     from matteflow.core.model import load_model
 
     return MatteEngine(load_model("unet-random", "cpu"), max_pixels=10_000_000)
+
+
+@pytest.fixture(scope="module")
+def shipped_engine():
+    """An engine with both shipped networks behind people / general (one thread each), as production runs."""
+    from matteflow.core.engine import MatteEngine
+    from matteflow.core.registry import ModelSet
+
+    return MatteEngine(ModelSet.from_specs("default", "general", "cpu", threads=1), max_pixels=50_000_000)

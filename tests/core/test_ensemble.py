@@ -13,7 +13,7 @@ from matteflow.core.confidence import estimate_confidence
 from matteflow.core.engine import MatteEngine
 from matteflow.core.ensemble import AGREE_FROM, agreement, combine, ensemble_matte, on_grid
 from matteflow.core.options import parse_options
-from matteflow.core.registry import ENSEMBLE, GENERAL, PEOPLE, ModelSet, parse_model_name
+from matteflow.core.registry import ENSEMBLE, GENERAL, PEOPLE, parse_model_name
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -87,11 +87,6 @@ def test_ensemble_is_a_model_name_and_a_single_network_engine_does_not_combine(
 
 
 # -- with the shipped networks ----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def shipped_engine() -> MatteEngine:
-    return MatteEngine(ModelSet.from_specs("default", "general", "cpu", threads=1), max_pixels=50_000_000)
 
 
 def _iou(result_mask: bytes, truth_path: Path) -> float:

@@ -97,11 +97,6 @@ def test_a_single_model_engine_serves_every_name_without_choosing(random_engine:
 # -- the shipped models ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def shipped_engine() -> MatteEngine:
-    return MatteEngine(ModelSet.from_specs("default", "general", "cpu", threads=1), max_pixels=50_000_000)
-
-
 def test_general_model_is_shipped_in_our_interface_with_a_licence() -> None:
     files = shipped_model_files("general-u2netp")
     assert files.onnx is not None and files.sidecar["resize"] == "square" and files.sidecar["input_size"] == 320
