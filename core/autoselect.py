@@ -9,13 +9,21 @@ of its subject (:func:`choose_model`), otherwise the people model's matte stands
 
 What this decides is "which model is sure of a subject here", not "is there a person". Measured through the
 pipeline (models/README.md, "Auto"): the people model is sure of, and better than the general model on, the
-plush toys and the doll with a human face of objects_dev, and unsure of its flowers and plants, which the
-general model cuts out surely and well; on people photos where the people model is unsure the general model is
-mostly unsure too (crowds, cluttered scenes: those stay with the people model). The thresholds are global
-round numbers, not tuned per photo. The people threshold trades quality for CPU, since each unsure photo also
-runs the general network (~4.8x the people network's cost): 0.6 measured better (objects_dev 0.955 vs 0.917
-IoU, people_dev 0.882 vs 0.878) but sent 3 of the 32 bench photos through both networks (+13-22 % CPU per
-image on that run), too close to the CLI's 3x-rembg speed bar; 0.5 sends 1 of 32.
+doll with a human face of objects_dev, and unsure of its flowers and plants, which the general model cuts out
+surely and well; on people photos where the people model is unsure the general model is mostly unsure too
+(crowds, cluttered scenes: those stay with the people model). The thresholds are global round numbers, not
+tuned per photo. Two of them, because asking for a second opinion and handing the photo over are not the
+same risk:
+
+- below ``PEOPLE_SURE_FROM`` (0.6) the general network runs, and where the two agree on the subject they are
+  combined: a plush toy the people model half-finds, a person with a fog around them;
+- only below ``PEOPLE_KEPT_FROM`` (0.5) may the general model's matte *replace* the people model's where they
+  disagree. Between the two, a street scene whose most salient thing is not its people (a bus) would lose
+  every person (one of the 49 COCO training scenes: IoU 0.46 -> 0.0 with a single threshold at 0.6).
+
+Each unsure photo pays for the general network too: with its int8 build (~1.7x faster than fp32) the 0.6 that
+was measured better (objects_dev 0.952 vs 0.917 IoU, people_dev 0.884 vs 0.879) fits the CLI's 3x-rembg
+speed bar; with fp32 it did not (3 of the 32 bench photos run both networks; bench/README.md).
 """
 
 from __future__ import annotations
@@ -26,8 +34,10 @@ from .confidence import decisiveness
 from .registry import GENERAL, PEOPLE
 
 # Decisiveness (share of the marked pixels that are decided, :func:`decisiveness`) from which each model counts
-# as sure.
-PEOPLE_SURE_FROM = 0.5
+# as sure (below PEOPLE_SURE_FROM the general model runs too), and from which the people model's matte is never
+# replaced by the general one, only combined with it where they agree.
+PEOPLE_SURE_FROM = 0.6
+PEOPLE_KEPT_FROM = 0.5
 GENERAL_SURE_FROM = 0.85
 
 
@@ -37,8 +47,9 @@ def people_model_is_sure(people_alpha: np.ndarray) -> bool:
 
 
 def choose_model(people_alpha: np.ndarray, general_alpha: np.ndarray | None = None) -> str:
-    """``people`` or ``general`` for one photo. ``general_alpha`` is the general model's matte, needed only
-    when the people model is not sure (:func:`people_model_is_sure`); without it the answer is ``people``."""
-    if people_model_is_sure(people_alpha) or general_alpha is None:
+    """``people`` or ``general`` for one photo whose two mattes disagree on the subject. ``general`` only where
+    the people model is well short of sure (below ``PEOPLE_KEPT_FROM``) and the general model is sure of its
+    subject; without ``general_alpha`` the answer is ``people``."""
+    if general_alpha is None or decisiveness(people_alpha) >= PEOPLE_KEPT_FROM:
         return PEOPLE
     return GENERAL if decisiveness(general_alpha) >= GENERAL_SURE_FROM else PEOPLE

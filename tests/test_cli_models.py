@@ -87,13 +87,12 @@ def test_a_missing_model_file_is_one_clear_error(tmp_path: Path) -> None:
 def test_the_deployment_default_model_and_the_ensemble(tmp_path: Path) -> None:
     # MATTEFLOW_DEFAULT_MODEL replaces auto where the command names no model; --model still wins.
     report = tmp_path / "report.json"
-    result = run_cli(
-        str(PERSON), "-o", str(tmp_path / "a"), "--report", str(report), MATTEFLOW_DEFAULT_MODEL="ensemble"
-    )
+    group = PERSON.with_name("000000412151.jpg")  # both networks agree on this group
+    result = run_cli(str(group), "-o", str(tmp_path / "a"), "--report", str(report), MATTEFLOW_DEFAULT_MODEL="ensemble")
     assert result.returncode == 0, result.stderr
-    assert read_report(report)["items"][0]["model"] == "ensemble"  # both networks agree on this person
+    assert read_report(report)["items"][0]["model"] == "ensemble"
     args = ("-o", str(tmp_path / "b"), "--report", str(report), "--model", "people")
-    result = run_cli(str(PERSON), *args, MATTEFLOW_DEFAULT_MODEL="ensemble")
+    result = run_cli(str(group), *args, MATTEFLOW_DEFAULT_MODEL="ensemble")
     assert result.returncode == 0, result.stderr
     assert read_report(report)["items"][0]["model"] == "people"
     bad = run_cli(str(PERSON), "-o", str(tmp_path / "c"), MATTEFLOW_DEFAULT_MODEL="resnet")

@@ -2,7 +2,8 @@
 
 ``matteflow train --config training/config.json [--stage STAGE]`` runs the stages in order
 (``pack`` -> ``teachers`` -> ``labels`` -> ``fit`` -> ``export``; ``all`` = every one). ``--stage
-export-general`` rebuilds the shipped general model from the u2netp teacher (training/export_general.py). Each stage is
+export-general`` rebuilds the shipped general model from the u2netp teacher (training/export_general.py),
+``--stage quantize-general`` its int8 version for the CPU (training/quantize_general.py). Each stage is
 resumable: teacher maps and labels already on disk are kept, and ``fit`` resumes from ``run_dir/last.pt``.
 
 ``matteflow eval --images DIR --masks DIR [--model SPEC] [--teachers DIR]`` prints mean/median IoU (and
@@ -24,6 +25,7 @@ from matteflow.settings import Settings
 log = logging.getLogger(__name__)
 
 STAGES = ("pack", "teachers", "labels", "fit", "export")
+GENERAL_STAGES = ("export-general", "quantize-general")
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
@@ -47,9 +49,10 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--stage",
         action="append",
-        choices=[*STAGES, "all", "export-general"],
-        help="stage(s) to run, repeatable (default: all); export-general (not part of all) rebuilds the "
-        "shipped general model from the u2netp teacher into --export-dir (default models)",
+        choices=[*STAGES, "all", *GENERAL_STAGES],
+        help="stage(s) to run, repeatable (default: all); export-general and quantize-general (not part of "
+        "all) rebuild the shipped general model from the u2netp teacher, and its int8 version from that, "
+        "into --export-dir (default models)",
     )
     p.add_argument("--pack-dir", help="override config pack_dir (the packed training set)")
     p.add_argument("--run-dir", help="override config run_dir (checkpoints and logs)")
@@ -103,16 +106,10 @@ def train_main(argv: list[str]) -> int:
         config["train"]["lr"] = args.lr
     if args.size:
         config["train"]["size"] = args.size
-    if args.stage and "export-general" in args.stage:
-        from matteflow.training.export_general import export_general
-
-        try:
-            teachers = Path(args.teachers_dir or config["teachers_dir"])
-            print(export_general(teachers, Path(args.export_dir or "models")))
-        except (FileNotFoundError, ValueError) as exc:
-            print(f"matteflow train: {exc}", file=sys.stderr)
+    if args.stage and set(args.stage) & set(GENERAL_STAGES):
+        if _build_general(args, config):
             return 1
-        if set(args.stage) == {"export-general"}:
+        if set(args.stage) <= set(GENERAL_STAGES):
             return 0
     stages = STAGES if not args.stage or "all" in args.stage else tuple(s for s in STAGES if s in args.stage)
     pack_dir, run_dir = Path(config["pack_dir"]), Path(config["run_dir"])
@@ -161,6 +158,24 @@ def train_main(argv: list[str]) -> int:
                 version=args.version,
                 average=[Path(p) for p in args.average] if args.average else None,
             )
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"matteflow train: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _build_general(args: argparse.Namespace, config: dict[str, Any]) -> int:
+    """``export-general`` then ``quantize-general``, as asked; 1 after printing the error, else 0."""
+    from matteflow.training.export_general import MODEL_STEM, export_general
+
+    export_dir = Path(args.export_dir or "models")
+    try:
+        if "export-general" in args.stage:
+            print(export_general(Path(args.teachers_dir or config["teachers_dir"]), export_dir))
+        if "quantize-general" in args.stage:
+            from matteflow.training.quantize_general import quantize_general
+
+            print(quantize_general(export_dir / f"{MODEL_STEM}.onnx", Path(config["data_dir"]), export_dir))
     except (FileNotFoundError, ValueError) as exc:
         print(f"matteflow train: {exc}", file=sys.stderr)
         return 1
