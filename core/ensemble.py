@@ -20,8 +20,8 @@ Agreement is the IoU of the two mattes cut at 0.5, on the people model's grid; `
 best round value on the sets we may tune on (the 49 COCO photos with person masks of the training data, the
 5 test photos, objects_dev).
 
-It costs both networks on every photo (about twice the CPU of ``auto``): the choice for quality over
-speed, not the default.
+It costs both networks on every photo (about 1.5x the CPU of ``auto`` with the general network in int8 on
+the CPU; bench/README.md): the choice for quality over speed, not the default.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ def add_option_arguments(parser: argparse.ArgumentParser, model_specs: bool = Fa
         "--model",
         metavar="NAME" + ("|SPEC" if model_specs else ""),
         help=f"model: {names} (default auto: the people model, or the general one where only it is sure of a "
-        "subject; ensemble: both, combined where they agree: best quality, about twice the CPU)"
+        "subject; ensemble: both, combined where they agree: best quality, about 1.5x the CPU)"
         + ("; or a model file (onnx:<path>, torch:<path>) to run on every image" if model_specs else ""),
     )
     group.add_argument("--background", metavar="COLOUR", help="'transparent' (default) or '#rrggbb'")
