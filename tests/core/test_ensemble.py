@@ -11,10 +11,18 @@ from PIL import Image
 
 from matteflow.core.confidence import estimate_confidence
 from matteflow.core.engine import MatteEngine, make_network_input
-from matteflow.core.ensemble import AGREE_FROM, agreement, combine, ensemble_matte, on_grid
+from matteflow.core.ensemble import (
+    AGREE_FROM,
+    SECOND_OPINION_SIDE,
+    agreement,
+    combine,
+    ensemble_matte,
+    on_grid,
+    second_opinion_size,
+)
 from matteflow.core.options import parse_options
 from matteflow.core.postprocess import upsample_alpha_guided
-from matteflow.core.registry import ENSEMBLE, GENERAL, PEOPLE, parse_model_name
+from matteflow.core.registry import ENSEMBLE, GENERAL, PEOPLE, ModelSet, parse_model_name
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -96,19 +104,24 @@ def _iou(result_mask: bytes, truth_path: Path) -> float:
     return np.count_nonzero(alpha & truth) / np.count_nonzero(alpha | truth)
 
 
-def _network_matte(engine: MatteEngine, name: str, rgb: np.ndarray) -> np.ndarray:
+def _network_matte(engine: MatteEngine, name: str, rgb: np.ndarray, own_size: bool = False) -> np.ndarray:
+    """The named network's matte as auto and ensemble get it (the general model at its second-opinion size),
+    or with ``own_size`` at the network's own input size."""
     model = engine.models.get(name)
-    tensor, (h, w) = make_network_input(rgb, model.input_size, model.resize)
+    size = second_opinion_size(model.input_size) if name == GENERAL and not own_size else model.input_size
+    tensor, (h, w) = make_network_input(rgb, size, model.resize)
     return model.predict(tensor[None])[0, :h, :w]
 
 
 def test_combining_the_two_mattes_beats_both_where_they_err_on_different_sides(shipped_engine: MatteEngine) -> None:
-    # Measured: people 0.77, general 0.68, combined 0.91. Their agreement here (0.56 with the int8 general
-    # model, 0.61 with fp32) sits at the gate, so this checks the combination itself, the gate below.
+    # The combination rule itself, on two mattes that err on different sides: the general model at its own
+    # 320 input (measured: people 0.77, general 0.68, combined 0.91). Their agreement here (0.55) is below
+    # the gate, and at the 256 second-opinion size the general matte is worse (0.54, agreement 0.44), so
+    # neither auto nor ensemble combines this photo: the gate is tested below.
     rgb = np.asarray(Image.open(DATA / "people" / "000000522418.jpg").convert("RGB"))
     truth = np.asarray(Image.open(DATA / "people_masks" / "000000522418.png").convert("L")) >= 128
     people = _network_matte(shipped_engine, PEOPLE, rgb)
-    general = on_grid(_network_matte(shipped_engine, GENERAL, rgb), people.shape)
+    general = on_grid(_network_matte(shipped_engine, GENERAL, rgb, own_size=True), people.shape)
 
     def score(low: np.ndarray) -> float:
         cut = upsample_alpha_guided(low.astype(np.float32), rgb) >= 0.5
@@ -169,10 +182,51 @@ def test_the_device_engine_combines_a_batch_as_the_numpy_engine_does(shipped_eng
         assert np.abs(a - b).max() <= 1 and (a == b).mean() > 0.999
 
 
-def test_auto_combines_only_the_photos_it_already_asks_both_networks_about(shipped_engine: MatteEngine) -> None:
-    # The people model is sure of this one: auto keeps it and never runs the general model.
-    sure = (DATA / "people" / "000000522418.jpg").read_bytes()
-    assert shipped_engine.process_bytes(sure, parse_options()).model == PEOPLE
+class _SurePeopleNetwork:
+    """A people network that is sure of every photo: a crisp disc (decisiveness 1.0), as on a clean portrait."""
+
+    device, input_size, resize, name = "cpu", 384, "long-side", "sure-disc"
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        n, _, h, w = batch.shape
+        return np.repeat(_disc((h, w), (0.5, 0.5 * w / h), 0.3)[None], n, axis=0)
+
+
+class _CountingNetwork:
+    """The shipped general network, recording the input shape of every call."""
+
+    def __init__(self, model) -> None:
+        self.model, self.calls = model, []
+        self.device, self.input_size, self.resize, self.name = model.device, model.input_size, model.resize, model.name
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        self.calls.append(batch.shape)
+        return self.model.predict(batch)
+
+
+def test_auto_asks_the_general_model_only_about_unsure_photos_at_its_second_opinion_size(
+    shipped_engine: MatteEngine,
+) -> None:
+    general = _CountingNetwork(shipped_engine.models.get(GENERAL))
+    photo = (DATA / "people" / "000000522418.jpg").read_bytes()
+    sure = MatteEngine(ModelSet({PEOPLE: _SurePeopleNetwork, GENERAL: lambda: general}), max_pixels=50_000_000)
+    assert sure.process_bytes(photo, parse_options()).model == PEOPLE
+    assert general.calls == []  # a photo the people model is sure of never pays for the general network
+    assert sure.process_bytes(photo, parse_options(model="ensemble")).model in (ENSEMBLE, PEOPLE, GENERAL)
+    side = second_opinion_size(general.input_size)
+    assert side == SECOND_OPINION_SIDE < general.input_size and general.calls == [(1, 3, side, side)]
+    assert sure.process_bytes(photo, parse_options(model="general")).model == GENERAL
+    assert general.calls[-1] == (1, 3, general.input_size, general.input_size)  # alone: its own input size
+    # The real people model is unsure of this one (decisiveness 0.63, below PEOPLE_SURE_FROM): auto asks both
+    # networks, which disagree on the subject (agreement 0.44), so the photo keeps the people model's matte.
+    both = _CountingNetwork(shipped_engine.models.get(GENERAL))
+    real = MatteEngine(ModelSet({PEOPLE: lambda: shipped_engine.models.get(PEOPLE), GENERAL: lambda: both}), 50_000_000)
+    auto = real.process_bytes(photo, parse_options(mask=True))
+    assert auto.model == PEOPLE and len(both.calls) == 1
+    assert auto.mask == real.process_bytes(photo, parse_options(model="people", mask=True)).mask
+
+
+def test_auto_combines_the_photos_it_asks_both_networks_about(shipped_engine: MatteEngine) -> None:
     # Unsure of this one (a group), and the general model finds the same subject: the ensemble's matte.
     unsure = (DATA / "people" / "000000412151.jpg").read_bytes()
     auto = shipped_engine.process_bytes(unsure, parse_options(mask=True))

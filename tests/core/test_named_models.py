@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from matteflow.core.autoselect import choose_model, decisiveness, people_model_is_sure
+from matteflow.core.autoselect import (
+    PEOPLE_KEPT_FROM,
+    PEOPLE_SURE_FROM,
+    choose_model,
+    decisiveness,
+    people_model_is_sure,
+)
 from matteflow.core.engine import MatteEngine
 from matteflow.core.errors import InvalidOptionError, ModelError
 from matteflow.core.model import load_model, shipped_model_files
@@ -186,13 +192,13 @@ def test_people_model_is_sure_of_a_decisive_subject_only() -> None:
 
 
 def test_a_half_sure_people_matte_asks_the_general_model_but_is_never_replaced_by_it() -> None:
-    # 55 % of the marked pixels decided: between PEOPLE_KEPT_FROM (0.5) and PEOPLE_SURE_FROM (0.6).
+    # 55 % of the marked pixels decided: between PEOPLE_KEPT_FROM (0.5) and PEOPLE_SURE_FROM (0.9).
     half_sure = np.zeros((64, 64), np.float32)
     half_sure.reshape(-1)[:1100] = 1.0
     half_sure.reshape(-1)[1100:2000] = 0.5
     other_subject = np.zeros((64, 64), np.float32)
     other_subject[40:64, 40:64] = 1.0
-    assert 0.5 <= decisiveness(half_sure) < 0.6
+    assert PEOPLE_KEPT_FROM <= decisiveness(half_sure) < PEOPLE_SURE_FROM
     assert not people_model_is_sure(half_sure)  # the general model runs (its matte may be combined in)
     assert choose_model(half_sure, other_subject) == PEOPLE  # but a different subject does not replace it
 
