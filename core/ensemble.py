@@ -4,8 +4,8 @@ The people model (our distilled U-Net) and the general model (U^2-Net-p) make di
 people model leaves a half-transparent fog around people and keeps blurred bystanders; the general model
 draws a tighter outline but misses what is not salient (a hand, a second person) and fails on some people
 photos outright. Where both find the same subject, the combined matte is better than either (people_dev
-mean IoU 0.878 people, 0.876 general, 0.898 ensemble; objects_dev 0.917 -> 0.968 against ``auto``;
-models/README.md, "Ensemble"):
+mean IoU 0.878 people, 0.876 general, 0.896 ensemble; objects_dev 0.742 people, 0.902 general, 0.969
+ensemble; models/README.md, "Ensemble" and "Auto"):
 
 - the **mean** of the two decides in or out, pixel by pixel;
 - where the people model is **sure of a person** (alpha >= ``UNDECIDED_HIGH``) the pixel stays in: the

@@ -37,9 +37,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "feather": False,
     },
     # Product/catalogue cut-outs: transparent PNG with a soft anti-aliased edge. No fixed model: the general
-    # one alone is worse on objects_dev (0.904 IoU / 24.8 SAD) than auto, the default (0.917 / 23.2: the people
-    # model is the better of the two on plush toys and dolls), and ensemble, where a deployment makes that its
-    # default, is better still (0.968 / 10.6; models/README.md).
+    # one alone is worse on objects_dev (0.904 IoU / 24.8 SAD) than auto, the default (0.967 / 11.6: the people
+    # model is the better of the two on plush toys and dolls, and the two combined better still; ensemble
+    # 0.969 / 10.6; models/README.md, "Auto").
     "ecommerce": {
         "background": "transparent",
         "format": "png",
