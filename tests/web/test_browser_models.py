@@ -43,3 +43,23 @@ def test_a_low_confidence_result_is_marked_in_both_languages(page: Any, samples:
     assert card.get_attribute("data-check") == "true"
     assert card.locator(".check-note").inner_text() == "Check this one"
     assert "0.00" in card.locator(".check-note").get_attribute("title")
+
+
+def test_an_unsure_result_offers_the_other_model_in_one_click(page: Any, samples: Any) -> None:
+    page.select_option("#opt-model", "people")
+    dispatch_file(page, "drop", "portrait.jpg", "image/jpeg", samples.jpeg)
+    page.wait_for_selector("#single-result[data-state=done]", timeout=RESULT_TIMEOUT_MS)
+    button = page.locator("#single-try-model")
+    assert button.is_visible() and button.inner_text() == "Try “Products & objects”"
+    page.click("#lang-toggle")
+    assert button.inner_text() == "试试“商品与物体”"
+    page.click("#lang-toggle")
+
+    with page.expect_request(lambda request: request.url.endswith("/rerun")) as rerun:
+        button.click()
+    assert 'name="model"\r\n\r\ngeneral\r\n' in (rerun.value.post_data or "")
+    assert page.input_value("#opt-model") == "general"
+    page.wait_for_selector("#single-result[data-state=done]", timeout=RESULT_TIMEOUT_MS)
+
+    page.click("#single-reset")  # no photo on screen: nothing to offer
+    assert not button.is_visible()

@@ -351,7 +351,7 @@
     urls: { before: null, after: null, mask: null },
     status: { key: "", vars: null, error: null },
   };
-  let singleCheck = null; // {confidence} of the shown result when it is worth a second look
+  let singleCheck = null; // {confidence, model} of the shown result when it is worth a second look
 
   function setSingleStatus(key, vars, error) {
     single.status = { key, vars, error: error || null };
@@ -366,7 +366,33 @@
     el.classList.toggle("error", Boolean(error));
     el.classList.toggle("warn", !error && Boolean(singleCheck));
     $("single-result").dataset.check = singleCheck ? "true" : "false";
+    renderTryModel(error ? null : singleCheck);
   }
+
+  /** The other network for a result its model was unsure of: the general (objects) model after the people
+   * model or their combination, the people model after the general one. None while options confirmed from
+   * words are in force (they name their own model). */
+  function otherModel(check) {
+    if (!check || !check.model) return null;
+    if (window.MF_INSTRUCTION && window.MF_INSTRUCTION.entries(false)) return null;
+    return check.model === "general" ? "people" : "general";
+  }
+
+  function renderTryModel(check) {
+    const button = $("single-try-model");
+    const other = otherModel(check);
+    button.classList.toggle("hidden", !other);
+    button.dataset.model = other || "";
+    button.textContent = other ? t("result.tryModel", { model: t(`model.${other}`) }) : "";
+  }
+
+  // One click re-renders the photo on screen with the other model: the model select changes as if by hand.
+  $("single-try-model").addEventListener("click", (e) => {
+    const other = e.currentTarget.dataset.model;
+    if (!other) return;
+    $("opt-model").value = other;
+    optionsChanged();
+  });
 
   /** A result below the confidence limit is marked "check this one" (the score comes from the server). */
   function needsCheck(confidence) {
@@ -531,7 +557,7 @@
       maskLink.href = single.urls.mask;
       maskLink.download = `${stem(single.name)}_mask.png`;
     }
-    singleCheck = needsCheck(item.confidence) ? { confidence: item.confidence } : null;
+    singleCheck = needsCheck(item.confidence) ? { confidence: item.confidence, model: item.model } : null;
     finishSingle("done");
     setSingleStatus("single.done", {
       seconds: ((performance.now() - started) / 1000).toFixed(1),
