@@ -180,6 +180,7 @@ class MatteReport:
 def run_matte(argv: Sequence[str]) -> int:
     from tqdm import tqdm
 
+    from .core.confidence import WORTH_A_LOOK_BELOW
     from .core.engine import MatteEngine
     from .core.errors import InvalidOptionError, MattingError, ModelError
     from .core.instructions import LlmConfig, resolve_options
@@ -231,6 +232,7 @@ def run_matte(argv: Sequence[str]) -> int:
         return 1
     engine = MatteEngine(models, max_pixels=settings.max_pixels)
     failures = 0
+    unsure: list[Path] = []  # inputs whose cut-out the model was not sure of (appended from the pool's threads)
     report = MatteReport(args.report, options.to_dict(), tasks) if args.report else None
     if report is not None:
         todo = set(pending)
@@ -251,6 +253,8 @@ def run_matte(argv: Sequence[str]) -> int:
             write_atomic(task.mask_target, result.mask)
         if report is not None:
             report.add(task, "done", model=result.model, confidence=result.confidence)
+        if result.confidence < WORTH_A_LOOK_BELOW:
+            unsure.append(task.source)
 
     progress = tqdm(total=len(tasks), initial=skipped, unit="img", disable=args.quiet or None, file=sys.stderr)
     with progress, ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="matte") as pool:
@@ -279,10 +283,21 @@ def run_matte(argv: Sequence[str]) -> int:
                 progress.update(1)
     if report is not None:
         report.write(write_atomic)
+    if unsure:
+        print(unsure_summary(sorted(unsure), len(pending) - failures, WORTH_A_LOOK_BELOW), file=sys.stderr)
     if failures:
         print(f"matteflow: {failures} of {len(tasks)} images failed", file=sys.stderr)
         return 1
     return 0
+
+
+def unsure_summary(unsure: list[Path], done: int, below: float, named: int = 3) -> str:
+    """One closing line for the cut-outs the model was not sure of: how many, the first few, what to do."""
+    names = ", ".join(str(path) for path in unsure[:named]) + (", ..." if len(unsure) > named else "")
+    return (
+        f"matteflow: {len(unsure)} of {done} cut-outs may need a look (confidence below {below}): {names}. "
+        "--report lists each with its confidence; --model general (objects) or --model people may do better there."
+    )
 
 
 def _top_parser() -> argparse.ArgumentParser:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 DATA = Path(__file__).resolve().parent / "data"
 PERSON = DATA / "people" / "000000522418.jpg"
@@ -97,3 +98,20 @@ def test_the_deployment_default_model_and_the_ensemble(tmp_path: Path) -> None:
     assert read_report(report)["items"][0]["model"] == "people"
     bad = run_cli(str(PERSON), "-o", str(tmp_path / "c"), MATTEFLOW_DEFAULT_MODEL="resnet")
     assert bad.returncode == 2 and bad.stderr.startswith("matteflow: error: MATTEFLOW_DEFAULT_MODEL: model must be")
+
+
+def test_the_run_ends_by_naming_the_cut_outs_worth_a_look(tmp_path: Path) -> None:
+    blank = tmp_path / "in" / "blank.png"  # no subject at all: confidence 0
+    blank.parent.mkdir()
+    Image.new("RGB", (320, 240), (128, 128, 128)).save(blank)
+    report = tmp_path / "report.json"
+    result = run_cli(str(PERSON), str(blank), "-o", str(tmp_path / "out"), "--report", str(report))
+    assert result.returncode == 0, result.stderr  # worth a look is not a failure
+    lines = [line for line in result.stderr.splitlines() if "may need a look" in line]
+    assert len(lines) == 1 and lines[0].startswith("matteflow: 1 of 2 cut-outs may need a look (confidence below 0.5)")
+    assert str(blank) in lines[0] and str(PERSON) not in lines[0] and "--model general" in lines[0]
+    by_name = {Path(item["name"]).name: item for item in read_report(report)["items"]}
+    assert by_name["blank.png"]["confidence"] < 0.5 <= by_name[PERSON.name]["confidence"]
+
+    sure = run_cli(str(PERSON), "-o", str(tmp_path / "again"))
+    assert sure.returncode == 0 and "may need a look" not in sure.stderr

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, make_response, render_template, request
 
+from matteflow.core.confidence import WORTH_A_LOOK_BELOW
 from matteflow.core.idsizes import ID_SIZES
 from matteflow.core.options import FORMATS, MAX_ERODE, MAX_SIDE_LIMIT, PRESETS
 
 from .context import web_context
 
 bp = Blueprint("page", __name__)
-
-CHECK_CONFIDENCE_BELOW = 0.5
 
 # The page loads only its own script and styles; images come from the API or from blob: URLs it makes.
 CONTENT_SECURITY_POLICY = (
@@ -32,7 +31,7 @@ def index() -> Response:
         "maxFiles": settings.max_files_per_job,
         "defaultModel": settings.default_model,
         # Below this confidence a result is marked "check this one".
-        "checkBelow": CHECK_CONFIDENCE_BELOW,
+        "checkBelow": WORTH_A_LOOK_BELOW,
         # Real ID photo presets for the preset menu, labelled in both languages (instruction.js switches).
         "idPresets": [{"value": size.preset, "en": size.label_en, "zh": size.label_zh} for size in ID_SIZES.values()],
         "resultTtlHours": settings.result_ttl_hours,
