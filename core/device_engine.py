@@ -49,8 +49,10 @@ def finish_settings(options: MatteOptions) -> device_postprocess.FinishSettings:
 
 def needs_numpy_path(options: MatteOptions) -> bool:
     """Options only the numpy engine implements (issue 16: keep=main, ID photo framing and print sheets,
-    file-size limits with their warnings): those images take :class:`MatteEngine`'s path, same results."""
-    return options.keep != "all" or options.id_size is not None or options.max_kb is not None or options.sheet
+    file-size limits with their warnings; crops to the subject): those images take :class:`MatteEngine`'s
+    path, same results."""
+    framed = options.id_size is not None or options.sheet or options.crop != "none"
+    return options.keep != "all" or options.max_kb is not None or framed
 
 
 class DeviceMatteEngine(MatteEngine):

@@ -58,7 +58,8 @@ def remove(
     - ``numpy`` H x W x 3 (RGB) or H x W x 4 (RGBA) uint8 array -> an array (H x W x 4 or H x W x 3).
 
     ``options`` are the matting options (preset, background, format, alpha_threshold, erode, feather,
-    max_side, model: ``auto`` (default), ``people``, ``general`` or ``ensemble``; keep, id_size, max_kb, sheet).
+    max_side, model: ``auto`` (default), ``people``, ``general`` or ``ensemble``; keep, id_size, max_kb, sheet,
+    crop, crop_margin).
     ``instruction`` says what you want in words, 中文 or English (``"蓝底二寸证件照"``), read offline;
     explicit ``options`` win over it. ``engine`` defaults to a shared engine with the shipped models. Raises
     :class:`matteflow.core.errors.InvalidImageError` / ``InvalidOptionError`` for bad input.

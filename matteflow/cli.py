@@ -38,6 +38,7 @@ def add_option_arguments(parser: argparse.ArgumentParser, model_specs: bool = Fa
 
     ``model_specs``: ``--model`` also takes a model file spec (``onnx:<path>``, ...), for the in-process CLI.
     """
+    from .core.cropping import CROP_MODES, MAX_CROP_MARGIN
     from .core.idsizes import ID_SIZES
     from .core.options import FORMATS, KEEP_CHOICES, PRESETS
     from .core.registry import MODEL_NAMES
@@ -60,6 +61,17 @@ def add_option_arguments(parser: argparse.ArgumentParser, model_specs: bool = Fa
     group.add_argument("--max-side", type=int, metavar="PX", help="downscale so the long side is at most PX")
     group.add_argument("--mask", action="store_true", default=None, help="also write <stem>_mask.png")
     group.add_argument("--keep", choices=KEEP_CHOICES, help="main: only the main person(s), clutter removed")
+    group.add_argument(
+        "--crop",
+        choices=CROP_MODES,
+        help="subject: trim the output to the subject; square: centre the subject on a square canvas",
+    )
+    group.add_argument(
+        "--crop-margin",
+        type=int,
+        metavar="PCT",
+        help=f"with --crop: room around the subject, in percent of its long side (0-{MAX_CROP_MARGIN}, default 0)",
+    )
     group.add_argument("--id-size", choices=sorted(ID_SIZES), help="crop a real ID photo of this size (300 dpi)")
     group.add_argument("--max-kb", type=int, metavar="KB", help="largest output file (JPEG/WebP quality searched)")
     group.add_argument(

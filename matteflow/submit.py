@@ -24,6 +24,7 @@ import requests
 from tqdm import tqdm
 from urllib3.fields import RequestField
 
+from matteflow.core.cropping import CROP_MODES
 from matteflow.core.errors import InvalidOptionError
 from matteflow.core.imageio import IMAGE_SUFFIXES
 from matteflow.core.options import FORMAT_ALIASES, FORMATS, PRESETS, parse_options
@@ -235,6 +236,8 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     group.add_argument("--max-side", type=int, metavar="PX")
     group.add_argument("--mask", action=argparse.BooleanOptionalAction, default=None, help="also keep alpha masks")
     group.add_argument("--keep", choices=["all", "main"], help="main: only the main person(s)")
+    group.add_argument("--crop", choices=CROP_MODES, help="subject: trim to the subject; square: centred on a square")
+    group.add_argument("--crop-margin", type=int, metavar="PCT", help="with --crop: room around the subject (%%)")
     group.add_argument("--id-size", help="crop a real ID photo of this size (see the server's openapi.json)")
     group.add_argument("--max-kb", type=int, metavar="KB", help="largest output file")
     group.add_argument("--sheet", action="store_true", default=None, help="ID photos laid out on 4x6 in paper")
@@ -259,6 +262,8 @@ def option_fields(args: argparse.Namespace) -> dict[str, str]:
         "id_size": args.id_size,
         "max_kb": args.max_kb,
         "sheet": args.sheet,
+        "crop": args.crop,
+        "crop_margin": args.crop_margin,
     }
     given = {name: value for name, value in given.items() if value is not None}
     parse_options(given)

@@ -115,3 +115,25 @@ def test_the_run_ends_by_naming_the_cut_outs_worth_a_look(tmp_path: Path) -> Non
 
     sure = run_cli(str(PERSON), "-o", str(tmp_path / "again"))
     assert sure.returncode == 0 and "may need a look" not in sure.stderr
+
+
+def test_crop_trims_each_cut_out_to_its_subject_and_says_when_there_is_none(tmp_path: Path) -> None:
+    blank = tmp_path / "in" / "blank.png"
+    blank.parent.mkdir()
+    Image.new("RGB", (320, 240), (128, 128, 128)).save(blank)
+    out = tmp_path / "out"
+    result = run_cli(str(FLOWER), str(blank), "-o", str(out), "--crop", "subject", "--crop-margin", "5", "--mask")
+    assert result.returncode == 0, result.stderr
+    flower, mask = Image.open(out / "flower.png"), Image.open(out / "flower_mask.png")
+    truth = Image.open(DATA / "objects" / "flower_mask.png").convert("L").point(lambda v: 255 if v >= 128 else 0)
+    left, top, right, bottom = truth.getbbox()
+    # The flower's own extent plus 5 % of it on each side (give or take its soft rim): far less than the photo.
+    long_side = max(right - left, bottom - top)
+    assert abs(flower.width - (right - left) - 0.1 * long_side) <= 8
+    assert abs(flower.height - (bottom - top) - 0.1 * long_side) <= 8
+    assert mask.size == flower.size and flower.size < Image.open(FLOWER).size
+    assert Image.open(out / "blank.png").size == (320, 240)  # nothing to crop to: the photo is kept whole
+    assert f"{blank}: no subject found to crop to: the whole photo was kept" in result.stderr
+
+    contradiction = run_cli(str(FLOWER), "-o", str(out), "--crop-margin", "5")
+    assert contradiction.returncode == 2 and "crop_margin is the margin of a crop" in contradiction.stderr

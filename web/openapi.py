@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from matteflow import __version__
+from matteflow.core.cropping import CROP_MODES, MAX_CROP_MARGIN
 from matteflow.core.idsizes import ID_SIZES
 from matteflow.core.instructions import MAX_INSTRUCTION_CHARS
 from matteflow.core.options import FORMATS, KEEP_CHOICES, MAX_ERODE, MAX_KB_LIMIT, MAX_SIDE_LIMIT, PRESETS
@@ -88,6 +89,21 @@ def _option_properties(default_model: str) -> dict[str, Any]:
             "type": "boolean",
             "default": False,
             "description": "With an ID size: as many copies as fit on 4x6 in paper (300 dpi) with cut lines.",
+        },
+        "crop": {
+            "type": "string",
+            "enum": list(CROP_MODES),
+            "default": "none",
+            "description": "subject: the output is trimmed to the subject's bounding box; square: the subject is "
+            "centred on a square canvas (padded with transparency or the background colour). A side where the "
+            "subject touches the photo's edge keeps that edge. Not with id_size.",
+        },
+        "crop_margin": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": MAX_CROP_MARGIN,
+            "default": 0,
+            "description": "With crop: room around the subject on each side, in percent of its long side.",
         },
         "instruction": {
             "type": "string",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, make_response, render_template, request
 
 from matteflow.core.confidence import WORTH_A_LOOK_BELOW
+from matteflow.core.cropping import MAX_CROP_MARGIN
 from matteflow.core.idsizes import ID_SIZES
 from matteflow.core.options import FORMATS, MAX_ERODE, MAX_SIDE_LIMIT, PRESETS
 
@@ -27,6 +28,7 @@ def index() -> Response:
         "formats": list(FORMATS),
         "maxErode": MAX_ERODE,
         "maxSide": MAX_SIDE_LIMIT,
+        "maxCropMargin": MAX_CROP_MARGIN,
         "maxUploadMb": settings.max_upload_mb,
         "maxFiles": settings.max_files_per_job,
         "defaultModel": settings.default_model,

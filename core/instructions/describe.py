@@ -21,8 +21,15 @@ _NAMES_ZH = {
     "max_kb": "文件大小上限",
     "sheet": "6寸相纸排版",
     "model": "模型",
+    "crop": "裁切",
+    "crop_margin": "主体四周留白",
 }
-_PRESETS_ZH = {"id-photo": "证件照", "ecommerce": "电商", "avatar": "头像"}
+_PRESETS_ZH = {"id-photo": "证件照", "ecommerce": "电商", "marketplace": "电商主图：白底方图", "avatar": "头像"}
+_CROPS = {
+    "none": ("keep the whole photo", "保留整张图"),
+    "subject": ("crop to the subject", "裁到主体"),
+    "square": ("the subject centred on a square", "主体居中的正方形图"),
+}
 
 
 def _colour(value: Any, lang: str) -> str:
@@ -65,6 +72,10 @@ def describe_value(name: str, value: Any, lang: str = "en") -> str:
         if str(value).lower() in ("none", "0", ""):
             return "保持原尺寸" if zh else "keep the original size"
         return f"{label} {value} {'像素' if zh else 'px'}"
+    if name == "crop" and value in _CROPS:
+        return _CROPS[value][zh]
+    if name == "crop_margin":
+        return f"{label} {value}%" if zh else f"{value}% margin around the subject"
     if name == "erode":
         return f"{label} {value} {'像素' if zh else 'px'}"
     return f"{label} {value}"

@@ -127,10 +127,17 @@ _SETS: dict[tuple[str, ...], dict[str, Any]] = {
         "preset": "ecommerce"
     },
     ("catalogue", "etsy", "shopify", "online store", "listing"): {"preset": "ecommerce"},
-    # Marketplaces require a pure white main image.
-    ("电商主图", "主图", "商品主图", "亚马逊", "amazon", "main image", "hero image"): {
-        "preset": "ecommerce",
-        "background": "#ffffff",
+    # Marketplace main images: the product centred on a pure white square (Amazon, Taobao's 800 x 800 主图).
+    ("电商主图", "主图", "商品主图", "亚马逊", "amazon", "main image", "hero image", "marketplace", "ebay"): {
+        "preset": "marketplace"
+    },
+    # The canvas around the subject.
+    ("方图", "正方形", "方形", "正方形图", "1:1", "square", "square image", "square crop"): {"crop": "square"},
+    ("裁到主体", "裁剪到主体", "紧贴主体", "去掉空白", "去除空白", "去掉多余空白", "crop to the subject"): {
+        "crop": "subject"
+    },
+    ("crop to subject", "crop to the product", "tight crop", "no empty space", "remove empty space"): {
+        "crop": "subject"
     },
     ("头像", "微信头像", "个人头像", "社交头像", "avatar", "profile picture", "profile photo", "pfp"): {
         "preset": "avatar"

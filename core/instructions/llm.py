@@ -66,6 +66,8 @@ def system_prompt() -> str:
         "- feather: true/false (soft edge); max_side: pixels of the long side; mask: true/false\n"
         f"- keep: {' or '.join(KEEP_CHOICES)} (main = keep only the main person, drop clutter)\n"
         "- max_kb: the largest file size in KB\n"
+        "- crop: none, subject (trim to the subject) or square (subject centred on a square); crop_margin: 0-100, "
+        "room around the subject in percent of its long side (only with crop; not with id_size)\n"
         "- model: 'ensemble' when the request asks for the best quality over speed\n"
     )
 

@@ -1,5 +1,6 @@
-"""The torch post-processing engine hands issue 16's options (ID photos, keep=main, size limits, sheets) to
-the numpy path: the same results as MatteEngine, batch or single image, with their warnings."""
+"""The torch post-processing engine hands issue 16's options (ID photos, keep=main, size limits, sheets) and
+crops to the subject to the numpy path: the same results as MatteEngine, batch or single image, with their
+warnings."""
 
 from __future__ import annotations
 
@@ -33,12 +34,18 @@ def engines() -> Iterator[tuple[MatteEngine, DeviceMatteEngine]]:
 
 def test_which_options_need_the_numpy_path() -> None:
     assert not needs_numpy_path(parse_options(preset="id-photo"))
-    for options in ({"preset": "id-2inch"}, {"keep": "main"}, {"max_kb": 50}):
+    for options in ({"preset": "id-2inch"}, {"keep": "main"}, {"max_kb": 50}, {"crop": "subject"}):
         assert needs_numpy_path(parse_options(options))
 
 
 @pytest.mark.parametrize(
-    "options", [{"preset": "id-2inch", "background": "#438edb"}, {"keep": "main"}, {"max_kb": 30, "format": "jpeg"}]
+    "options",
+    [
+        {"preset": "id-2inch", "background": "#438edb"},
+        {"keep": "main"},
+        {"max_kb": 30, "format": "jpeg"},
+        {"preset": "marketplace"},
+    ],
 )
 def test_batch_and_single_give_the_numpy_results(engines: tuple, options: dict) -> None:
     numpy_engine, device_engine = engines

@@ -42,6 +42,29 @@ def test_new_options_are_validated() -> None:
     assert parse_options(round_trip.to_dict()) == round_trip
 
 
+def test_crop_options_are_validated() -> None:
+    assert parse_options().crop == "none" and parse_options().crop_margin == 0
+    options = parse_options(crop="Square", crop_margin="12")
+    assert options.crop == "square" and options.crop_margin == 12
+    assert parse_options(options.to_dict()) == options
+    marketplace = parse_options(preset="marketplace")
+    assert marketplace.crop == "square" and marketplace.background == (255, 255, 255) and marketplace.format == "jpeg"
+    assert parse_options(preset="marketplace", crop="subject", crop_margin=0).crop_margin == 0
+    # What the caller sets wins over the preset's crop: no contradiction of the caller's making.
+    uncropped = parse_options(preset="marketplace", crop="none")
+    assert uncropped.crop == "none" and uncropped.crop_margin == 0 and uncropped.background == (255, 255, 255)
+    assert parse_options(preset="marketplace", id_size="2inch").crop == "none"
+    for bad, message in (
+        ({"crop": "circle"}, "crop must be one of none, subject, square"),
+        ({"crop": "subject", "crop_margin": "101"}, "crop_margin must be from 0 to 100"),
+        ({"crop_margin": "5"}, "crop_margin is the margin of a crop"),
+        ({"crop": "square", "id_size": "2inch"}, "crop and id_size both frame the output"),
+        ({"preset": "passport-2x2in", "crop": "subject"}, "crop and id_size"),
+    ):
+        with pytest.raises(InvalidOptionError, match=message):
+            parse_options(bad)
+
+
 def test_explicit_options_override_a_preset() -> None:
     options = parse_options({"preset": "id-photo", "background": "#00ff00", "erode": "0", "format": "png"})
     assert options.background == (0, 255, 0) and options.erode == 0 and options.format == "png"

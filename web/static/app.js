@@ -18,7 +18,15 @@
   const MEDIA_EXTENSIONS = { "image/png": "png", "image/jpeg": "jpg", "image/webp": "webp" };
   const RERENDER_DELAY_MS = 450; // options settle this long before a photo is re-rendered
   const SINGLE_TIMEOUT_MS = 10 * 60 * 1000;
-  const DEFAULTS = { background: "transparent", format: "png", alpha_threshold: 0, erode: 0, feather: false };
+  const DEFAULTS = {
+    background: "transparent",
+    format: "png",
+    alpha_threshold: 0,
+    erode: 0,
+    feather: false,
+    crop: "none",
+    crop_margin: 0,
+  };
   HISTORY.setTtlHours(config.resultTtlHours);
 
   /* ---------- language ---------- */
@@ -83,6 +91,8 @@
     $("opt-erode").value = preset.erode ?? 0;
     $("opt-feather").checked = Boolean(preset.feather);
     $("opt-model").value = preset.model || config.defaultModel;
+    $("opt-crop").value = preset.crop;
+    $("opt-crop-margin").value = preset.crop_margin;
     updateOptionHints();
   }
 
@@ -98,6 +108,8 @@
     $("opt-max-side").value = options.max_side || "";
     $("opt-mask").checked = Boolean(options.mask);
     $("opt-model").value = options.model || config.defaultModel;
+    $("opt-crop").value = options.crop || "none";
+    $("opt-crop-margin").value = options.crop_margin ?? 0;
     updateOptionHints();
   }
 
@@ -109,6 +121,7 @@
     parts.push((options.format || "png").toUpperCase());
     const bg = options.background || "transparent";
     parts.push(bg === "transparent" ? t("options.summaryTransparent") : bg);
+    if (options.crop && options.crop !== "none") parts.push(t("crop." + options.crop));
     if (options.mask) parts.push(t("single.downloadMask"));
     return parts.join(" · ");
   }
@@ -120,6 +133,8 @@
     // The preview sits over a checkerboard only when the result can be transparent.
     const opaque = backgroundMode() === "colour" || $("opt-format").value === "jpeg";
     $("compare").classList.toggle("checker", !opaque);
+    // The margin belongs to a crop: shown only with one.
+    $("opt-crop-margin-field").classList.toggle("hidden", $("opt-crop").value === "none");
   }
 
   /** The option fields in the API's names; blanks are left out so the server's defaults apply. */
@@ -140,6 +155,9 @@
     const maxSide = $("opt-max-side").value.trim();
     if (maxSide) entries.push(["max_side", maxSide]);
     entries.push(["mask", $("opt-mask").checked ? "true" : "false"]);
+    const crop = $("opt-crop").value;
+    entries.push(["crop", crop]);
+    if (crop !== "none") entries.push(["crop_margin", $("opt-crop-margin").value || "0"]);
     return entries;
   }
 
@@ -337,6 +355,16 @@
   bindCompare($("compare"), $("compare-range"), $("before-img"), $("compare-line"));
   bindCompare($("viewer-compare"), $("viewer-range"), $("viewer-before"), $("viewer-line"));
 
+  /**
+   * A result framed differently from its photo (cropped to the subject, an ID photo) cannot lie under the photo
+   * for a before/after seam: the frame then shows the result alone, and its slider goes.
+   */
+  function showFraming(frame, range, options) {
+    const reframed = Boolean(options && ((options.crop && options.crop !== "none") || options.id_size));
+    frame.classList.toggle("reframed", reframed);
+    range.classList.toggle("hidden", reframed);
+  }
+
   /* ---------- single image ---------- */
 
   // One photo on screen. Its upload lives on the server as a one-item job (kind "single"); an option change
@@ -524,6 +552,7 @@
       setOptions(status.options);
       setBefore(itemUrl(jobId, 0, "input=1"));
     }
+    showFraming($("compare"), $("compare-range"), status.options);
     if (!item || item.state !== "done") {
       single.sourceId = null; // nothing to re-render from a photo that failed
       failSingle(item ? itemError(item) : { codes: ["matting_error"], params: {}, message: status.error || "" });
@@ -884,7 +913,7 @@
     const open = card.querySelector(".item-open");
     open.title = item.name; // the full name on hover; the card cuts long ones
     open.setAttribute("aria-label", t("batch.open", { name: item.name }));
-    open.onclick = () => openViewer(job.id, item, open);
+    open.onclick = () => openViewer(job.id, item, open, job.options);
     card.querySelector(".item-name").textContent = item.name;
     card.querySelector(".badge").textContent = t("state." + item.state);
     const reason = item.state === "failed" ? errorText(itemError(item)) : "";
@@ -915,8 +944,9 @@
   let viewerItem = null;
   let viewerOpener = null;
 
-  function openViewer(jobId, item, opener) {
+  function openViewer(jobId, item, opener, options) {
     viewerItem = { jobId, item };
+    showFraming($("viewer-compare"), $("viewer-range"), options);
     viewerOpener = opener;
     renderViewer();
     const before = $("viewer-before");

@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from matteflow.core.cropping import NO_SUBJECT_WARNING, Box, canvas_box, crop_to_subject, find_subject_box
+from matteflow.core.options import parse_options
+
+from .conftest import encode
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+def _scene(h: int = 200, w: int = 300, box: tuple[int, int, int, int] = (60, 40, 140, 100)) -> tuple:
+    """A photo whose every pixel encodes its own position (so a crop can be checked pixel for pixel) and a
+    matte with one solid rectangle (left, top, right, bottom) with a soft 0.3 rim one pixel wide."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    photo = np.stack([xx % 256, yy % 256, (xx // 256) * 16 + yy // 256], axis=2).astype(np.uint8)
+    alpha = np.zeros((h, w), np.float32)
+    left, top, right, bottom = box
+    alpha[max(top - 1, 0) : bottom + 1, max(left - 1, 0) : right + 1] = 0.3
+    alpha[top:bottom, left:right] = 1.0
+    return photo, alpha
+
+
+def test_the_subject_box_holds_the_soft_rim_but_not_haze_or_specks() -> None:
+    _, alpha = _scene()
+    alpha[0:5, :] = 0.05  # faint haze along the top, below what is visible
+    alpha[190, 290] = 1.0  # a one-pixel glint in the corner
+    assert find_subject_box(alpha) == Box(59, 39, 141, 101)
+    assert find_subject_box(np.zeros((20, 20), np.float32)) is None
+
+
+def test_a_subject_crop_is_the_subjects_own_pixels_with_the_margin_around_them() -> None:
+    photo, alpha = _scene()
+    fg, a, warnings = crop_to_subject(photo, alpha, "subject", margin_percent=10)
+    # Box 82 x 62 px; 10 % of the long side (82) is 8 px on every side.
+    assert warnings == [] and a.shape == (62 + 16, 82 + 16) and fg.shape == (78, 98, 3)
+    assert np.array_equal(fg, photo[39 - 8 : 101 + 8, 59 - 8 : 141 + 8])
+    assert np.array_equal(a, alpha[39 - 8 : 101 + 8, 59 - 8 : 141 + 8])
+    tight_fg, tight, _ = crop_to_subject(photo, alpha, "subject")
+    assert tight.shape == (62, 82) and tight[0].max() == pytest.approx(0.3) and tight[1, 1] == 1.0
+
+
+def test_a_square_crop_centres_the_subject_and_pads_beyond_the_photo_with_transparency() -> None:
+    photo, alpha = _scene(h=120, w=400, box=(100, 20, 300, 100))  # wide subject in a short photo
+    fg, a, _ = crop_to_subject(photo, alpha, "square", margin_percent=5)
+    side = 202 + 2 * 10
+    assert a.shape == (side, side) and fg.shape == (side, side, 3)
+    # Centred: as many clear rows above the subject's rim as below it; the rows beyond the photo are clear.
+    rows = np.flatnonzero(a.max(axis=1) > 0)
+    assert rows[0] == side - 1 - rows[-1]
+    assert a.sum() == pytest.approx(alpha.sum())  # nothing of the subject lost, nothing added
+    assert (fg[: rows[0] - 19] == 0).all()  # above the photo: zeros (the background colour covers them)
+
+
+def test_a_subject_cut_by_the_photos_edge_stays_on_the_canvas_edge() -> None:
+    # A person cut off at the waist by the bottom edge: no margin below, the square grows upwards.
+    photo, alpha = _scene(h=200, w=300, box=(120, 80, 180, 200))
+    _, a, _ = crop_to_subject(photo, alpha, "square", margin_percent=10)
+    assert a[-1].max() == 1.0  # the body still reaches the bottom edge
+    assert a.shape[0] == a.shape[1] == 121 + 12
+    assert a[:12].max() == 0.0 and a[12].max() > 0  # the margin is above the head only
+    _, tight, _ = crop_to_subject(photo, alpha, "subject", margin_percent=10)
+    assert tight.shape == (121 + 12, 62 + 2 * 12) and tight[-1].max() == 1.0
+
+
+def test_no_visible_subject_keeps_the_photo_and_says_so() -> None:
+    photo = np.full((50, 80, 3), 128, np.uint8)
+    alpha = np.full((50, 80), 0.02, np.float32)
+    fg, a, warnings = crop_to_subject(photo, alpha, "square", margin_percent=10)
+    assert fg is photo and a is alpha and warnings == [NO_SUBJECT_WARNING]
+    assert crop_to_subject(photo, alpha, "none") == (photo, alpha, [])
+    with pytest.raises(ValueError, match="crop mode"):
+        crop_to_subject(photo, alpha, "circle")
+
+
+def test_the_canvas_of_a_subject_filling_the_photo_is_the_photo() -> None:
+    box = canvas_box(Box(0, 0, 300, 200), (200, 300), "subject", margin_percent=20)
+    assert box == Box(0, 0, 300, 200)
+    square = canvas_box(Box(0, 0, 300, 200), (200, 300), "square", margin_percent=20)
+    assert square == Box(0, -50, 300, 250)  # cut on every side: the square grows evenly
+
+
+# -- through the engine, with the shipped networks, on a real photo ------------------------------------------
+
+
+def test_the_marketplace_preset_centres_the_product_on_a_white_square(shipped_engine) -> None:
+    photo = DATA / "objects" / "flower.jpg"
+    truth = np.asarray(Image.open(DATA / "objects" / "flower_mask.png").convert("L")) >= 128
+    result = shipped_engine.process_bytes(photo.read_bytes(), parse_options(preset="marketplace", mask=True))
+    image = np.asarray(Image.open(io.BytesIO(result.image)))
+    mask = np.asarray(Image.open(io.BytesIO(result.mask)))
+    assert result.media_type == "image/jpeg" and image.shape[0] == image.shape[1] and mask.shape == image.shape[:2]
+    assert (result.width, result.height) == (image.shape[1], image.shape[0]) and result.warnings == []
+    # The flower (its true outline) fills about 1 / 1.16 of the side and sits in the middle.
+    rows, cols = np.flatnonzero(truth.any(axis=1)), np.flatnonzero(truth.any(axis=0))
+    flower_side = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
+    assert flower_side / image.shape[0] == pytest.approx(1 / 1.16, abs=0.04)
+    solid_rows, solid_cols = np.flatnonzero((mask >= 128).any(axis=1)), np.flatnonzero((mask >= 128).any(axis=0))
+    assert abs(solid_rows[0] - (image.shape[0] - 1 - solid_rows[-1])) <= 0.04 * image.shape[0]
+    assert abs(solid_cols[0] - (image.shape[1] - 1 - solid_cols[-1])) <= 0.04 * image.shape[1]
+    corners = image[[0, 0, -1, -1], [0, -1, 0, -1]].astype(int)
+    assert (corners >= 250).all()  # pure white (JPEG rounding aside) where the photo's background was
+
+
+def test_a_photo_without_a_subject_is_kept_whole_with_a_warning(shipped_engine) -> None:
+    grey = np.full((120, 160, 3), 128, np.uint8)
+    result = shipped_engine.process_bytes(encode(Image.fromarray(grey), "PNG"), parse_options(crop="subject"))
+    assert (result.width, result.height) == (160, 120) and result.warnings == [NO_SUBJECT_WARNING]
