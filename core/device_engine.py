@@ -49,10 +49,10 @@ def finish_settings(options: MatteOptions) -> device_postprocess.FinishSettings:
 
 def needs_numpy_path(options: MatteOptions) -> bool:
     """Options only the numpy engine implements (issue 16: keep=main, ID photo framing and print sheets,
-    file-size limits with their warnings; crops to the subject): those images take :class:`MatteEngine`'s
+    file-size limits with their warnings; crops to the subject, output sizes): those images take :class:`MatteEngine`'s
     path, same results."""
-    framed = options.id_size is not None or options.sheet or options.crop != "none"
-    return options.keep != "all" or options.max_kb is not None or framed
+    framed = options.id_size is not None or options.sheet or options.output_size is not None
+    return options.keep != "all" or options.max_kb is not None or options.crop != "none" or framed
 
 
 class DeviceMatteEngine(MatteEngine):

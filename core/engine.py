@@ -153,7 +153,7 @@ class MatteEngine:
         ``alpha_low`` is the network's matte cropped to the image content (any size: it is resized to the
         photo, so a squeezed square input comes back to the photo's aspect ratio here). With ``id_size`` the
         output is the ID frame (cropped and scaled around the head), with ``crop`` the canvas around the
-        subject, not the photo's size."""
+        subject and with ``output_size`` that size, not the photo's."""
         alpha = postprocess.upsample_alpha_guided(alpha_low, prepared.rgb)
         if prepared.input_alpha is not None:
             # An input that is already partly transparent keeps its transparency.
@@ -169,10 +169,10 @@ class MatteEngine:
         if options.id_size is not None:
             size = ID_SIZES[options.id_size]
             foreground, alpha, warnings = idphoto.make_id_photo(prepared.rgb, foreground, alpha, size)
-        foreground, alpha, crop_warnings = cropping.crop_to_subject(
-            foreground, alpha, options.crop, options.crop_margin
+        foreground, alpha, frame_warnings = cropping.frame_cutout(
+            foreground, alpha, options.crop, options.crop_margin, options.output_size
         )
-        warnings += crop_warnings
+        warnings += frame_warnings
         if options.background is None:
             return postprocess.compose_rgba(foreground, alpha), alpha, warnings
         pixels = postprocess.composite_over_color(foreground, alpha, options.background)

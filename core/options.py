@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .cropping import CROP_MODES, MAX_CROP_MARGIN
+from .cropping import CROP_MODES, MAX_CROP_MARGIN, MAX_OUTPUT_SIDE
 from .errors import InvalidOptionError, shown
 from .idsizes import ID_SIZES
 from .registry import DEFAULT_MODEL, parse_model_name
@@ -27,6 +27,7 @@ MAX_SIDE_LIMIT = 16384
 KEEP_CHOICES = ("all", "main")
 MAX_KB_LIMIT = 1_000_000
 _HEX_COLOUR = re.compile(r"^#?([0-9a-fA-F]{6})$")
+_OUTPUT_SIZE = re.compile(r"^(\d{1,5})(?:\s*[x×*]\s*(\d{1,5}))?$")
 
 # The seeds' presets. A preset only supplies defaults: anything the caller sets explicitly wins.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -91,6 +92,7 @@ OPTION_NAMES = (
     "sheet",
     "crop",
     "crop_margin",
+    "output_size",
 )
 
 
@@ -105,7 +107,8 @@ class MatteOptions:
     :data:`ID_SIZES` (output cropped and scaled to it, 300 dpi); ``max_kb`` bounds the file size (KiB);
     ``sheet`` lays copies of the ID photo out on 4 x 6 in paper with cut lines, for printing. ``crop``
     ``subject`` trims the output to the subject, ``square`` centres it on a square canvas; ``crop_margin`` adds
-    that percent of the subject's long side around it (:mod:`matteflow.core.cropping`).
+    that percent of the subject's long side around it; ``output_size`` ``(width, height)`` scales the result
+    to exactly that, the canvas widened to its shape (:mod:`matteflow.core.cropping`).
     """
 
     preset: str | None = None
@@ -123,6 +126,7 @@ class MatteOptions:
     sheet: bool = False
     crop: str = "none"
     crop_margin: int = 0
+    output_size: tuple[int, int] | None = None
 
     @property
     def extension(self) -> str:
@@ -136,6 +140,7 @@ class MatteOptions:
         """A JSON-safe dict that :func:`parse_options` turns back into an equal object."""
         data = asdict(self)
         data["background"] = format_colour(self.background)
+        data["output_size"] = format_output_size(self.output_size)
         return data
 
 
@@ -143,6 +148,29 @@ def format_colour(colour: tuple[int, int, int] | None) -> str:
     if colour is None:
         return "transparent"
     return "#{:02x}{:02x}{:02x}".format(*colour)
+
+
+def format_output_size(size: tuple[int, int] | None) -> str:
+    return "none" if size is None else f"{size[0]}x{size[1]}"
+
+
+def parse_output_size(value: Any) -> tuple[int, int] | None:
+    """``1000x800`` (or ``1000`` for a square, or a (width, height) pair) -> (1000, 800); ``none`` -> None."""
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        value = f"{value[0]}x{value[1]}"
+    text = str(value).strip().lower()
+    if text in ("", "none"):
+        return None
+    match = _OUTPUT_SIZE.match(text)
+    if match:
+        width = int(match.group(1))
+        height = int(match.group(2) or width)
+        if 16 <= width <= MAX_OUTPUT_SIDE and 16 <= height <= MAX_OUTPUT_SIDE:
+            return (width, height)
+    raise InvalidOptionError(
+        f"output_size must be WIDTHxHEIGHT (or one number for a square), each from 16 to {MAX_OUTPUT_SIDE} px, "
+        f"got {shown(value)}"
+    )
 
 
 def parse_colour(value: Any) -> tuple[int, int, int] | None:
@@ -224,17 +252,20 @@ def _parse_crop(value: Any) -> str:
 
 
 def _settle_crop(options: MatteOptions, raw: Mapping[str, Any]) -> MatteOptions:
-    """A crop (and its margin) from a preset yields to what the caller set; a contradiction the caller wrote
-    is an error."""
-    if options.crop != "none" and options.id_size is not None:
-        if "crop" in raw:
-            raise InvalidOptionError("crop and id_size both frame the output: give one of them")
-        return MatteOptions(**{**asdict(options), "crop": "none", "crop_margin": 0})
-    if options.crop == "none" and options.crop_margin:
+    """A crop, its margin or an output size from a preset yields to what the caller set; a contradiction the
+    caller wrote is an error."""
+    settled = asdict(options)
+    if options.id_size is not None:
+        for name, unset in (("crop", "none"), ("output_size", None)):
+            if settled[name] != unset:
+                if name in raw:
+                    raise InvalidOptionError(f"{name} and id_size both frame the output: give one of them")
+                settled[name] = unset
+    if settled["crop"] == "none" and options.crop_margin:
         if "crop_margin" in raw:
             raise InvalidOptionError("crop_margin is the margin of a crop: give crop subject or square with it")
-        return MatteOptions(**{**asdict(options), "crop_margin": 0})
-    return options
+        settled["crop_margin"] = 0
+    return MatteOptions(**settled)
 
 
 def parse_options(
@@ -278,6 +309,7 @@ def parse_options(
         sheet=_parse_bool("sheet", merged.get("sheet", False)),
         crop=_parse_crop(merged.get("crop", "none")),
         crop_margin=_parse_int("crop_margin", merged.get("crop_margin", 0), 0, MAX_CROP_MARGIN),
+        output_size=parse_output_size(merged.get("output_size")),
     )
     options = _settle_crop(options, raw)
     if options.sheet and options.id_size is None:

@@ -38,7 +38,7 @@ def add_option_arguments(parser: argparse.ArgumentParser, model_specs: bool = Fa
 
     ``model_specs``: ``--model`` also takes a model file spec (``onnx:<path>``, ...), for the in-process CLI.
     """
-    from .core.cropping import CROP_MODES, MAX_CROP_MARGIN
+    from .core.cropping import CROP_MODES, MAX_CROP_MARGIN, MAX_OUTPUT_SIDE
     from .core.idsizes import ID_SIZES
     from .core.options import FORMATS, KEEP_CHOICES, PRESETS
     from .core.registry import MODEL_NAMES
@@ -71,6 +71,12 @@ def add_option_arguments(parser: argparse.ArgumentParser, model_specs: bool = Fa
         type=int,
         metavar="PCT",
         help=f"with --crop: room around the subject, in percent of its long side (0-{MAX_CROP_MARGIN}, default 0)",
+    )
+    group.add_argument(
+        "--output-size",
+        metavar="WxH",
+        help=f"scale every result to exactly this (e.g. 1000x1000; 16-{MAX_OUTPUT_SIDE} px a side), the canvas "
+        "widened around the subject (or the photo) to its shape",
     )
     group.add_argument("--id-size", choices=sorted(ID_SIZES), help="crop a real ID photo of this size (300 dpi)")
     group.add_argument("--max-kb", type=int, metavar="KB", help="largest output file (JPEG/WebP quality searched)")

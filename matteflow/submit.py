@@ -238,6 +238,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     group.add_argument("--keep", choices=["all", "main"], help="main: only the main person(s)")
     group.add_argument("--crop", choices=CROP_MODES, help="subject: trim to the subject; square: centred on a square")
     group.add_argument("--crop-margin", type=int, metavar="PCT", help="with --crop: room around the subject (%%)")
+    group.add_argument("--output-size", metavar="WxH", help="scale every result to exactly this, e.g. 1000x1000")
     group.add_argument("--id-size", help="crop a real ID photo of this size (see the server's openapi.json)")
     group.add_argument("--max-kb", type=int, metavar="KB", help="largest output file")
     group.add_argument("--sheet", action="store_true", default=None, help="ID photos laid out on 4x6 in paper")
@@ -264,6 +265,7 @@ def option_fields(args: argparse.Namespace) -> dict[str, str]:
         "sheet": args.sheet,
         "crop": args.crop,
         "crop_margin": args.crop_margin,
+        "output_size": args.output_size,
     }
     given = {name: value for name, value in given.items() if value is not None}
     parse_options(given)

@@ -135,5 +135,9 @@ def test_crop_trims_each_cut_out_to_its_subject_and_says_when_there_is_none(tmp_
     assert Image.open(out / "blank.png").size == (320, 240)  # nothing to crop to: the photo is kept whole
     assert f"{blank}: no subject found to crop to: the whole photo was kept" in result.stderr
 
+    listing = run_cli(str(FLOWER), "-o", str(tmp_path / "listing"), "--preset", "marketplace", "--output-size", "1000")
+    assert listing.returncode == 0, listing.stderr
+    assert Image.open(tmp_path / "listing" / "flower.jpg").size == (1000, 1000)
+
     contradiction = run_cli(str(FLOWER), "-o", str(out), "--crop-margin", "5")
     assert contradiction.returncode == 2 and "crop_margin is the margin of a crop" in contradiction.stderr

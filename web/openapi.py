@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from matteflow import __version__
-from matteflow.core.cropping import CROP_MODES, MAX_CROP_MARGIN
+from matteflow.core.cropping import CROP_MODES, MAX_CROP_MARGIN, MAX_OUTPUT_SIDE
 from matteflow.core.idsizes import ID_SIZES
 from matteflow.core.instructions import MAX_INSTRUCTION_CHARS
 from matteflow.core.options import FORMATS, KEEP_CHOICES, MAX_ERODE, MAX_KB_LIMIT, MAX_SIDE_LIMIT, PRESETS
@@ -104,6 +104,14 @@ def _option_properties(default_model: str) -> dict[str, Any]:
             "maximum": MAX_CROP_MARGIN,
             "default": 0,
             "description": "With crop: room around the subject on each side, in percent of its long side.",
+        },
+        "output_size": {
+            "type": "string",
+            "pattern": "^(none|[0-9]{1,5}([x×*][0-9]{1,5})?)$",
+            "example": "1000x1000",
+            "description": f"Scale every result to exactly WIDTHxHEIGHT (one number: a square; 16-{MAX_OUTPUT_SIDE} "
+            "px a side). The canvas is widened to that shape around the subject with crop, around the whole "
+            "photo without; the rest is transparent or the background colour. Not with id_size.",
         },
         "instruction": {
             "type": "string",

@@ -23,6 +23,7 @@ _NAMES_ZH = {
     "model": "模型",
     "crop": "裁切",
     "crop_margin": "主体四周留白",
+    "output_size": "输出尺寸",
 }
 _PRESETS_ZH = {"id-photo": "证件照", "ecommerce": "电商", "marketplace": "电商主图：白底方图", "avatar": "头像"}
 _CROPS = {
@@ -76,6 +77,8 @@ def describe_value(name: str, value: Any, lang: str = "en") -> str:
         return _CROPS[value][zh]
     if name == "crop_margin":
         return f"{label} {value}%" if zh else f"{value}% margin around the subject"
+    if name == "output_size":
+        return f"{label} {value} {'像素' if zh else 'px'}"
     if name == "erode":
         return f"{label} {value} {'像素' if zh else 'px'}"
     return f"{label} {value}"

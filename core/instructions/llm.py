@@ -67,7 +67,8 @@ def system_prompt() -> str:
         f"- keep: {' or '.join(KEEP_CHOICES)} (main = keep only the main person, drop clutter)\n"
         "- max_kb: the largest file size in KB\n"
         "- crop: none, subject (trim to the subject) or square (subject centred on a square); crop_margin: 0-100, "
-        "room around the subject in percent of its long side (only with crop; not with id_size)\n"
+        "room around the subject in percent of its long side (only with crop; not with id_size); output_size: "
+        "'WIDTHxHEIGHT' pixels every result is scaled to\n"
         "- model: 'ensemble' when the request asks for the best quality over speed\n"
     )
 

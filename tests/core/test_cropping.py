@@ -3,11 +3,12 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
-from matteflow.core.cropping import NO_SUBJECT_WARNING, Box, canvas_box, crop_to_subject, find_subject_box
+from matteflow.core.cropping import NO_SUBJECT_WARNING, Box, canvas_box, find_subject_box, frame_cutout
 from matteflow.core.options import parse_options
 
 from .conftest import encode
@@ -37,18 +38,18 @@ def test_the_subject_box_holds_the_soft_rim_but_not_haze_or_specks() -> None:
 
 def test_a_subject_crop_is_the_subjects_own_pixels_with_the_margin_around_them() -> None:
     photo, alpha = _scene()
-    fg, a, warnings = crop_to_subject(photo, alpha, "subject", margin_percent=10)
+    fg, a, warnings = frame_cutout(photo, alpha, "subject", margin_percent=10)
     # Box 82 x 62 px; 10 % of the long side (82) is 8 px on every side.
     assert warnings == [] and a.shape == (62 + 16, 82 + 16) and fg.shape == (78, 98, 3)
     assert np.array_equal(fg, photo[39 - 8 : 101 + 8, 59 - 8 : 141 + 8])
     assert np.array_equal(a, alpha[39 - 8 : 101 + 8, 59 - 8 : 141 + 8])
-    tight_fg, tight, _ = crop_to_subject(photo, alpha, "subject")
+    tight_fg, tight, _ = frame_cutout(photo, alpha, "subject")
     assert tight.shape == (62, 82) and tight[0].max() == pytest.approx(0.3) and tight[1, 1] == 1.0
 
 
 def test_a_square_crop_centres_the_subject_and_pads_beyond_the_photo_with_transparency() -> None:
     photo, alpha = _scene(h=120, w=400, box=(100, 20, 300, 100))  # wide subject in a short photo
-    fg, a, _ = crop_to_subject(photo, alpha, "square", margin_percent=5)
+    fg, a, _ = frame_cutout(photo, alpha, "square", margin_percent=5)
     side = 202 + 2 * 10
     assert a.shape == (side, side) and fg.shape == (side, side, 3)
     # Centred: as many clear rows above the subject's rim as below it; the rows beyond the photo are clear.
@@ -61,29 +62,52 @@ def test_a_square_crop_centres_the_subject_and_pads_beyond_the_photo_with_transp
 def test_a_subject_cut_by_the_photos_edge_stays_on_the_canvas_edge() -> None:
     # A person cut off at the waist by the bottom edge: no margin below, the square grows upwards.
     photo, alpha = _scene(h=200, w=300, box=(120, 80, 180, 200))
-    _, a, _ = crop_to_subject(photo, alpha, "square", margin_percent=10)
+    _, a, _ = frame_cutout(photo, alpha, "square", margin_percent=10)
     assert a[-1].max() == 1.0  # the body still reaches the bottom edge
     assert a.shape[0] == a.shape[1] == 121 + 12
     assert a[:12].max() == 0.0 and a[12].max() > 0  # the margin is above the head only
-    _, tight, _ = crop_to_subject(photo, alpha, "subject", margin_percent=10)
+    _, tight, _ = frame_cutout(photo, alpha, "subject", margin_percent=10)
     assert tight.shape == (121 + 12, 62 + 2 * 12) and tight[-1].max() == 1.0
 
 
 def test_no_visible_subject_keeps_the_photo_and_says_so() -> None:
     photo = np.full((50, 80, 3), 128, np.uint8)
     alpha = np.full((50, 80), 0.02, np.float32)
-    fg, a, warnings = crop_to_subject(photo, alpha, "square", margin_percent=10)
+    fg, a, warnings = frame_cutout(photo, alpha, "square", margin_percent=10)
     assert fg is photo and a is alpha and warnings == [NO_SUBJECT_WARNING]
-    assert crop_to_subject(photo, alpha, "none") == (photo, alpha, [])
+    assert frame_cutout(photo, alpha, "none") == (photo, alpha, [])
     with pytest.raises(ValueError, match="crop mode"):
-        crop_to_subject(photo, alpha, "circle")
+        frame_cutout(photo, alpha, "circle")
 
 
 def test_the_canvas_of_a_subject_filling_the_photo_is_the_photo() -> None:
-    box = canvas_box(Box(0, 0, 300, 200), (200, 300), "subject", margin_percent=20)
-    assert box == Box(0, 0, 300, 200)
-    square = canvas_box(Box(0, 0, 300, 200), (200, 300), "square", margin_percent=20)
+    assert canvas_box(Box(0, 0, 300, 200), (200, 300), margin_percent=20) == Box(0, 0, 300, 200)
+    square = canvas_box(Box(0, 0, 300, 200), (200, 300), margin_percent=20, aspect=1.0)
     assert square == Box(0, -50, 300, 250)  # cut on every side: the square grows evenly
+
+
+def test_an_output_size_scales_the_framed_subject_to_exactly_that() -> None:
+    photo, alpha = _scene(h=200, w=300, box=(100, 50, 160, 150))  # 62 x 102 with its rim
+    fg, a, warnings = frame_cutout(photo, alpha, "subject", margin_percent=0, output_size=(400, 300))
+    assert warnings == [] and fg.shape == (300, 400, 3) and a.shape == (300, 400)
+    assert a.min() >= 0.0 and a.max() <= 1.0
+    # The canvas took the output's shape around the subject (102 rows -> 300: x2.94), centred left to right.
+    cols = np.flatnonzero(a.max(axis=0) >= 0.5)
+    assert abs(cols[0] - (399 - cols[-1])) <= 2 and abs((cols[-1] - cols[0] + 1) - 60 * 300 / 102) <= 3
+    rows = np.flatnonzero(a.max(axis=1) >= 0.5)
+    assert rows[0] <= 4 and rows[-1] >= 295  # the subject (and its soft rim) fills the height
+
+
+def test_an_output_size_without_a_crop_letterboxes_the_whole_photo() -> None:
+    photo, alpha = _scene(h=100, w=200)
+    fg, a, warnings = frame_cutout(photo, alpha, "none", output_size=(300, 300))
+    assert warnings == [] and a.shape == (300, 300)
+    # 200 x 100 -> 300 x 150 in the middle, transparent bands of 75 rows above and below.
+    assert a[:75].max() == 0 and a[-75:].max() == 0 and (fg[:75] == 0).all()
+    assert np.array_equal(fg[75:225], cv2.resize(photo, (300, 150), interpolation=cv2.INTER_CUBIC))
+    assert a[225:].max() == 0 and a[224].max() == 1.0  # the subject cut by the photo's edge: no bleed
+    same, _, _ = frame_cutout(photo, alpha, "none", output_size=(200, 100))
+    assert same is not photo and np.array_equal(same, photo)  # already that size: copied, not resampled
 
 
 # -- through the engine, with the shipped networks, on a real photo ------------------------------------------

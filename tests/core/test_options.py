@@ -65,6 +65,20 @@ def test_crop_options_are_validated() -> None:
             parse_options(bad)
 
 
+def test_output_size_is_parsed_and_bounded() -> None:
+    assert parse_options().output_size is None and parse_options(output_size="none").output_size is None
+    assert parse_options(output_size="1000x800").output_size == (1000, 800)
+    assert parse_options(output_size=" 800 ").output_size == (800, 800)  # one number: a square
+    assert parse_options(output_size=[640, 480]).output_size == (640, 480)
+    options = parse_options(output_size="1600x1600", crop="square")
+    assert options.to_dict()["output_size"] == "1600x1600" and parse_options(options.to_dict()) == options
+    for bad in ("big", "0x100", "100x", "6000x100", "15", "-5x5"):
+        with pytest.raises(InvalidOptionError, match="output_size must be WIDTHxHEIGHT"):
+            parse_options(output_size=bad)
+    with pytest.raises(InvalidOptionError, match="output_size and id_size both frame the output"):
+        parse_options(output_size="800", id_size="2inch")
+
+
 def test_explicit_options_override_a_preset() -> None:
     options = parse_options({"preset": "id-photo", "background": "#00ff00", "erode": "0", "format": "png"})
     assert options.background == (0, 255, 0) and options.erode == 0 and options.format == "png"

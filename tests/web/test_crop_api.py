@@ -25,6 +25,8 @@ from .test_browser import RESULT_TIMEOUT_MS, dispatch_file
         ({"crop_margin": "10"}, "crop_margin is the margin of a crop"),
         ({"crop": "square", "preset": "passport-2x2in"}, "crop and id_size both frame the output"),
         ({"crop": "subject", "crop_margin": "-1"}, "crop_margin must be from 0 to 100"),
+        ({"output_size": "1000x"}, "output_size must be WIDTHxHEIGHT"),
+        ({"output_size": "800", "preset": "id-2inch"}, "output_size and id_size both frame the output"),
     ],
 )
 def test_bad_crop_options_are_refused_before_anything_is_stored(
@@ -42,6 +44,7 @@ def test_openapi_and_page_offer_the_crop(client: FlaskClient) -> None:
     assert schema["properties"]["crop"]["enum"] == ["none", "subject", "square"]
     assert schema["properties"]["crop_margin"]["maximum"] == 100
     assert "marketplace" in schema["properties"]["preset"]["enum"]
+    assert schema["properties"]["output_size"]["example"] == "1000x1000"
     page = client.get("/").get_data(as_text=True)
     assert '<option value="square"' in page and '<option value="marketplace"' in page
 
@@ -63,6 +66,9 @@ def test_a_square_crop_runs_through_a_real_worker(client: FlaskClient, samples: 
     one = client.post("/api/v1/matte", data={"file": (io.BytesIO(samples.jpeg), "a.jpg"), "preset": "marketplace"})
     assert one.status_code == 200 and one.mimetype == "image/jpeg"
     assert Image.open(io.BytesIO(one.data)).size == (128, 128)
+    sized = {"file": (io.BytesIO(samples.jpeg), "a.jpg"), "preset": "marketplace", "output_size": "1000x1000"}
+    big = client.post("/api/v1/matte", data=sized)
+    assert big.status_code == 200 and Image.open(io.BytesIO(big.data)).size == (1000, 1000)
 
 
 @pytest.mark.browser
@@ -85,6 +91,18 @@ def test_the_page_sets_the_crop_from_the_marketplace_preset_and_renders_a_square
         page.fill("#opt-crop-margin", "20")
     assert 'name="crop_margin"\r\n\r\n20\r\n' in (rerun.value.post_data or "")
     page.wait_for_selector("#single-result[data-state=done]", timeout=RESULT_TIMEOUT_MS)
+    page.fill("#opt-output-size", "300x")  # half-typed: outlined, nothing sent
+    assert page.locator("#opt-output-size").evaluate("input => !input.checkValidity()")
+    with page.expect_request(lambda request: request.url.endswith("/rerun")) as rerun:
+        page.fill("#opt-output-size", "300x200")
+    assert 'name="output_size"\r\n\r\n300x200\r\n' in (rerun.value.post_data or "")
+    page.wait_for_function(
+        "() => document.getElementById('single-result').dataset.state === 'done'"
+        " && document.getElementById('after-img').naturalWidth === 300",
+        timeout=RESULT_TIMEOUT_MS,
+    )
+    assert after.evaluate("img => img.naturalHeight") == 200
+    page.fill("#opt-output-size", "")
     page.select_option("#opt-crop", "none")  # the whole photo again, re-rendered on screen
     assert not page.is_visible("#opt-crop-margin")
     page.wait_for_function(

@@ -26,6 +26,7 @@
     feather: false,
     crop: "none",
     crop_margin: 0,
+    output_size: "none",
   };
   HISTORY.setTtlHours(config.resultTtlHours);
 
@@ -93,6 +94,7 @@
     $("opt-model").value = preset.model || config.defaultModel;
     $("opt-crop").value = preset.crop;
     $("opt-crop-margin").value = preset.crop_margin;
+    $("opt-output-size").value = preset.output_size === "none" ? "" : preset.output_size;
     updateOptionHints();
   }
 
@@ -110,6 +112,7 @@
     $("opt-model").value = options.model || config.defaultModel;
     $("opt-crop").value = options.crop || "none";
     $("opt-crop-margin").value = options.crop_margin ?? 0;
+    $("opt-output-size").value = !options.output_size || options.output_size === "none" ? "" : options.output_size;
     updateOptionHints();
   }
 
@@ -158,6 +161,8 @@
     const crop = $("opt-crop").value;
     entries.push(["crop", crop]);
     if (crop !== "none") entries.push(["crop_margin", $("opt-crop-margin").value || "0"]);
+    const outputSize = $("opt-output-size").value.trim();
+    if (outputSize) entries.push(["output_size", outputSize]);
     return entries;
   }
 
@@ -360,7 +365,8 @@
    * for a before/after seam: the frame then shows the result alone, and its slider goes.
    */
   function showFraming(frame, range, options) {
-    const reframed = Boolean(options && ((options.crop && options.crop !== "none") || options.id_size));
+    const resized = options && options.output_size && options.output_size !== "none";
+    const reframed = Boolean(options && ((options.crop && options.crop !== "none") || options.id_size || resized));
     frame.classList.toggle("reframed", reframed);
     range.classList.toggle("hidden", reframed);
   }
@@ -623,7 +629,8 @@
   /** Any option changed: the photo on screen is out of date now, and is re-rendered once changes settle. */
   function optionsChanged() {
     updateOptionHints();
-    if (!single.sourceId) return;
+    // A size typed half-way ("1000x") waits for the rest rather than asking the server for an error.
+    if (!single.sourceId || !$("opt-output-size").checkValidity()) return;
     clearTimeout(single.timer);
     singleBusy("single.stale", true);
     single.request++; // a result of the old options arriving now must not be shown as current
