@@ -49,10 +49,10 @@ def finish_settings(options: MatteOptions) -> device_postprocess.FinishSettings:
 
 def needs_numpy_path(options: MatteOptions) -> bool:
     """Options only the numpy engine implements (issue 16: keep=main, ID photo framing and print sheets,
-    file-size limits with their warnings; crops to the subject, output sizes): those images take :class:`MatteEngine`'s
-    path, same results."""
-    framed = options.id_size is not None or options.sheet or options.output_size is not None
-    return options.keep != "all" or options.max_kb is not None or options.crop != "none" or framed
+    file-size limits with their warnings; crops to the subject, output sizes, backdrop photos): those images
+    take :class:`MatteEngine`'s path, same results."""
+    framed = options.id_size is not None or options.sheet or options.crop != "none" or options.output_size is not None
+    return options.keep != "all" or options.max_kb is not None or options.background_image or framed
 
 
 class DeviceMatteEngine(MatteEngine):
@@ -166,11 +166,13 @@ class DeviceMatteEngine(MatteEngine):
         prepared.timings["decode"] += time.perf_counter() - started
         return prepared, shrinks
 
-    def process_many(self, datas: list[bytes], options: MatteOptions) -> list[MatteResult | MattingError]:
+    def process_many(
+        self, datas: list[bytes], options: MatteOptions, backdrop: np.ndarray | None = None
+    ) -> list[MatteResult | MattingError]:
         """Like :meth:`MatteEngine.process_many` (one outcome per input, in order; a bad image fails
         alone), with decoding, post-processing and encoding of the batch done in parallel/on the device."""
         if needs_numpy_path(options):
-            return MatteEngine.process_many(self, datas, options)
+            return MatteEngine.process_many(self, datas, options, backdrop)
         outcomes: list[MatteResult | MattingError | None] = [None] * len(datas)
         prepared: dict[int, _Prepared] = {}
         shrinks: dict[int, Shrinks] = {}

@@ -146,14 +146,15 @@ class MatteEngine:
         return self._prepare(decoded, options, time.perf_counter() - start)
 
     def _render(
-        self, prepared: _Prepared, alpha_low: np.ndarray, options: MatteOptions
+        self, prepared: _Prepared, alpha_low: np.ndarray, options: MatteOptions, backdrop: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """Full-size matte + post-processing -> (output pixels RGB or RGBA uint8, alpha H x W float32, warnings).
 
         ``alpha_low`` is the network's matte cropped to the image content (any size: it is resized to the
         photo, so a squeezed square input comes back to the photo's aspect ratio here). With ``id_size`` the
         output is the ID frame (cropped and scaled around the head), with ``crop`` the canvas around the
-        subject and with ``output_size`` that size, not the photo's."""
+        subject and with ``output_size`` that size, not the photo's. ``backdrop`` (H' x W' x 3 uint8) is the
+        photo to composite over when ``options.background_image`` asks for one."""
         alpha = postprocess.upsample_alpha_guided(alpha_low, prepared.rgb)
         if prepared.input_alpha is not None:
             # An input that is already partly transparent keeps its transparency.
@@ -173,17 +174,24 @@ class MatteEngine:
             foreground, alpha, options.crop, options.crop_margin, options.output_size
         )
         warnings += frame_warnings
-        if options.background is None:
+        if options.background_image:
+            if backdrop is None:
+                raise ValueError("background_image is set but no backdrop image was given")
+            pixels = postprocess.composite_over_image(foreground, alpha, backdrop)
+        elif options.background is None:
             return postprocess.compose_rgba(foreground, alpha), alpha, warnings
-        pixels = postprocess.composite_over_color(foreground, alpha, options.background)
+        else:
+            pixels = postprocess.composite_over_color(foreground, alpha, options.background)
         if options.sheet:
             pixels, _ = idphoto.layout_print_sheet(pixels)
             alpha = np.ones(pixels.shape[:2], np.float32)  # the paper is opaque everywhere
         return pixels, alpha, warnings
 
-    def _finish(self, prepared: _Prepared, matte: _Matte, options: MatteOptions) -> MatteResult:
+    def _finish(
+        self, prepared: _Prepared, matte: _Matte, options: MatteOptions, backdrop: np.ndarray | None = None
+    ) -> MatteResult:
         start = time.perf_counter()
-        pixels, alpha, warnings = self._render(prepared, matte.alpha_low, options)
+        pixels, alpha, warnings = self._render(prepared, matte.alpha_low, options, backdrop)
         mid = time.perf_counter()
         dpi = ID_DPI if options.id_size is not None else None
         if options.max_kb is not None:
@@ -254,7 +262,11 @@ class MatteEngine:
         return people
 
     def process_array(
-        self, rgb: np.ndarray, options: MatteOptions, input_alpha: np.ndarray | None = None
+        self,
+        rgb: np.ndarray,
+        options: MatteOptions,
+        input_alpha: np.ndarray | None = None,
+        backdrop: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Cut out an ``H x W x 3`` uint8 RGB array (optionally with its own H x W uint8 alpha).
 
@@ -265,16 +277,17 @@ class MatteEngine:
             raise ValueError(f"expected an H x W x 3 uint8 RGB array, got {rgb.shape} {rgb.dtype}")
         prepared = self._prepare(DecodedImage(np.ascontiguousarray(rgb), input_alpha), options)
         (matte,) = self._mattes([prepared], options.model)
-        pixels, alpha, warnings = self._render(prepared, matte.alpha_low, options)
+        pixels, alpha, warnings = self._render(prepared, matte.alpha_low, options, backdrop)
         for warning in warnings:
             log.warning("%s", warning)
         return pixels, postprocess.alpha_to_uint8(alpha)
 
-    def process_bytes(self, data: bytes, options: MatteOptions) -> MatteResult:
-        """Cut out one encoded image. Raises :class:`InvalidImageError` / :class:`ImageTooLargeError`."""
+    def process_bytes(self, data: bytes, options: MatteOptions, backdrop: np.ndarray | None = None) -> MatteResult:
+        """Cut out one encoded image (over ``backdrop``, an H x W x 3 uint8 photo, when
+        ``options.background_image``). Raises :class:`InvalidImageError` / :class:`ImageTooLargeError`."""
         prepared = self._decode(data, options)
         (matte,) = self._mattes([prepared], options.model)
-        return self._finish(prepared, matte, options)
+        return self._finish(prepared, matte, options, backdrop)
 
     def predict_alpha(self, rgb: np.ndarray, model: str = PEOPLE) -> np.ndarray:
         """The full-resolution matte of an ``H x W x 3`` uint8 RGB image: H x W float32 in [0, 1].
@@ -284,8 +297,11 @@ class MatteEngine:
         (matte,) = self._mattes([_Prepared(rgb, None, {})], model)
         return postprocess.upsample_alpha_guided(matte.alpha_low, rgb)
 
-    def process_many(self, datas: list[bytes], options: MatteOptions) -> list[MatteResult | MattingError]:
-        """Cut out several images, batching each network call over images of the same input shape.
+    def process_many(
+        self, datas: list[bytes], options: MatteOptions, backdrop: np.ndarray | None = None
+    ) -> list[MatteResult | MattingError]:
+        """Cut out several images (each over ``backdrop`` when ``options.background_image``), batching each
+        network call over images of the same input shape.
 
         Each entry of the result is a :class:`MatteResult` or the :class:`MattingError` that image raised;
         one bad image never costs the others their result. Batching pays off on a GPU.
@@ -301,7 +317,7 @@ class MatteEngine:
         mattes = self._mattes([prepared[i] for i in indices], options.model) if indices else []
         for index, matte in zip(indices, mattes, strict=True):
             try:
-                outcomes[index] = self._finish(prepared[index], matte, options)
+                outcomes[index] = self._finish(prepared[index], matte, options, backdrop)
             except MattingError as exc:
                 outcomes[index] = exc
         missing = [i for i, outcome in enumerate(outcomes) if outcome is None]

@@ -93,6 +93,7 @@ OPTION_NAMES = (
     "crop",
     "crop_margin",
     "output_size",
+    "background_image",
 )
 
 
@@ -108,7 +109,9 @@ class MatteOptions:
     ``sheet`` lays copies of the ID photo out on 4 x 6 in paper with cut lines, for printing. ``crop``
     ``subject`` trims the output to the subject, ``square`` centres it on a square canvas; ``crop_margin`` adds
     that percent of the subject's long side around it; ``output_size`` ``(width, height)`` scales the result
-    to exactly that, the canvas widened to its shape (:mod:`matteflow.core.cropping`).
+    to exactly that, the canvas widened to its shape (:mod:`matteflow.core.cropping`). ``background_image``:
+    the cut-out is composited over a backdrop photo that travels beside the options (an upload of the job, a
+    file given to the CLI), scaled to cover the frame; ``background`` is then ``None``.
     """
 
     preset: str | None = None
@@ -127,6 +130,7 @@ class MatteOptions:
     crop: str = "none"
     crop_margin: int = 0
     output_size: tuple[int, int] | None = None
+    background_image: bool = False
 
     @property
     def extension(self) -> str:
@@ -310,13 +314,20 @@ def parse_options(
         crop=_parse_crop(merged.get("crop", "none")),
         crop_margin=_parse_int("crop_margin", merged.get("crop_margin", 0), 0, MAX_CROP_MARGIN),
         output_size=parse_output_size(merged.get("output_size")),
+        background_image=_parse_bool("background_image", merged.get("background_image", False)),
     )
     options = _settle_crop(options, raw)
     if options.sheet and options.id_size is None:
         raise InvalidOptionError("sheet lays out ID photos: give an id_size (or an id-*/passport-* preset)")
-    if options.sheet and options.background is None:
+    if options.background_image and options.background is not None:
+        # A preset's colour yields to the photo; a colour the caller named too is a contradiction.
+        if "background" in raw:
+            raise InvalidOptionError("give a background colour or a background image, not both")
+        options = MatteOptions(**{**asdict(options), "background": None})
+    opaque = options.background is not None or options.background_image
+    if options.sheet and not opaque:
         raise InvalidOptionError("sheet is printed: give a background colour, not transparent")
-    if options.format == "jpeg" and options.background is None:
+    if options.format == "jpeg" and not opaque:
         # JPEG has no alpha channel. Asked for explicitly, that is a contradiction to report; left unset (or
         # from a transparent preset), white is the expected default.
         if "background" in raw:

@@ -195,6 +195,26 @@ def composite_over_color(foreground: np.ndarray, alpha: np.ndarray, color: tuple
     return cv2.blendLinear(foreground, background, weights, 1.0 - weights)
 
 
+def cover(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Scale an H x W x 3 uint8 image to cover ``size`` (width, height) and crop the overflow evenly, as CSS
+    ``background-size: cover`` does: the backdrop fills the frame, never stretched."""
+    width, height = size
+    scale = max(width / image.shape[1], height / image.shape[0])
+    scaled_w, scaled_h = max(width, round(image.shape[1] * scale)), max(height, round(image.shape[0] * scale))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    scaled = cv2.resize(image, (scaled_w, scaled_h), interpolation=interpolation)
+    left, top = (scaled_w - width) // 2, (scaled_h - height) // 2
+    return np.ascontiguousarray(scaled[top : top + height, left : left + width])
+
+
+def composite_over_image(foreground: np.ndarray, alpha: np.ndarray, backdrop: np.ndarray) -> np.ndarray:
+    """Composite the foreground over a backdrop photo (H' x W' x 3 uint8, any size: scaled to cover the cut-out's
+    frame): ``F * a + B * (1 - a)``; H x W x 3 uint8 RGB."""
+    weights = np.ascontiguousarray(alpha, dtype=np.float32)
+    background = cover(backdrop, (foreground.shape[1], foreground.shape[0]))
+    return cv2.blendLinear(foreground, background, weights, 1.0 - weights)
+
+
 def alpha_to_uint8(alpha: np.ndarray) -> np.ndarray:
     """float32 [0, 1] -> uint8 [0, 255], rounded and saturated."""
     return cv2.convertScaleAbs(alpha, alpha=255.0)

@@ -32,15 +32,30 @@ def get_engine(
 
 @overload
 def remove(
-    image: bytes, *, engine: MatteEngine | None = ..., instruction: str | None = ..., **options: Any
+    image: bytes,
+    *,
+    engine: MatteEngine | None = ...,
+    instruction: str | None = ...,
+    background_image: bytes | Image.Image | np.ndarray | None = ...,
+    **options: Any,
 ) -> bytes: ...
 @overload
 def remove(
-    image: Image.Image, *, engine: MatteEngine | None = ..., instruction: str | None = ..., **options: Any
+    image: Image.Image,
+    *,
+    engine: MatteEngine | None = ...,
+    instruction: str | None = ...,
+    background_image: bytes | Image.Image | np.ndarray | None = ...,
+    **options: Any,
 ) -> Image.Image: ...
 @overload
 def remove(
-    image: np.ndarray, *, engine: MatteEngine | None = ..., instruction: str | None = ..., **options: Any
+    image: np.ndarray,
+    *,
+    engine: MatteEngine | None = ...,
+    instruction: str | None = ...,
+    background_image: bytes | Image.Image | np.ndarray | None = ...,
+    **options: Any,
 ) -> np.ndarray: ...
 
 
@@ -49,6 +64,7 @@ def remove(
     *,
     engine: MatteEngine | None = None,
     instruction: str | None = None,
+    background_image: bytes | Image.Image | np.ndarray | None = None,
     **options: Any,
 ) -> Any:
     """Remove the background of one image; the result has the type of the input.
@@ -59,7 +75,8 @@ def remove(
 
     ``options`` are the matting options (preset, background, format, alpha_threshold, erode, feather,
     max_side, model: ``auto`` (default), ``people``, ``general`` or ``ensemble``; keep, id_size, max_kb, sheet,
-    crop, crop_margin).
+    crop, crop_margin, output_size). ``background_image`` (encoded bytes, a PIL image or an RGB array) is put
+    behind the cut-out, scaled to cover it, instead of a colour.
     ``instruction`` says what you want in words, 中文 or English (``"蓝底二寸证件照"``), read offline;
     explicit ``options`` win over it. ``engine`` defaults to a shared engine with the shipped models. Raises
     :class:`matteflow.core.errors.InvalidImageError` / ``InvalidOptionError`` for bad input.
@@ -67,20 +84,38 @@ def remove(
     from .core.imageio import decode_image
     from .core.instructions import resolve_options
 
+    if background_image is not None:
+        options = {**options, "background_image": True}
     parsed = resolve_options(options, instruction).options
     engine = engine or get_engine()
+    backdrop = None if background_image is None else _rgb(background_image, engine.max_pixels)
     if isinstance(image, (bytes, bytearray, memoryview)):
-        return engine.process_bytes(bytes(image), parsed).image
+        return engine.process_bytes(bytes(image), parsed, backdrop).image
     if isinstance(image, Image.Image):
         buffer = io.BytesIO()
         image.save(buffer, format="PNG", compress_level=0)
         decoded = decode_image(buffer.getvalue(), engine.max_pixels)
-        pixels, _ = engine.process_array(decoded.rgb, parsed, decoded.alpha)
+        pixels, _ = engine.process_array(decoded.rgb, parsed, decoded.alpha, backdrop)
         return Image.fromarray(pixels)
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (3, 4):
             raise ValueError(f"expected an H x W x 3|4 uint8 array, got {image.shape} {image.dtype}")
         alpha = image[:, :, 3] if image.shape[2] == 4 else None
-        pixels, _ = engine.process_array(image[:, :, :3], parsed, alpha)
+        pixels, _ = engine.process_array(image[:, :, :3], parsed, alpha, backdrop)
         return pixels
     raise TypeError(f"remove() takes bytes, a PIL image or a numpy array, not {type(image).__name__}")
+
+
+def _rgb(image: bytes | Image.Image | np.ndarray, max_pixels: int) -> np.ndarray:
+    """A backdrop as an upright H x W x 3 uint8 RGB array."""
+    from .core.imageio import decode_image
+
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (3, 4):
+            raise ValueError(f"expected an H x W x 3|4 uint8 background image, got {image.shape} {image.dtype}")
+        return np.ascontiguousarray(image[:, :, :3])
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return decode_image(bytes(image), max_pixels).rgb
+    raise TypeError(f"background_image takes bytes, a PIL image or a numpy array, not {type(image).__name__}")

@@ -18,8 +18,12 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # Sub-commands implemented elsewhere: name -> (module, function, one-line help).
 DELEGATED: dict[str, tuple[str, str, str]] = {
@@ -54,6 +58,12 @@ def add_option_arguments(parser: argparse.ArgumentParser, model_specs: bool = Fa
         + ("; or a model file (onnx:<path>, torch:<path>) to run on every image" if model_specs else ""),
     )
     group.add_argument("--background", metavar="COLOUR", help="'transparent' (default) or '#rrggbb'")
+    group.add_argument(
+        "--background-image",
+        dest="background_image_path",
+        metavar="PATH",
+        help="a photo to put behind every cut-out (scaled to cover it) instead of a colour",
+    )
     group.add_argument("--format", choices=[*FORMATS, "jpg"], help="output format (default png)")
     group.add_argument("--alpha-threshold", type=int, metavar="0-255", help="alpha below this becomes 0")
     group.add_argument("--erode", type=int, metavar="PX", help="shrink the matte edge by this many pixels")
@@ -195,6 +205,20 @@ class MatteReport:
         write_atomic(self.path, (json.dumps(body, indent=2) + "\n").encode())
 
 
+def _read_backdrop(parser: argparse.ArgumentParser, path: str, max_pixels: int) -> np.ndarray:
+    """The ``--background-image`` photo, decoded once for every image (upright RGB); a bad one is a usage
+    error before any image is done."""
+    from .core.errors import MattingError
+    from .core.imageio import decode_image
+
+    try:
+        return decode_image(Path(path).read_bytes(), max_pixels).rgb
+    except OSError as exc:
+        parser.error(f"--background-image {path}: cannot read: {exc.strerror or exc}")
+    except MattingError as exc:
+        parser.error(f"--background-image {path}: {exc}")
+
+
 def run_matte(argv: Sequence[str]) -> int:
     from tqdm import tqdm
 
@@ -213,8 +237,13 @@ def run_matte(argv: Sequence[str]) -> int:
         # A model file named on the command line is the network the user wants run: on every image.
         people_spec, args.model = args.model, PEOPLE
     llm = LlmConfig.from_values(settings.llm_url, settings.llm_model, settings.llm_api_key, settings.llm_timeout_s)
+    values = option_values(args)
+    backdrop = None
+    if args.background_image_path is not None:
+        values["background_image"] = True
+        backdrop = _read_backdrop(parser, args.background_image_path, settings.max_pixels)
     try:
-        resolved = resolve_options(option_values(args), args.say, llm, settings.default_model)
+        resolved = resolve_options(values, args.say, llm, settings.default_model)
     except InvalidOptionError as exc:
         parser.error(str(exc))
     options = resolved.options
@@ -263,7 +292,7 @@ def run_matte(argv: Sequence[str]) -> int:
             data = task.source.read_bytes()
         except OSError as exc:
             raise MattingError(f"cannot read: {exc.strerror or exc}") from None
-        result = engine.process_bytes(data, options)
+        result = engine.process_bytes(data, options, backdrop)
         for warning in result.warnings:
             progress.write(f"matteflow: warning: {task.source}: {warning}", file=sys.stderr)
         write_atomic(task.target, result.image)

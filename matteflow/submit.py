@@ -156,9 +156,14 @@ class ApiClient:
         except requests.RequestException as exc:  # a malformed URL, too many redirects, ...
             raise SubmitError(f"request to {self.server} failed: {exc}") from exc
 
-    def create_job(self, uploads: list[Upload], fields: dict[str, str], progress: bool) -> dict[str, Any]:
+    def create_job(
+        self, uploads: list[Upload], fields: dict[str, str], progress: bool, backdrop: Path | None = None
+    ) -> dict[str, Any]:
+        parts = [("files", u.name, u.path) for u in uploads]
+        if backdrop is not None:
+            parts.append(("background_image", backdrop.name, backdrop))
         with tqdm(unit="B", unit_scale=True, desc="uploading", disable=not progress, file=sys.stderr) as bar:
-            body = MultipartStream(fields, [("files", u.name, u.path) for u in uploads], bar.update)
+            body = MultipartStream(fields, parts, bar.update)
             bar.total = len(body)
             with body:
                 response = self._request(
@@ -229,6 +234,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     group.add_argument("--preset", choices=list(PRESETS))
     group.add_argument("--model", choices=[*MODEL_NAMES, *MODEL_ALIASES], help="default auto")
     group.add_argument("--background", help="'transparent' or a colour like '#ffffff'")
+    group.add_argument("--background-image", metavar="PATH", help="a photo to put behind every cut-out")
     group.add_argument("--format", choices=[*FORMATS, *FORMAT_ALIASES])
     group.add_argument("--alpha-threshold", type=int, metavar="0-255")
     group.add_argument("--erode", type=int, metavar="PX")
@@ -268,7 +274,7 @@ def option_fields(args: argparse.Namespace) -> dict[str, str]:
         "output_size": args.output_size,
     }
     given = {name: value for name, value in given.items() if value is not None}
-    parse_options(given)
+    parse_options({**given, "background_image": bool(args.background_image)})
     fields = {name: str(value).lower() if isinstance(value, bool) else str(value) for name, value in given.items()}
     if args.say:
         fields["instruction"] = args.say  # read on the server (offline lexicon, or its LLM when configured)
@@ -279,7 +285,10 @@ def run(args: argparse.Namespace, fields: dict[str, str]) -> int:
     uploads = collect_inputs(args.inputs)
     client = ApiClient(args.server)
     progress = not args.no_progress
-    created = client.create_job(uploads, fields, progress)
+    backdrop = Path(args.background_image) if args.background_image else None
+    if backdrop is not None and not backdrop.is_file():
+        raise SubmitError(f"--background-image {backdrop}: no such file")
+    created = client.create_job(uploads, fields, progress, backdrop)
     if created.get("instruction"):
         print(f"matteflow: {created['instruction']['explanation']}", file=sys.stderr)
     status = wait_for_job(client, created["status_url"], args.timeout, args.poll_interval, progress)

@@ -83,3 +83,27 @@ def test_usage_errors_exit_2(photo_folder: Path, tmp_path: Path, args: list[str]
     result = run_cli(*argv)
     assert result.returncode == 2
     assert "usage:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_background_image_is_put_behind_every_cut_out(photo_folder: Path, tmp_path: Path) -> None:
+    # A flat backdrop (of another size and shape than the photos) gives exactly what that colour gives.
+    backdrop = tmp_path / "backdrop.jpg"
+    Image.new("RGB", (300, 500), (10, 200, 30)).save(backdrop, quality=100)
+    flat = np.asarray(Image.open(backdrop))[150, 150]
+    colour = "#{:02x}{:02x}{:02x}".format(*flat)
+    photo = str(photo_folder / "a.jpg")
+    assert run_cli("matte", photo, "-o", str(tmp_path / "img"), "--background-image", str(backdrop)).returncode == 0
+    assert run_cli("matte", photo, "-o", str(tmp_path / "col"), "--background", colour).returncode == 0
+    over_image, over_colour = Image.open(tmp_path / "img" / "a.png"), Image.open(tmp_path / "col" / "a.png")
+    assert over_image.mode == "RGB" and over_image.size == (120, 90)
+    assert np.array_equal(np.asarray(over_image), np.asarray(over_colour))
+
+    (tmp_path / "text.png").write_text("not a picture")
+    for extra, message in (
+        (["--background-image", str(tmp_path / "text.png")], "--background-image"),
+        (["--background-image", str(tmp_path / "missing.jpg")], "cannot read"),
+        (["--background-image", str(backdrop), "--background", "#ffffff"], "not both"),
+    ):
+        refused = run_cli("matte", photo, "-o", str(tmp_path / "no"), *extra)
+        assert refused.returncode == 2 and message in refused.stderr and "Traceback" not in refused.stderr
+    assert not (tmp_path / "no").exists()

@@ -12,7 +12,7 @@ import json
 import zipfile
 from contextlib import ExitStack
 from pathlib import PurePosixPath
-from typing import Any
+from typing import IO, Any
 
 from flask import Blueprint, Response, abort, jsonify, request, send_file, url_for
 
@@ -178,6 +178,20 @@ def _request_options(*sources: Any) -> Resolved:
     return read_resolved_options(*sources, llm=llm_config(), default_model=web_context().settings.default_model)
 
 
+BACKDROP_FIELD = "background_image"
+
+
+def _backdrop_upload() -> tuple[IO[bytes] | None, dict[str, str]]:
+    """The request's background image (the file part ``background_image``) and the option it implies (a
+    file sent is a backdrop asked for), as a last source for :func:`_request_options`."""
+    parts = read_uploads(request.files.getlist(BACKDROP_FIELD))
+    if len(parts) > 1:
+        raise ApiError(400, "too_many_files", f"send one background image in the field '{BACKDROP_FIELD}'")
+    if not parts:
+        return None, {}
+    return parts[0][1], {BACKDROP_FIELD: "true"}
+
+
 @bp.post("/jobs")
 def create_job() -> tuple[Response, int, dict[str, str]]:
     ctx = web_context()
@@ -187,7 +201,8 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
         raise ApiError(400, "invalid_option", f"kind must be one of {', '.join(_KINDS)}, got {kind!r}")
     # Options first: a bad option fails the request before any file is read or stored.
     refuse_nameless_parts(request.form, request.files)
-    resolved = _request_options(_without(request.args, "kind"), _without(request.form, "kind"))
+    backdrop, implied = _backdrop_upload()
+    resolved = _request_options(_without(request.args, "kind"), _without(request.form, "kind"), implied)
     options = resolved.options
     uploads = read_uploads(request.files.getlist("files"))
     if not uploads:
@@ -203,7 +218,7 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
         )
     metrics.UPLOAD_BYTES_TOTAL.inc(sum(stream_size(stream) for _, stream in uploads))
     # Bad files (empty, not an image, too many pixels) become failed items inside the client; the rest run.
-    job_id = ctx.jobs.create_job(uploads, options, kind=kind)
+    job_id = ctx.jobs.create_job(uploads, options, kind=kind, backdrop=backdrop)
     if owner is not None:
         _job_index().record(owner, job_id)
     urls = _job_urls(job_id)
@@ -215,13 +230,18 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
 
 @bp.post("/jobs/<job_id>/rerun")
 def rerun_job(job_id: str) -> tuple[Response, int, dict[str, str]]:
-    """A new job from the stored uploads of ``job_id`` with new options: nothing is uploaded again."""
+    """A new job from the stored uploads of ``job_id`` with new options: nothing is uploaded again. A
+    background image comes with the request, or is the source job's when the options ask for one."""
     ctx = web_context()
     owner = _owner()
     refuse_nameless_parts(request.form, request.files)
-    options = _request_options(request.args, request.form).options
+    backdrop, implied = _backdrop_upload()
+    options = _request_options(request.args, request.form, implied).options
     source = _job_or_404(job_id)
     with ExitStack() as opened:
+        stored_backdrop = ctx.jobs.backdrop_file(job_id) if backdrop is None and options.background_image else None
+        if stored_backdrop is not None:
+            backdrop = opened.enter_context(stored_backdrop.open("rb"))
         # Streams, not bytes: the client copies each stored upload through a bounded buffer.
         inputs = []
         for item in source.get("items", []):
@@ -230,7 +250,7 @@ def rerun_job(job_id: str) -> tuple[Response, int, dict[str, str]]:
                 inputs.append((item.get("name") or f"image_{item['index']}", opened.enter_context(path.open("rb"))))
         if not inputs:
             raise ApiError(409, "nothing_to_rerun", "no item of this job has a stored upload to run again")
-        new_id = ctx.jobs.create_job(inputs, options, kind=source.get("kind", "batch"))
+        new_id = ctx.jobs.create_job(inputs, options, kind=source.get("kind", "batch"), backdrop=backdrop)
     if owner is not None:
         _job_index().record(owner, new_id)
     urls = _job_urls(new_id)
@@ -354,7 +374,8 @@ def delete_job(job_id: str) -> Response:
 def matte_one() -> Response:
     ctx = web_context()
     refuse_nameless_parts(request.form, request.files)
-    resolved = _request_options(request.args, request.form)
+    backdrop, implied = _backdrop_upload()
+    resolved = _request_options(request.args, request.form, implied)
     options = resolved.options
     uploads = read_uploads(request.files.getlist("file"))
     if not uploads:
@@ -374,7 +395,9 @@ def matte_one() -> Response:
             retry_after_s=MATTE_RETRY_AFTER_S,
         )
     try:
-        single = ctx.jobs.matte_one_result(data, name, options, timeout=ctx.settings.single_image_timeout_s)
+        single = ctx.jobs.matte_one_result(
+            data, name, options, timeout=ctx.settings.single_image_timeout_s, backdrop=backdrop
+        )
     except TimeoutError as exc:
         raise ApiError(
             504,

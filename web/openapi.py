@@ -113,6 +113,13 @@ def _option_properties(default_model: str) -> dict[str, Any]:
             "px a side). The canvas is widened to that shape around the subject with crop, around the whole "
             "photo without; the rest is transparent or the background colour. Not with id_size.",
         },
+        "background_image": {
+            "type": "string",
+            "format": "binary",
+            "description": "A photo to put behind every cut-out (scaled to cover it, centred) instead of a colour: "
+            "a file part. In a rerun, the text 'true' uses the source job's background image again. Not with a "
+            "background colour.",
+        },
         "instruction": {
             "type": "string",
             "maxLength": MAX_INSTRUCTION_CHARS,

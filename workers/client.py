@@ -66,16 +66,26 @@ class JobClient:
 
     # -- submitting -------------------------------------------------------------------------------------
 
-    def create_job(self, files: list[tuple[str, Upload]], options: MatteOptions, *, kind: str = "batch") -> str:
+    def create_job(
+        self,
+        files: list[tuple[str, Upload]],
+        options: MatteOptions,
+        *,
+        kind: str = "batch",
+        backdrop: Upload | None = None,
+    ) -> str:
         """Store the uploads, record the job and enqueue its good items; returns the job id.
 
         Each upload is bytes or a seekable binary stream (copied to storage through a bounded buffer, never
         read whole). A file that fails the header check becomes a failed item with its message (never enqueued).
-        Raises InvalidOptionError for options that are not a MatteOptions, ValueError for no files or
-        more than ``max_files_per_job``.
+        ``backdrop`` is the background image every item is composited over (``options.background_image``);
+        unlike an item, a bad one fails the whole request. Raises InvalidOptionError for options that are not a
+        MatteOptions or a background image missing or not asked for, the InputError of a bad background image,
+        ValueError for no files or more than ``max_files_per_job``.
         """
         if not isinstance(options, MatteOptions):
             raise InvalidOptionError("options must be parsed with matteflow.core.options.parse_options")
+        self._check_backdrop(options, backdrop)
         if not files:
             raise ValueError("no files")
         if len(files) > self.settings.max_files_per_job:
@@ -86,6 +96,8 @@ class JobClient:
         job_files.out_dir.mkdir()
         items: list[NewItem] = []
         try:
+            if backdrop is not None:
+                write_atomic(job_files.backdrop_path, backdrop)
             for index, (name, data) in enumerate(files):
                 safe = sanitize_name(name)
                 stored = f"{index}_{safe}"
@@ -124,13 +136,39 @@ class JobClient:
                 )
         return job_id
 
+    def _check_backdrop(self, options: MatteOptions, backdrop: Upload | None) -> None:
+        """A background image is there exactly when the options ask for one, and its header is sound."""
+        if options.background_image and backdrop is None:
+            raise InvalidOptionError(
+                "background_image needs the image: send it as a file in the multipart field 'background_image'"
+            )
+        if backdrop is None:
+            return
+        if not options.background_image:
+            raise InvalidOptionError("a background image was sent but background_image is off")
+        try:
+            info = probe_image(backdrop, self.settings.max_pixels)
+            check_memory_budget(info, None, self.settings.max_image_memory_mb)
+        except InputError as exc:
+            raise type(exc)(f"the background image: {exc}") from None
+        if not isinstance(backdrop, bytes):
+            backdrop.seek(0)
+
+    def backdrop_file(self, job_id: str) -> Path | None:
+        """The stored background image of ``job_id``, if it has one."""
+        files = self._files(job_id)
+        path = files.backdrop_path if files is not None else None
+        return path if path is not None and path.is_file() else None
+
     def matte_one(self, data: Upload, name: str, options: MatteOptions, timeout: float) -> tuple[bytes, str]:
         """Run one image (bytes or a seekable binary stream) through the queue and wait for it: (image bytes,
         media type). See matte_one_result."""
         single = self.matte_one_result(data, name, options, timeout)
         return single.image, single.media_type
 
-    def matte_one_result(self, data: Upload, name: str, options: MatteOptions, timeout: float) -> SingleResult:
+    def matte_one_result(
+        self, data: Upload, name: str, options: MatteOptions, timeout: float, backdrop: Upload | None = None
+    ) -> SingleResult:
         """Run one image (bytes or a seekable binary stream) through the queue and wait for it: the image, its
         media type, the model that ran and the result's confidence.
 
@@ -140,7 +178,7 @@ class JobClient:
         # Empty, non-image, pixel-bomb and over-budget uploads are answered at once, before anything is stored.
         info = probe_image(data, self.settings.max_pixels)
         check_memory_budget(info, options.max_side, self.settings.max_image_memory_mb)
-        job_id = self.create_job([(name, data)], options, kind="single")
+        job_id = self.create_job([(name, data)], options, kind="single", backdrop=backdrop)
         try:
             deadline = time.monotonic() + timeout
             while (state := self.store.item_state(job_id, 0)) not in ("done", "failed"):

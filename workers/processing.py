@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from matteflow import metrics
 from matteflow.core.errors import InputError, MattingError
+from matteflow.core.imageio import decode_image
 from matteflow.core.options import MatteOptions, parse_options
 from matteflow.files import write_atomic
 from matteflow.settings import Settings
@@ -37,6 +38,8 @@ from .leases import LeaseKeeper
 from .storage import JobFiles
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from matteflow.core.engine import MatteEngine, MatteResult
 
 log = logging.getLogger(__name__)
@@ -130,6 +133,10 @@ class ChunkRunner:
                 self._process(files, options, pending)
         return self.outcome
 
+    def _backdrop(self, files: JobFiles) -> np.ndarray:
+        """The job's background image, decoded (upright RGB), for every item of this chunk."""
+        return decode_image(files.backdrop_path.read_bytes(), self.settings.max_pixels).rgb
+
     def _read_input(self, files: JobFiles, index: int, attempt: int) -> bytes | None:
         stored = self.store.stored_name(self.job_id, index)
         try:
@@ -149,8 +156,19 @@ class ChunkRunner:
     def _process(self, files: JobFiles, options: MatteOptions, pending: list[tuple[int, int, bytes]]) -> None:
         started = time.perf_counter()
         try:
+            backdrop = self._backdrop(files) if options.background_image else None
+        except InputError as exc:  # stored, but not decodable (a truncated body passes the header check)
+            for index, _, _ in pending:
+                self._end(index, "failed", f"the background image: {exc}", type(exc).__name__)
+            return
+        except OSError as exc:  # a storage fault: worth another attempt, as for an item's own upload
+            for index, attempt, _ in pending:
+                reason = exc.strerror or type(exc).__name__
+                self._transient(index, attempt, OSError(f"the background image cannot be read from storage ({reason})"))
+            return
+        try:
             results: list[MatteResult | MattingError] = self.engine().process_many(
-                [data for _, _, data in pending], options
+                [data for _, _, data in pending], options, backdrop
             )
         except Exception as exc:  # the retry boundary: whatever broke, the items are retried or dead-lettered
             log.warning("job %s items %s: %r", self.job_id, [i for i, _, _ in pending], exc)

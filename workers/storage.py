@@ -42,6 +42,11 @@ class JobFiles:
     def out_dir(self) -> Path:
         return self.root / "out"
 
+    @property
+    def backdrop_path(self) -> Path:
+        """The job's background image (option ``background_image``), as uploaded."""
+        return self.root / "backdrop"
+
     def input_path(self, index: int, stored_name: str) -> Path:
         return self.in_dir / stored_name
 

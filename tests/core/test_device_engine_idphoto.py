@@ -34,8 +34,15 @@ def engines() -> Iterator[tuple[MatteEngine, DeviceMatteEngine]]:
 
 def test_which_options_need_the_numpy_path() -> None:
     assert not needs_numpy_path(parse_options(preset="id-photo"))
-    for options in ({"preset": "id-2inch"}, {"keep": "main"}, {"max_kb": 50}, {"crop": "subject"}):
+    for options in (
+        {"preset": "id-2inch"},
+        {"keep": "main"},
+        {"max_kb": 50},
+        {"crop": "subject"},
+        {"output_size": "64"},
+    ):
         assert needs_numpy_path(parse_options(options))
+    assert needs_numpy_path(parse_options(background_image=True))
 
 
 @pytest.mark.parametrize(

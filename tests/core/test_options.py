@@ -79,6 +79,19 @@ def test_output_size_is_parsed_and_bounded() -> None:
         parse_options(output_size="800", id_size="2inch")
 
 
+def test_a_background_image_replaces_the_colour() -> None:
+    options = parse_options(background_image="true")
+    assert options.background_image and options.background is None and parse_options(options.to_dict()) == options
+    # JPEG and print sheets are opaque over a photo too: no white put in, no refusal.
+    assert parse_options(background_image=True, format="jpeg").background is None
+    assert parse_options(background_image=True, preset="id-2inch", sheet=True).sheet
+    # A preset's colour yields to the photo; a colour the caller named as well is a contradiction.
+    assert parse_options(background_image=True, preset="marketplace").background is None
+    with pytest.raises(InvalidOptionError, match="a background colour or a background image, not both"):
+        parse_options(background_image=True, background="#ffffff")
+    assert parse_options(background_image=True, background="transparent").background_image
+
+
 def test_explicit_options_override_a_preset() -> None:
     options = parse_options({"preset": "id-photo", "background": "#00ff00", "erode": "0", "format": "png"})
     assert options.background == (0, 255, 0) and options.erode == 0 and options.format == "png"

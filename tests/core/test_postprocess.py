@@ -92,3 +92,21 @@ def test_compositing_is_exact_at_solid_and_clear_pixels() -> None:
     rgba = pp.compose_rgba(fg, alpha)
     assert rgba[0, 0].tolist() == [0, 0, 0, 0] and rgba[0, 2].tolist() == [100, 100, 100, 255]
     assert rgba[0, 1, 3] == 128
+
+
+def test_a_backdrop_covers_the_frame_centred_never_stretched() -> None:
+    backdrop = np.zeros((100, 400, 3), np.uint8)  # 4:1, three bands left to right
+    backdrop[:, :150] = (255, 0, 0)
+    backdrop[:, 150:250] = (0, 255, 0)
+    backdrop[:, 250:] = (0, 0, 255)
+    covered = pp.cover(backdrop, (50, 50))  # a square frame: the middle 100 x 100 of it, halved
+    assert covered.shape == (50, 50, 3) and (covered == (0, 255, 0)).all()
+    foreground = np.full((50, 50, 3), 200, np.uint8)
+    alpha = np.zeros((50, 50), np.float32)
+    alpha[10:20, 10:20] = 1.0
+    alpha[30, 30] = 0.5
+    out = pp.composite_over_image(foreground, alpha, backdrop)
+    assert (out[10:20, 10:20] == 200).all() and (out[0, 0] == (0, 255, 0)).all()
+    assert np.abs(out[30, 30].astype(int) - [100, 228, 100]).max() <= 1  # half the subject, half the backdrop
+    big = pp.cover(backdrop, (800, 100))  # wider than the backdrop: scaled up to cover, then cropped
+    assert big.shape == (100, 800, 3)

@@ -82,6 +82,26 @@
     updateOptionHints();
   }
 
+  // The background photo ("Photo" mode): the file chosen in this page, sent with every request that makes a
+  // job. Without one (a photo restored after a reload), a re-render asks the server to reuse the source
+  // job's own background photo.
+  let backdropFile = null;
+  let backdropStored = false; // the restored job has its own background photo on the server
+  function setBackdropMode(on) {
+    if (on) $("opt-bg-image").checked = true;
+    updateOptionHints();
+  }
+  $("opt-bg-image").addEventListener("change", () => {
+    if (!backdropFile) $("opt-backdrop").click();
+  });
+  $("opt-backdrop-choose").addEventListener("click", () => $("opt-backdrop").click());
+  $("opt-backdrop").addEventListener("change", (e) => {
+    const file = e.target.files && e.target.files[0];
+    if (!file) return;
+    backdropFile = file;
+    setBackdropMode(true); // the form's own change listener re-renders next
+  });
+
   function applyPreset(name) {
     // A preset fills the panel; "None" puts the defaults back. Anything changed afterwards is sent
     // explicitly and wins on the server too.
@@ -110,6 +130,8 @@
     $("opt-max-side").value = options.max_side || "";
     $("opt-mask").checked = Boolean(options.mask);
     $("opt-model").value = options.model || config.defaultModel;
+    backdropStored = Boolean(options.background_image);
+    if (backdropStored) setBackdropMode(true);
     $("opt-crop").value = options.crop || "none";
     $("opt-crop-margin").value = options.crop_margin ?? 0;
     $("opt-output-size").value = !options.output_size || options.output_size === "none" ? "" : options.output_size;
@@ -123,7 +145,8 @@
     if (options.preset) parts.push(t("preset." + options.preset));
     parts.push((options.format || "png").toUpperCase());
     const bg = options.background || "transparent";
-    parts.push(bg === "transparent" ? t("options.summaryTransparent") : bg);
+    if (options.background_image) parts.push(t("options.image"));
+    else parts.push(bg === "transparent" ? t("options.summaryTransparent") : bg);
     if (options.crop && options.crop !== "none") parts.push(t("crop." + options.crop));
     if (options.mask) parts.push(t("single.downloadMask"));
     return parts.join(" · ");
@@ -134,7 +157,10 @@
     const jpegTransparent = $("opt-format").value === "jpeg" && backgroundMode() === "transparent";
     $("opt-hint").textContent = jpegTransparent ? t("options.jpegNote") : "";
     // The preview sits over a checkerboard only when the result can be transparent.
-    const opaque = backgroundMode() === "colour" || $("opt-format").value === "jpeg";
+    const opaque = backgroundMode() !== "transparent" || $("opt-format").value === "jpeg";
+    const photo = backgroundMode() === "image";
+    $("backdrop-choice").classList.toggle("hidden", !photo);
+    $("opt-backdrop-name").textContent = backdropFile ? backdropFile.name : photo ? t("options.imageKept") : "";
     $("compare").classList.toggle("checker", !opaque);
     // The margin belongs to a crop: shown only with one.
     $("opt-crop-margin-field").classList.toggle("hidden", $("opt-crop").value === "none");
@@ -163,6 +189,7 @@
     if (crop !== "none") entries.push(["crop_margin", $("opt-crop-margin").value || "0"]);
     const outputSize = $("opt-output-size").value.trim();
     if (outputSize) entries.push(["output_size", outputSize]);
+    if (backgroundMode() === "image") entries.push(["background_image", backdropFile || "true"]);
     return entries;
   }
 
@@ -631,6 +658,8 @@
     updateOptionHints();
     // A size typed half-way ("1000x") waits for the rest rather than asking the server for an error.
     if (!single.sourceId || !$("opt-output-size").checkValidity()) return;
+    // "Photo" picked but no photo chosen yet: wait for the file rather than ask for a background not there.
+    if (backgroundMode() === "image" && !backdropFile && !backdropStored) return;
     clearTimeout(single.timer);
     singleBusy("single.stale", true);
     single.request++; // a result of the old options arriving now must not be shown as current
