@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import zipfile
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from matteflow.submit import main
 
@@ -46,6 +48,32 @@ def test_submit_all_good_with_options(live_server: Any, samples: Any, tmp_path: 
     assert main([*args, "--background", "#00ff00", "--erode", "2"]) == 0, capsys.readouterr().err
     with zipfile.ZipFile(out) as archive:
         assert set(archive.namelist()) == {"portrait.webp", "manifest.json"}
+
+
+def test_submit_sends_a_background_image(live_server: Any, samples: Any, tmp_path: Path, capsys: Any) -> None:
+    image, backdrop = tmp_path / "portrait.jpg", tmp_path / "beach.png"
+    image.write_bytes(samples.jpeg)
+    backdrop.write_bytes(samples.png)
+    out = tmp_path / "r.zip"
+    args = [
+        str(image),
+        "--server",
+        live_server.url,
+        "-o",
+        str(out),
+        "--no-progress",
+        "--background-image",
+        str(backdrop),
+    ]
+    assert main(args) == 0, capsys.readouterr().err
+    with zipfile.ZipFile(out) as archive:
+        manifest = json.loads(archive.read("manifest.json"))
+        assert Image.open(io.BytesIO(archive.read("portrait.png"))).mode == "RGB"  # opaque: the photo is behind
+    assert manifest["options"]["background_image"] is True
+    missing = main(
+        [str(image), "--server", live_server.url, "-o", str(out), "--background-image", str(tmp_path / "x.jpg")]
+    )
+    assert missing != 0 and "--background-image" in capsys.readouterr().err
 
 
 def test_submit_unreachable_server_is_one_line(samples: Any, tmp_path: Path, capsys: Any) -> None:
