@@ -145,10 +145,10 @@ class DeviceMatteEngine(MatteEngine):
     # -- one image (process_bytes / process_array of the base class) --------------------------------------
 
     def _render(
-        self, prepared: _Prepared, alpha_low: np.ndarray, options: MatteOptions
+        self, prepared: _Prepared, alpha_low: np.ndarray, options: MatteOptions, backdrop: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, list[str]]:
         if needs_numpy_path(options):
-            return super()._render(prepared, alpha_low, options)
+            return super()._render(prepared, alpha_low, options, backdrop)
         (pixels,), (alpha8,) = self.render_group([prepared], [alpha_low], options)
         # The alpha round-trips exactly through alpha_to_uint8.
         return pixels, np.multiply(alpha8, np.float32(1.0 / 255.0), dtype=np.float32), []

@@ -257,6 +257,10 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
         media: {"schema": {"type": "string", "format": "binary"}} for media in ("image/png", "image/jpeg", "image/webp")
     }
     api_key = [{}, {"apiKey": []}, {"bearer": []}]
+    bad_backdrop = _error(
+        "The background image (file part background_image) is not a decodable image: empty, not an image "
+        "(invalid_image). A bad image among the files is a failed item instead."
+    )
     too_large = _error(
         f"Body over {settings.max_upload_mb} MB (MATTEFLOW_MAX_UPLOAD_MB; answered as soon as the Content-Length "
         "says so, or when a chunked body passes it), or an image over "
@@ -371,6 +375,7 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                         "400": _error(f"No files (no_files), too many files (too_many_files). {bad_form}"),
                         "401": bad_key,
                         "413": too_large,
+                        "422": bad_backdrop,
                         "503": unavailable,
                     },
                 },
@@ -431,6 +436,8 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                         "401": bad_key,
                         "404": _error("Unknown job id."),
                         "409": _error("No item of the job has a stored upload (nothing_to_rerun)."),
+                        "413": too_large,
+                        "422": bad_backdrop,
                         "503": unavailable,
                     },
                 },
