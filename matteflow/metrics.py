@@ -60,6 +60,11 @@ ITEMS_TOTAL = Counter("matteflow_items_total", "Images by the state they reached
 TASK_RETRIES_TOTAL = Counter("matteflow_task_retries_total", "Task retries after a transient error.")
 # Sent again by the reconciler (workers/reconcile.py), by why. A steady rate of lease_expired means workers
 # die or hang mid-item (OOM kills, preemption, a stuck GPU); stalled means task messages were lost.
+CALLBACKS_TOTAL = Counter(
+    "matteflow_callbacks_total",
+    "Deliveries of job-finished callbacks by outcome: delivered, retried (non-2xx, timeout, refused), gave_up.",
+    ["outcome"],
+)
 RESENT_TOTAL = Counter(
     "matteflow_resent_total",
     "Work the reconciler sent again: images whose lease expired or whose job stalled, or a lost finalize.",
@@ -121,6 +126,7 @@ WORKER_METRICS = frozenset(
         "matteflow_items",
         "matteflow_task_retries",
         "matteflow_resent",
+        "matteflow_callbacks",
         "matteflow_tasks",
         "matteflow_stage_seconds",
         "matteflow_item_seconds",

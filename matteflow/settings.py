@@ -140,6 +140,15 @@ class Settings:
     # Optional API keys (comma-separated). Jobs created with a key are listed by GET /api/v1/jobs under that
     # key only; without keys the server keeps no listable index (clients list the ids they hold).
     api_keys: str = ""
+    # Job-finished callbacks (webhooks, workers/callbacks.py): the hosts a job's callback_url may name
+    # (comma-separated host or host:port; empty: callbacks are off, since a server that POSTs to any URL a
+    # client names is a request forgery relay), the HMAC-SHA256 key that signs each body, the public base URL
+    # the body's links start with, and how long / how often a delivery is tried.
+    callback_hosts: str = ""
+    callback_secret: str = ""
+    public_url: str = ""
+    callback_timeout_s: float = 10.0
+    callback_max_attempts: int = 8
 
     def __post_init__(self) -> None:
         # Absolute once, here: child processes (Redis runs in its data dir) must all see the same folder.

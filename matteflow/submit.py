@@ -249,6 +249,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     group.add_argument("--max-kb", type=int, metavar="KB", help="largest output file")
     group.add_argument("--sheet", action="store_true", default=None, help="ID photos laid out on 4x6 in paper")
     group.add_argument("--say", metavar="TEXT", help="what you want in words, read by the server; options win")
+    parser.add_argument("--callback-url", metavar="URL", help="the server POSTs the job's outcome here when it ends")
     return parser
 
 
@@ -278,6 +279,8 @@ def option_fields(args: argparse.Namespace) -> dict[str, str]:
     fields = {name: str(value).lower() if isinstance(value, bool) else str(value) for name, value in given.items()}
     if args.say:
         fields["instruction"] = args.say  # read on the server (offline lexicon, or its LLM when configured)
+    if args.callback_url:
+        fields["callback_url"] = args.callback_url  # checked by the server against the hosts it may call
     return fields
 
 

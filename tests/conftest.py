@@ -68,6 +68,12 @@ def test_settings(redis_url: str, storage_dir: Path, **changes: object) -> Setti
         item_lease_s=10.0,
         lease_check_interval_s=1.0,
         single_image_timeout_s=60.0,
+        # Callbacks to a receiver the tests run on this machine, signed, given up after three deliveries.
+        callback_hosts="127.0.0.1",
+        callback_secret="test-callback-secret",
+        callback_timeout_s=5.0,
+        callback_max_attempts=3,
+        public_url="http://matteflow.test",
     )
     return base.replace(**changes)
 

@@ -21,6 +21,7 @@ from matteflow.core.errors import InputError, shown
 from matteflow.core.imageio import probe_image
 from matteflow.core.instructions import Resolved
 from matteflow.files import sanitize_name
+from matteflow.workers.callbacks import check_callback_url
 
 from .context import web_context
 from .errors import ApiError
@@ -99,6 +100,8 @@ def _job_progress(job: dict[str, Any]) -> dict[str, Any]:
         "created_at": job.get("created_at"),
         "finished_at": job.get("finished_at"),
         "options": job.get("options"),
+        # pending, delivered or gave_up for a job created with a callback_url; null without one.
+        "callback": job.get("callback"),
     }
 
 
@@ -202,7 +205,9 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     # Options first: a bad option fails the request before any file is read or stored.
     refuse_nameless_parts(request.form, request.files)
     backdrop, implied = _backdrop_upload()
-    resolved = _request_options(_without(request.args, "kind"), _without(request.form, "kind"), implied)
+    job_fields = ("kind", "callback_url")
+    callback = _callback_url()
+    resolved = _request_options(_without(request.args, *job_fields), _without(request.form, *job_fields), implied)
     options = resolved.options
     uploads = read_uploads(request.files.getlist("files"))
     if not uploads:
@@ -218,7 +223,7 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
         )
     metrics.UPLOAD_BYTES_TOTAL.inc(sum(stream_size(stream) for _, stream in uploads))
     # Bad files (empty, not an image, too many pixels) become failed items inside the client; the rest run.
-    job_id = ctx.jobs.create_job(uploads, options, kind=kind, backdrop=backdrop)
+    job_id = ctx.jobs.create_job(uploads, options, kind=kind, backdrop=backdrop, callback=callback)
     if owner is not None:
         _job_index().record(owner, job_id)
     urls = _job_urls(job_id)
@@ -236,7 +241,10 @@ def rerun_job(job_id: str) -> tuple[Response, int, dict[str, str]]:
     owner = _owner()
     refuse_nameless_parts(request.form, request.files)
     backdrop, implied = _backdrop_upload()
-    options = _request_options(request.args, request.form, implied).options
+    callback = _callback_url()
+    options = _request_options(
+        _without(request.args, "callback_url"), _without(request.form, "callback_url"), implied
+    ).options
     source = _job_or_404(job_id)
     with ExitStack() as opened:
         stored_backdrop = ctx.jobs.backdrop_file(job_id) if backdrop is None and options.background_image else None
@@ -250,15 +258,23 @@ def rerun_job(job_id: str) -> tuple[Response, int, dict[str, str]]:
                 inputs.append((item.get("name") or f"image_{item['index']}", opened.enter_context(path.open("rb"))))
         if not inputs:
             raise ApiError(409, "nothing_to_rerun", "no item of this job has a stored upload to run again")
-        new_id = ctx.jobs.create_job(inputs, options, kind=source.get("kind", "batch"), backdrop=backdrop)
+        kind = source.get("kind", "batch")
+        new_id = ctx.jobs.create_job(inputs, options, kind=kind, backdrop=backdrop, callback=callback)
     if owner is not None:
         _job_index().record(owner, new_id)
     urls = _job_urls(new_id)
     return jsonify({"id": new_id, "source": job_id, **urls}), 202, {"Location": urls["status_url"]}
 
 
-def _without(source: Any, name: str) -> dict[str, str]:
-    return {key: value for key, value in source.items() if key != name}
+def _without(source: Any, *names: str) -> dict[str, str]:
+    return {key: value for key, value in source.items() if key not in names}
+
+
+def _callback_url() -> str:
+    """The job's ``callback_url`` field (a job field, not a matting option), checked against the hosts this
+    server may call; empty when none was given."""
+    url = (request.form.get("callback_url") or request.args.get("callback_url") or "").strip()
+    return check_callback_url(url, web_context().settings) if url else ""
 
 
 @bp.get("/jobs/<job_id>")

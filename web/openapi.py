@@ -15,6 +15,7 @@ from matteflow.core.instructions import MAX_INSTRUCTION_CHARS
 from matteflow.core.options import FORMATS, KEEP_CHOICES, MAX_ERODE, MAX_KB_LIMIT, MAX_SIDE_LIMIT, PRESETS
 from matteflow.core.registry import MODEL_ALIASES, MODEL_NAMES
 from matteflow.settings import Settings
+from matteflow.workers.callbacks import MAX_CALLBACK_URL_CHARS
 
 from .context import matte_in_flight_bound
 
@@ -206,6 +207,12 @@ def _schemas() -> dict[str, Any]:
                     "description": "When the results are deleted (MATTEFLOW_RESULT_TTL_HOURS after creation).",
                 },
                 "options": {"type": "object", "nullable": True},
+                "callback": {
+                    "type": "string",
+                    "nullable": True,
+                    "enum": ["pending", "delivered", "gave_up", None],
+                    "description": "The job-finished callback: pending, delivered or gave_up; null without one.",
+                },
                 "names": {"type": "array", "items": {"type": "string"}, "description": "The first item names."},
                 "thumbnail_url": {"type": "string", "nullable": True, "description": "The first done result."},
                 "status_url": {"type": "string"},
@@ -241,6 +248,12 @@ def _schemas() -> dict[str, Any]:
                 "finished_at": {"type": "number", "nullable": True},
                 "error": {"type": "string", "nullable": True, "description": "Why the job could not run."},
                 "options": {"type": "object", "nullable": True},
+                "callback": {
+                    "type": "string",
+                    "nullable": True,
+                    "enum": ["pending", "delivered", "gave_up", None],
+                    "description": "The job-finished callback: pending, delivered or gave_up; null without one.",
+                },
                 "items": {"type": "array", "items": _ref("Item")},
                 "status_url": {"type": "string"},
                 "results_url": {"type": "string"},
@@ -257,6 +270,15 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
         media: {"schema": {"type": "string", "format": "binary"}} for media in ("image/png", "image/jpeg", "image/webp")
     }
     api_key = [{}, {"apiKey": []}, {"bearer": []}]
+    callback_url = {
+        "type": "string",
+        "maxLength": MAX_CALLBACK_URL_CHARS,
+        "example": "https://pipeline.example.com/matteflow-done",
+        "description": "POSTed the job's outcome (JSON: event job.finished, id, state, counts, status_url, "
+        "results_url) once the job ends; at least once (deduplicate on X-MatteFlow-Delivery), signed with "
+        "X-MatteFlow-Signature: sha256=<HMAC> when the server has MATTEFLOW_CALLBACK_SECRET. Its host must be in "
+        "the server's MATTEFLOW_CALLBACK_HOSTS (400 invalid_option otherwise, and when callbacks are off).",
+    }
     bad_backdrop = _error(
         "The background image (file part background_image) is not a decodable image: empty, not an image "
         "(invalid_image). A bad image among the files is a failed item instead."
@@ -337,6 +359,7 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                                             "minItems": 1,
                                             "maxItems": settings.max_files_per_job,
                                         },
+                                        "callback_url": callback_url,
                                         "kind": {
                                             "type": "string",
                                             "enum": ["batch", "single"],
@@ -422,7 +445,11 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                         "required": False,
                         "content": {
                             "multipart/form-data": {
-                                "schema": {"type": "object", "additionalProperties": False, "properties": options}
+                                "schema": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "properties": {**options, "callback_url": callback_url},
+                                }
                             }
                         },
                     },

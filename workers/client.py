@@ -73,15 +73,17 @@ class JobClient:
         *,
         kind: str = "batch",
         backdrop: Upload | None = None,
+        callback: str = "",
     ) -> str:
         """Store the uploads, record the job and enqueue its good items; returns the job id.
 
         Each upload is bytes or a seekable binary stream (copied to storage through a bounded buffer, never
         read whole). A file that fails the header check becomes a failed item with its message (never enqueued).
         ``backdrop`` is the background image every item is composited over (``options.background_image``);
-        unlike an item, a bad one fails the whole request. Raises InvalidOptionError for options that are not a
-        MatteOptions or a background image missing or not asked for, the InputError of a bad background image,
-        ValueError for no files or more than ``max_files_per_job``.
+        unlike an item, a bad one fails the whole request. ``callback`` is a URL already checked with
+        :func:`callbacks.check_callback_url`, told when the job ends. Raises InvalidOptionError for options
+        that are not a MatteOptions or a background image missing or not asked for, the InputError of a bad
+        background image, ValueError for no files or more than ``max_files_per_job``.
         """
         if not isinstance(options, MatteOptions):
             raise InvalidOptionError("options must be parsed with matteflow.core.options.parse_options")
@@ -111,7 +113,7 @@ class JobClient:
                     data.seek(0)
                 write_atomic(job_files.input_path(index, stored), data)
                 items.append(NewItem(safe, stored))
-            self.store.create(job_id, items, options.to_dict(), kind=kind)
+            self.store.create(job_id, items, options.to_dict(), kind=kind, callback=callback)
         except BaseException:
             job_files.remove()  # nothing half-made stays behind
             raise

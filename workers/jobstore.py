@@ -185,8 +185,16 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[
 return 0
 """
 
+# KEYS: job hash, callbacks set; ARGV: final callback state, job id.
+_END_CALLBACK = """
+if redis.call('exists', KEYS[1]) == 1 then redis.call('hset', KEYS[1], 'callback_state', ARGV[1]) end
+redis.call('srem', KEYS[2], ARGV[2])
+return 1
+"""
+
 JOBS_KEY = "mf:jobs"
 OPEN_KEY = "mf:jobs:open"
+CALLBACKS_KEY = "mf:jobs:callbacks"  # jobs whose finished-callback is not delivered (or given up) yet
 
 
 def make_redis(settings: Settings, *, fast_fail: bool = False) -> redis.Redis:
@@ -243,6 +251,7 @@ class JobStore:
         self._start = client.register_script(_START_ITEM)
         self._end = client.register_script(_END_ITEM)
         self._finish = client.register_script(_FINISH_JOB)
+        self._end_callback = client.register_script(_END_CALLBACK)
         self._renew = client.register_script(_RENEW_LEASES)
         self._requeue = client.register_script(_REQUEUE_EXPIRED)
         self._touch = client.register_script(_TOUCH)
@@ -252,8 +261,11 @@ class JobStore:
 
     # -- creation and reading ---------------------------------------------------------------------------
 
-    def create(self, job_id: str, items: Sequence[NewItem], options: dict[str, Any], kind: str = "batch") -> None:
-        """Record a new job with its items (queued, or failed at intake) in one transaction."""
+    def create(
+        self, job_id: str, items: Sequence[NewItem], options: dict[str, Any], kind: str = "batch", callback: str = ""
+    ) -> None:
+        """Record a new job with its items (queued, or failed at intake) in one transaction; ``callback`` is
+        the URL told when it finishes (workers/callbacks.py)."""
         now = time.time()
         failed = sum(1 for item in items if item.error)
         pipe = self.redis.pipeline(transaction=True)
@@ -272,8 +284,12 @@ class JobStore:
                 "finished_at": "",
                 "options": json.dumps(options),
                 "zip": "",
+                "callback": callback,
+                "callback_state": "pending" if callback else "",
             },
         )
+        if callback:
+            pipe.sadd(CALLBACKS_KEY, job_id)
         pipe.hset(
             _job_key(job_id, "state"),
             mapping={i: ("failed" if item.error else "queued") for i, item in enumerate(items)},
@@ -335,6 +351,7 @@ class JobStore:
             "options": json.loads(job["options"]),
             "zip": job.get("zip") or None,
             "error": job.get("job_error") or None,
+            "callback": job.get("callback_state") or None,
             "items": items,
         }
 
@@ -472,6 +489,14 @@ class JobStore:
 
     # -- sweeps -------------------------------------------------------------------------------------------
 
+    def pending_callbacks(self) -> list[str]:
+        return sorted(_text(v) for v in self.redis.smembers(CALLBACKS_KEY))
+
+    def end_callback(self, job_id: str, state: str) -> None:
+        """The job's callback was ``delivered`` or ``gave_up``: no sweep sends it again. A job deleted
+        meanwhile stays deleted (no key is recreated)."""
+        self._end_callback(keys=[_job_key(job_id), CALLBACKS_KEY], args=[state, job_id])
+
     def open_jobs(self) -> list[str]:
         return sorted(_text(v) for v in self.redis.smembers(OPEN_KEY))
 
@@ -497,5 +522,6 @@ class JobStore:
         pipe.delete(*keys)
         pipe.zrem(JOBS_KEY, job_id)
         pipe.srem(OPEN_KEY, job_id)
+        pipe.srem(CALLBACKS_KEY, job_id)
         removed, *_ = pipe.execute()
         return bool(removed)

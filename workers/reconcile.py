@@ -8,6 +8,7 @@
 - A job with no progress for ``job_stale_after_s`` while the queue is empty has its open, unleased items sent
   again (their messages were lost with an un-persisted second of Redis, or held by a worker that died before
   starting them); tasks are idempotent, so a duplicate costs nothing.
+- An ended job whose callback is still pending gets its notice sent again (workers/callbacks.py).
 - Jobs older than ``result_ttl_hours`` lose their files and Redis keys, and job folders that Redis no
   longer knows are removed once they are that old.
 
@@ -27,8 +28,17 @@ from matteflow import metrics
 from matteflow.forksafe import fork_deferred
 from matteflow.settings import Settings
 
+from .callbacks import claim_notice
 from .jobstore import ENDED, JobStore, chunked, make_redis
-from .queues import FINALIZE_TASK, PROCESS_TASK, broker_queue_length, enqueue_headers, finalize_queue, queue_for_kind
+from .queues import (
+    FINALIZE_TASK,
+    NOTIFY_TASK,
+    PROCESS_TASK,
+    broker_queue_length,
+    enqueue_headers,
+    finalize_queue,
+    queue_for_kind,
+)
 from .storage import TRASH_PREFIX, JobFiles, is_valid_job_id, remove_tree
 
 log = logging.getLogger(__name__)
@@ -61,6 +71,7 @@ class SweepReport:
     resent: dict[str, list[int]] = field(default_factory=dict)
     expired: list[str] = field(default_factory=list)
     orphans_removed: list[str] = field(default_factory=list)
+    notified: list[str] = field(default_factory=list)
 
 
 def reconcile_once(settings: Settings, store: JobStore, send_task: SendTask, now: float | None = None) -> SweepReport:
@@ -103,6 +114,14 @@ def reconcile_once(settings: Settings, store: JobStore, send_task: SendTask, now
                     settings.job_stale_after_s,
                     open_items,
                 )
+    for job_id in store.pending_callbacks():
+        # An ended job whose notice was never sent (a worker killed between finishing it and sending) or
+        # whose notice was lost with its worker: sent again, once per NOTIFY_RESEND_S.
+        if store.job_fields(job_id) is None:
+            store.end_callback(job_id, "gone")
+        elif claim_notice(store, job_id):
+            send_task(NOTIFY_TASK, [job_id], "batch")
+            report.notified.append(job_id)
     cutoff = now - settings.result_ttl_hours * 3600
     for job_id in store.jobs_created_before(cutoff):
         store.delete(job_id)
@@ -149,7 +168,7 @@ class ReconcilerThread(threading.Thread):
 
     def _send(self, name: str, args: list[Any], kind: str) -> object:
         base = self.settings.worker_queue
-        queue = finalize_queue(base) if name == FINALIZE_TASK else queue_for_kind(base, kind)
+        queue = finalize_queue(base) if name in (FINALIZE_TASK, NOTIFY_TASK) else queue_for_kind(base, kind)
         return self.app.send_task(name, args=args, queue=queue, headers=enqueue_headers())
 
     def run(self) -> None:

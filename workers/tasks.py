@@ -15,16 +15,25 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+import requests
 from celery import Task, shared_task
 
 from matteflow import metrics
 from matteflow.settings import Settings, usable_cpus
 
+from . import callbacks
 from .aggregate import LockLostError, finalize_job
-from .jobstore import JobStore, make_redis
+from .jobstore import ENDED, JobStore, make_redis
 from .leases import lease_keeper
 from .processing import ChunkRunner
-from .queues import ENQUEUED_AT_HEADER, FINALIZE_TASK, PROCESS_TASK, enqueue_headers, finalize_queue
+from .queues import (
+    ENQUEUED_AT_HEADER,
+    FINALIZE_TASK,
+    NOTIFY_TASK,
+    PROCESS_TASK,
+    enqueue_headers,
+    finalize_queue,
+)
 
 if TYPE_CHECKING:
     from matteflow.core.engine import MatteEngine
@@ -150,7 +159,10 @@ def finalize_batch(self: Task, job_id: str) -> str:
     _observe_queue_wait(self.request)
     store = job_store(settings)
     try:
-        return finalize_job(store, settings, job_id)
+        outcome = finalize_job(store, settings, job_id)
+        if outcome in ("done", "already"):
+            send_notice(self.app, store, job_id)
+        return outcome
     except LockLostError:  # we stalled past the lock; whoever holds it now finishes the job
         log.warning("job %s: lost the finalize lock while writing the archive; leaving it to its holder", job_id)
         return "busy"
@@ -160,6 +172,49 @@ def finalize_batch(self: Task, job_id: str) -> str:
         if self.request.retries >= settings.task_max_retries:
             store.finish_job(job_id, state="failed", error=f"could not write the results archive: {exc}")
             metrics.JOBS_TOTAL.labels(state="failed").inc()
+            send_notice(self.app, store, job_id)
             return "failed"
         metrics.TASK_RETRIES_TOTAL.inc()
         raise self.retry(exc=exc, countdown=backoff_seconds(settings, self.request.retries)) from exc
+
+
+def send_notice(app: Any, store: JobStore, job_id: str) -> bool:
+    """Enqueue the job's callback if it has one to send (:func:`callbacks.claim_notice`)."""
+    if not callbacks.claim_notice(store, job_id):
+        return False
+    settings: Settings = app.settings
+    app.send_task(NOTIFY_TASK, args=[job_id], queue=finalize_queue(settings.worker_queue), headers=enqueue_headers())
+    return True
+
+
+@shared_task(bind=True, name=NOTIFY_TASK, max_retries=None)
+def notify_job(self: Task, job_id: str) -> str:
+    """POST the finished job's status to its callback URL; retried with backoff, then given up."""
+    settings: Settings = self.app.settings
+    store = job_store(settings)
+    job = store.job_fields(job_id)
+    if job is None or job.get("callback_state") != "pending" or job.get("state") not in ENDED:
+        return "nothing"  # deleted, already delivered or given up, or not finished
+    body = callbacks.notice_body(job, settings)
+    headers = callbacks.notice_headers(body, job_id, settings)
+    try:
+        # No redirects: a receiver on an allowed host must not bounce the POST to one that is not.
+        response = requests.post(
+            job["callback"], data=body, headers=headers, timeout=settings.callback_timeout_s, allow_redirects=False
+        )
+        failure = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
+    except requests.RequestException as exc:
+        failure = type(exc).__name__
+    if failure is None:
+        store.end_callback(job_id, "delivered")
+        metrics.CALLBACKS_TOTAL.labels(outcome="delivered").inc()
+        return "delivered"
+    if self.request.retries + 1 >= settings.callback_max_attempts:
+        store.end_callback(job_id, "gave_up")
+        metrics.CALLBACKS_TOTAL.labels(outcome="gave_up").inc()
+        log.warning("job %s: callback not delivered after %s attempts (%s)", job_id, self.request.retries + 1, failure)
+        return "gave_up"
+    metrics.CALLBACKS_TOTAL.labels(outcome="retried").inc()
+    countdown = backoff_seconds(settings, self.request.retries)
+    log.info("job %s: callback failed (%s); retry in %.1fs", job_id, failure, countdown)
+    raise self.retry(countdown=countdown)

@@ -62,6 +62,7 @@ def test_each_process_exports_its_own_metrics_with_their_types(redis_client, tmp
         "matteflow_items": "counter",
         "matteflow_task_retries": "counter",
         "matteflow_resent": "counter",
+        "matteflow_callbacks": "counter",
         "matteflow_tasks": "counter",
         "matteflow_stage_seconds": "histogram",
         "matteflow_item_seconds": "histogram",
