@@ -236,23 +236,27 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
 @bp.post("/jobs/<job_id>/rerun")
 def rerun_job(job_id: str) -> tuple[Response, int, dict[str, str]]:
     """A new job from the stored uploads of ``job_id`` with new options: nothing is uploaded again. A
-    background image comes with the request, or is the source job's when the options ask for one."""
+    background image comes with the request, or is the source job's when the options ask for one. ``items``
+    (indices, comma-separated) runs only those items, in that order (one doubtful photo of a batch)."""
     ctx = web_context()
     owner = _owner()
     refuse_nameless_parts(request.form, request.files)
     backdrop, implied = _backdrop_upload()
     callback = _callback_url()
+    job_fields = ("callback_url", "items")
     options = _request_options(
-        _without(request.args, "callback_url"), _without(request.form, "callback_url"), implied
+        _without(request.args, *job_fields), _without(request.form, *job_fields), implied
     ).options
     source = _job_or_404(job_id)
+    chosen = _chosen_items(request.form.get("items") or request.args.get("items"), len(source.get("items", [])))
     with ExitStack() as opened:
         stored_backdrop = ctx.jobs.backdrop_file(job_id) if backdrop is None and options.background_image else None
         if stored_backdrop is not None:
             backdrop = opened.enter_context(stored_backdrop.open("rb"))
         # Streams, not bytes: the client copies each stored upload through a bounded buffer.
         inputs = []
-        for item in source.get("items", []):
+        items = source.get("items", [])
+        for item in items if chosen is None else [items[i] for i in chosen]:
             path = ctx.jobs.input_file(job_id, int(item["index"]))
             if path is not None:
                 inputs.append((item.get("name") or f"image_{item['index']}", opened.enter_context(path.open("rb"))))
@@ -264,6 +268,24 @@ def rerun_job(job_id: str) -> tuple[Response, int, dict[str, str]]:
         _job_index().record(owner, new_id)
     urls = _job_urls(new_id)
     return jsonify({"id": new_id, "source": job_id, **urls}), 202, {"Location": urls["status_url"]}
+
+
+def _chosen_items(field: str | None, total: int) -> list[int] | None:
+    """The ``items`` field of a rerun: indices of the source job, each once, or None for all of them."""
+    if not field or not field.strip():
+        return None
+    try:
+        chosen = [int(part) for part in field.split(",") if part.strip()]
+    except ValueError:
+        raise ApiError(400, "invalid_option", f"items must be item indices like 0,3,7, got {shown(field)}") from None
+    bad = [i for i in chosen if not 0 <= i < total]
+    if bad or len(set(chosen)) != len(chosen) or not chosen:
+        raise ApiError(
+            400,
+            "invalid_option",
+            f"items must name each item of the job (0-{total - 1}) at most once, got {shown(field)}",
+        )
+    return chosen
 
 
 def _without(source: Any, *names: str) -> dict[str, str]:

@@ -448,7 +448,17 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                                 "schema": {
                                     "type": "object",
                                     "additionalProperties": False,
-                                    "properties": {**options, "callback_url": callback_url},
+                                    "properties": {
+                                        **options,
+                                        "callback_url": callback_url,
+                                        "items": {
+                                            "type": "string",
+                                            "pattern": "^[0-9]+(,[0-9]+)*$",
+                                            "example": "0,3,7",
+                                            "description": "Only these items of the job (indices), in this "
+                                            "order; all of them when omitted.",
+                                        },
+                                    },
                                 }
                             }
                         },

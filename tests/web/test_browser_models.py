@@ -63,3 +63,27 @@ def test_an_unsure_result_offers_the_other_model_in_one_click(page: Any, samples
 
     page.click("#single-reset")  # no photo on screen: nothing to offer
     assert not button.is_visible()
+
+
+def test_a_doubtful_batch_item_can_be_run_again_with_the_other_model(page: Any, samples: Any) -> None:
+    page.click("#tab-batch")
+    photos = [{"name": n, "mimeType": "image/jpeg", "buffer": samples.jpeg} for n in ("alice.jpg", "bob.jpg")]
+    page.set_input_files("#batch-input", photos)
+    page.click("#batch-start")
+    page.wait_for_selector("#batch-job[data-state=done]", timeout=RESULT_TIMEOUT_MS)
+    page.locator(".item[data-state=done] .item-open").nth(1).click()
+    button = page.locator("#viewer-try-model")
+    assert button.is_visible() and button.inner_text() == "Try “Products & objects”"
+    first = page.get_attribute("#viewer-download", "href")
+    with page.expect_request(lambda request: request.url.endswith("/rerun")) as rerun:
+        button.click()
+    sent = rerun.value.post_data or ""
+    assert 'name="items"\r\n\r\n1\r\n' in sent and 'name="model"\r\n\r\ngeneral\r\n' in sent
+    page.wait_for_function(
+        "() => document.getElementById('viewer-note').textContent.startsWith('Made with')", timeout=RESULT_TIMEOUT_MS
+    )
+    assert not button.is_visible()  # one try per opening
+    redone = page.get_attribute("#viewer-download", "href")
+    assert redone != first and "/jobs/" in redone  # the new job's result, offered for download
+    assert page.get_attribute("#viewer-after", "src") == redone.replace("?download=1", "")
+    page.click("#viewer-close")

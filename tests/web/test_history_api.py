@@ -185,6 +185,19 @@ def test_rerun_refusals(client: FlaskClient, samples: Any) -> None:
     )
 
 
+def test_a_rerun_can_take_only_some_items_of_a_batch(client: FlaskClient, samples: Any) -> None:
+    source = create(client, [("a.jpg", samples.jpeg), ("b.png", samples.png), ("c.jpg", samples.jpeg)])
+    wait_for_job(client, source["status_url"])
+    response = client.post(f"/api/v1/jobs/{source['id']}/rerun", data={"items": "2,1", "model": "general"})
+    assert response.status_code == 202, response.data
+    job = wait_for_job(client, response.get_json()["status_url"])
+    assert [item["name"] for item in job["items"]] == ["c.jpg", "b.png"] and job["options"]["model"] == "general"
+    assert all(item["state"] == "done" for item in job["items"])
+    for bad in ("3", "1,1", "x", "-1", ","):
+        refused = client.post(f"/api/v1/jobs/{source['id']}/rerun", data={"items": bad})
+        assert refused.status_code == 400 and refused.get_json()["error"] == "invalid_option", bad
+
+
 def test_the_upload_itself_is_served_for_before_after(client: FlaskClient, samples: Any) -> None:
     created = create(client, [("alice.jpg", samples.jpeg), ("notes.png", samples.text)])
     job = wait_for_job(client, created["status_url"])

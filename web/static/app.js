@@ -981,7 +981,7 @@
   let viewerOpener = null;
 
   function openViewer(jobId, item, opener, options) {
-    viewerItem = { jobId, item };
+    viewerItem = { jobId, item, options, retry: null };
     showFraming($("viewer-compare"), $("viewer-range"), options);
     viewerOpener = opener;
     renderViewer();
@@ -1004,12 +1004,59 @@
 
   function renderViewer() {
     if (!viewerItem) return;
-    const { item } = viewerItem;
+    const { item, retry } = viewerItem;
     $("viewer-name").textContent = item.name;
     $("viewer-badge").textContent = t("state." + item.state);
     $("viewer").dataset.state = item.state;
     $("viewer-reason").textContent = item.state === "failed" ? errorText(itemError(item)) : "";
+    // A doubtful result offers the other network for this one photo (a re-run of this item alone).
+    const other = item.state === "done" && needsCheck(item.confidence) && !retry ? viewerOtherModel(item) : null;
+    const button = $("viewer-try-model");
+    button.classList.toggle("hidden", !other);
+    button.dataset.model = other || "";
+    button.textContent = other ? t("result.tryModel", { model: t(`model.${other}`) }) : "";
+    let note = "";
+    if (retry && retry.error) note = `${t("error.prefix")}: ${errorText(retry.error)}`;
+    else if (retry && retry.done) note = t("viewer.otherModel", { model: t(`model.${retry.model}`) });
+    else if (retry) note = t("viewer.running", { model: t(`model.${retry.model}`) });
+    $("viewer-note").textContent = note;
   }
+
+  function viewerOtherModel(item) {
+    return item.model === "general" ? "people" : "general";
+  }
+
+  /** Run this one item again with the other model and the batch's own options; show and offer the result. */
+  $("viewer-try-model").addEventListener("click", async (e) => {
+    const shown = viewerItem;
+    const model = e.currentTarget.dataset.model;
+    if (!shown || !model) return;
+    shown.retry = { model, done: false, error: null };
+    renderViewer();
+    const body = new FormData();
+    for (const [name, value] of Object.entries(shown.options || {})) {
+      if (value !== null && value !== undefined && name !== "model") body.append(name, String(value));
+    }
+    body.append("model", model);
+    body.append("items", String(shown.item.index));
+    const alive = () => viewerItem === shown;
+    try {
+      const created = await postForm(`/api/v1/jobs/${encodeURIComponent(shown.jobId)}/rerun`, body);
+      HISTORY.add({ id: created.id, kind: "batch", names: [shown.item.name], total: 1, created: Date.now() });
+      refreshHistoryCount();
+      const status = await waitForJob(created.id, alive);
+      if (!status) return;
+      const redone = status.items[0];
+      if (!redone || redone.state !== "done") throw redone ? itemError(redone) : { codes: ["matting_error"], params: {} };
+      $("viewer-after").src = redone.result_url;
+      $("viewer-download").href = withQuery(redone.result_url, "download=1");
+      shown.retry.done = true;
+    } catch (err) {
+      if (!alive()) return;
+      shown.retry.error = err;
+    }
+    renderViewer();
+  });
 
   $("viewer-before").addEventListener("error", () => $("viewer-before").classList.add("hidden"));
   $("viewer-close").addEventListener("click", () => $("viewer").close());
