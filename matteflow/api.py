@@ -11,6 +11,7 @@ from PIL import Image
 
 if TYPE_CHECKING:
     from .core.engine import MatteEngine
+    from .core.imageio import DecodedImage
 
 DEFAULT_MAX_PIXELS = 60_000_000
 
@@ -81,41 +82,34 @@ def remove(
     explicit ``options`` win over it. ``engine`` defaults to a shared engine with the shipped models. Raises
     :class:`matteflow.core.errors.InvalidImageError` / ``InvalidOptionError`` for bad input.
     """
-    from .core.imageio import decode_image
     from .core.instructions import resolve_options
 
     if background_image is not None:
         options = {**options, "background_image": True}
     parsed = resolve_options(options, instruction).options
     engine = engine or get_engine()
-    backdrop = None if background_image is None else _rgb(background_image, engine.max_pixels)
+    backdrop = None if background_image is None else _decoded(background_image, engine.max_pixels, "background_image")
     if isinstance(image, (bytes, bytearray, memoryview)):
-        return engine.process_bytes(bytes(image), parsed, backdrop).image
+        return engine.process_bytes(bytes(image), parsed, None if backdrop is None else backdrop.rgb).image
+    decoded = _decoded(image, engine.max_pixels, "remove()")
+    pixels, _ = engine.process_array(decoded.rgb, parsed, decoded.alpha, None if backdrop is None else backdrop.rgb)
+    return Image.fromarray(pixels) if isinstance(image, Image.Image) else pixels
+
+
+def _decoded(image: bytes | Image.Image | np.ndarray, max_pixels: int, what: str) -> DecodedImage:
+    """Any image ``remove()`` takes (the photo or its backdrop) as an upright RGB array plus its own alpha.
+    A PIL image goes through the same decoder as bytes (every mode converted the same way)."""
+    from .core.imageio import DecodedImage, decode_image
+
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return decode_image(bytes(image), max_pixels)
     if isinstance(image, Image.Image):
         buffer = io.BytesIO()
         image.save(buffer, format="PNG", compress_level=0)
-        decoded = decode_image(buffer.getvalue(), engine.max_pixels)
-        pixels, _ = engine.process_array(decoded.rgb, parsed, decoded.alpha, backdrop)
-        return Image.fromarray(pixels)
+        return decode_image(buffer.getvalue(), max_pixels)
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (3, 4):
             raise ValueError(f"expected an H x W x 3|4 uint8 array, got {image.shape} {image.dtype}")
         alpha = image[:, :, 3] if image.shape[2] == 4 else None
-        pixels, _ = engine.process_array(image[:, :, :3], parsed, alpha, backdrop)
-        return pixels
-    raise TypeError(f"remove() takes bytes, a PIL image or a numpy array, not {type(image).__name__}")
-
-
-def _rgb(image: bytes | Image.Image | np.ndarray, max_pixels: int) -> np.ndarray:
-    """A backdrop as an upright H x W x 3 uint8 RGB array."""
-    from .core.imageio import decode_image
-
-    if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (3, 4):
-            raise ValueError(f"expected an H x W x 3|4 uint8 background image, got {image.shape} {image.dtype}")
-        return np.ascontiguousarray(image[:, :, :3])
-    if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
-    if isinstance(image, (bytes, bytearray, memoryview)):
-        return decode_image(bytes(image), max_pixels).rgb
-    raise TypeError(f"background_image takes bytes, a PIL image or a numpy array, not {type(image).__name__}")
+        return DecodedImage(np.ascontiguousarray(image[:, :, :3]), alpha)
+    raise TypeError(f"{what} takes bytes, a PIL image or a numpy array, not {type(image).__name__}")

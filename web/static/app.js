@@ -436,7 +436,10 @@
   function otherModel(check) {
     if (!check || !check.model) return null;
     if (window.MF_INSTRUCTION && window.MF_INSTRUCTION.entries(false)) return null;
-    return check.model === "general" ? "people" : "general";
+    return otherModelOf(check.model);
+  }
+  function otherModelOf(model) {
+    return model === "general" ? "people" : "general";
   }
 
   function renderTryModel(check) {
@@ -1010,7 +1013,7 @@
     $("viewer").dataset.state = item.state;
     $("viewer-reason").textContent = item.state === "failed" ? errorText(itemError(item)) : "";
     // A doubtful result offers the other network for this one photo (a re-run of this item alone).
-    const other = item.state === "done" && needsCheck(item.confidence) && !retry ? viewerOtherModel(item) : null;
+    const other = item.state === "done" && needsCheck(item.confidence) && !retry ? otherModelOf(item.model) : null;
     const button = $("viewer-try-model");
     button.classList.toggle("hidden", !other);
     button.dataset.model = other || "";
@@ -1020,10 +1023,6 @@
     else if (retry && retry.done) note = t("viewer.otherModel", { model: t(`model.${retry.model}`) });
     else if (retry) note = t("viewer.running", { model: t(`model.${retry.model}`) });
     $("viewer-note").textContent = note;
-  }
-
-  function viewerOtherModel(item) {
-    return item.model === "general" ? "people" : "general";
   }
 
   /** Run this one item again with the other model and the batch's own options; show and offer the result. */
