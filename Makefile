@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install -q -e '.[torch,train,dev]'
+	@# pymatting's numba functions compile on first import (~40 s on 2 cores) and cache beside the package:
+	@# pay it here, not in the first --refine a user runs.
+	$(BIN)/python -c "import pymatting"
 	@touch $(STAMP)
 
 run: install

@@ -246,7 +246,7 @@ def shrink_photo(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def snap_alpha(alpha: torch.Tensor, inplace: bool = False) -> torch.Tensor:
-    """Clip to [0, 1] and snap what would round to 0 or 255 in 8 bits (see ``postprocess._snap``)."""
+    """Clip to [0, 1] and snap what would round to 0 or 255 in 8 bits (see ``postprocess.snap_alpha``)."""
     # Below 0 is below the low snap and above 1 above the high one: the two snaps are the clip as well.
     low = alpha < 0.5 / 255.0
     alpha = alpha.masked_fill_(low, 0.0) if inplace else alpha.masked_fill(low, 0.0)

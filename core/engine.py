@@ -33,6 +33,7 @@ from .imageio import (
 )
 from .model import STRIDE, MattingModel
 from .options import MatteOptions
+from .refine import refine_edges
 from .registry import AUTO, ENSEMBLE, GENERAL, PEOPLE, ModelSet
 
 log = logging.getLogger(__name__)
@@ -159,6 +160,8 @@ class MatteEngine:
         if prepared.input_alpha is not None:
             # An input that is already partly transparent keeps its transparency.
             alpha *= prepared.input_alpha.astype(np.float32) / 255.0
+        if options.refine:
+            alpha = refine_edges(alpha, prepared.rgb)
         alpha = postprocess.apply_alpha_threshold(alpha, options.alpha_threshold)
         if options.keep == "main":
             alpha = postprocess.keep_main_subject(alpha)

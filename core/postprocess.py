@@ -71,7 +71,7 @@ def upsample_alpha_guided(
     mean_b = _box(b_coef, radius)
     q_work = mean_a[:, :, 0] * r + mean_a[:, :, 1] * g + mean_a[:, :, 2] * b + mean_b
     if (work_w, work_h) == (full_w, full_h):
-        return _snap(q_work)
+        return snap_alpha(q_work)
 
     # Full resolution: q = a . I + b with a, b upsampled (the fast guided filter). OpenCV's element-wise
     # multiply and per-pixel channel sum (transform) keep this to a few multithreaded passes over the frame.
@@ -80,10 +80,10 @@ def upsample_alpha_guided(
     weighted = cv2.multiply(mean_a, image.astype(np.float32), scale=1.0 / 255.0)
     alpha = cv2.transform(weighted, np.ones((1, 3), np.float32))
     alpha += mean_b
-    return _snap(alpha)
+    return snap_alpha(alpha)
 
 
-def _snap(alpha: np.ndarray) -> np.ndarray:
+def snap_alpha(alpha: np.ndarray) -> np.ndarray:
     """Clip to [0, 1] and snap what would round to 0 or 255 in 8 bits: the filter leaves a faint ripple in flat
     regions, and the subject must stay solid, the background fully clear, only the true edge band soft."""
     np.clip(alpha, 0.0, 1.0, out=alpha)

@@ -6,7 +6,7 @@ it: IoU of ``alpha >= 0.5`` vs ``truth >= 0.5``, and SAD (sum of |alpha - truth|
 soft. It also counts the model each photo went through and the confidence of each result.
 
     python -m matteflow.training.eval_pipeline --images DIR --truth DIR [--model auto] [--preset ecommerce]
-        [--people-spec default] [--general-spec general] [--json out.json]
+        [--refine] [--people-spec default] [--general-spec general] [--json out.json]
 
 ``--rembg-style`` scores the general network as rembg uses it instead (square input, the raw output resized
 to the photo, no guided filter or post-processing), the baseline the general model is compared with.
@@ -78,7 +78,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     values = {"model": args.model, "format": "png", "background": "transparent"}
     if args.preset:
         values = {"preset": args.preset, **({"model": args.model} if args.model_given else {})}
-    options = parse_options(values)
+    options = parse_options(values, refine=args.refine or None)
     rows = []
     for image_path, truth_path in find_pairs(Path(args.images), Path(args.truth)):
         data = image_path.read_bytes()
@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--people-spec", default="default", help="load_model spec behind 'people'")
     parser.add_argument("--general-spec", default="general", help="load_model spec behind 'general'")
     parser.add_argument("--rembg-style", action="store_true", help="score the general network as rembg runs it")
+    parser.add_argument("--refine", action="store_true", help="with edge refinement (closed-form matting)")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--json", help="also write the per-image numbers here")
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per image")

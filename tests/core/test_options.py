@@ -123,6 +123,7 @@ def test_form_strings_are_parsed() -> None:
         ({"alpha_threshold": "soft"}, "alpha_threshold must be a whole number"),
         ({"erode": -1}, "erode must be from 0"),
         ({"feather": "maybe"}, "feather must be true or false"),
+        ({"refine": "hair"}, "refine must be true or false"),
         ({"max_side": 8}, "max_side must be from 16"),
         ({"colour": "#fff"}, "unknown option"),
         ({"format": "jpeg", "background": "transparent"}, "jpeg cannot be transparent"),
@@ -138,6 +139,13 @@ def test_jpeg_without_a_background_gets_white() -> None:
     assert parse_options(preset="ecommerce", format="jpeg").background == (255, 255, 255)
 
 
+def test_refine_is_off_unless_asked_and_goes_with_any_preset() -> None:
+    assert parse_options().refine is False
+    assert parse_options({"refine": "true"}).refine is True
+    options = parse_options(preset="marketplace", refine=True)
+    assert options.refine and options.background == (255, 255, 255) and options.crop == "square"
+
+
 def test_to_dict_round_trips() -> None:
-    options = parse_options(preset="avatar", background="#102030", max_side=800, mask=True)
+    options = parse_options(preset="avatar", background="#102030", max_side=800, mask=True, refine=True)
     assert parse_options(options.to_dict()) == options
