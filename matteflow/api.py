@@ -76,7 +76,7 @@ def remove(
 
     ``options`` are the matting options (preset, background, format, alpha_threshold, erode, feather,
     max_side, model: ``auto`` (default), ``people``, ``general`` or ``ensemble``; keep, id_size, max_kb, sheet,
-    crop, crop_margin, output_size). ``background_image`` (encoded bytes, a PIL image or an RGB array) is put
+    crop, crop_margin, output_size, refine). ``background_image`` (encoded bytes, a PIL image or an RGB array) is put
     behind the cut-out, scaled to cover it, instead of a colour.
     ``instruction`` says what you want in words, 中文 or English (``"蓝底二寸证件照"``), read offline;
     explicit ``options`` win over it. ``engine`` defaults to a shared engine with the shipped models. Raises

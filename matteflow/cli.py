@@ -68,6 +68,12 @@ def add_option_arguments(parser: argparse.ArgumentParser, model_specs: bool = Fa
     group.add_argument("--alpha-threshold", type=int, metavar="0-255", help="alpha below this becomes 0")
     group.add_argument("--erode", type=int, metavar="PX", help="shrink the matte edge by this many pixels")
     group.add_argument("--feather", action=argparse.BooleanOptionalAction, default=None, help="soften the edge")
+    group.add_argument(
+        "--refine",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="solve the edge against the photo (closed-form matting): finer hair and fur, ~0.2-1 s more per image",
+    )
     group.add_argument("--max-side", type=int, metavar="PX", help="downscale so the long side is at most PX")
     group.add_argument("--mask", action="store_true", default=None, help="also write <stem>_mask.png")
     group.add_argument("--keep", choices=KEEP_CHOICES, help="main: only the main person(s), clutter removed")

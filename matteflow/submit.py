@@ -239,6 +239,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     group.add_argument("--alpha-threshold", type=int, metavar="0-255")
     group.add_argument("--erode", type=int, metavar="PX")
     group.add_argument("--feather", action=argparse.BooleanOptionalAction, default=None)
+    group.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None, help="finer hair and fur")
     group.add_argument("--max-side", type=int, metavar="PX")
     group.add_argument("--mask", action=argparse.BooleanOptionalAction, default=None, help="also keep alpha masks")
     group.add_argument("--keep", choices=["all", "main"], help="main: only the main person(s)")
@@ -264,6 +265,7 @@ def option_fields(args: argparse.Namespace) -> dict[str, str]:
         "alpha_threshold": args.alpha_threshold,
         "erode": args.erode,
         "feather": args.feather,
+        "refine": args.refine,
         "max_side": args.max_side,
         "mask": args.mask,
         "keep": args.keep,

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -141,3 +142,20 @@ def test_crop_trims_each_cut_out_to_its_subject_and_says_when_there_is_none(tmp_
 
     contradiction = run_cli(str(FLOWER), "-o", str(out), "--crop-margin", "5")
     assert contradiction.returncode == 2 and "crop_margin is the margin of a crop" in contradiction.stderr
+
+
+def test_refine_changes_only_the_edge_band_and_keeps_stdout_clean(tmp_path: Path) -> None:
+    """--refine solves the edges against the photo: the written alpha differs from the plain run near the
+    outline only (the inside stays solid, the far background clear) and pymatting's own chatter never reaches
+    stdout, which scripts read."""
+    plain = run_cli(str(FLOWER), "-o", str(tmp_path / "plain"), "--report", str(tmp_path / "plain.json"))
+    refined = run_cli(str(FLOWER), "-o", str(tmp_path / "refined"), "--refine", "--report", str(tmp_path / "r.json"))
+    assert plain.returncode == 0 and refined.returncode == 0, refined.stderr
+    assert refined.stdout == plain.stdout
+    assert read_report(tmp_path / "r.json")["options"]["refine"] is True
+    alpha_plain = np.asarray(Image.open(tmp_path / "plain" / "flower.png").getchannel("A"), np.int16)
+    alpha_refined = np.asarray(Image.open(tmp_path / "refined" / "flower.png").getchannel("A"), np.int16)
+    changed = np.abs(alpha_refined - alpha_plain) > 8
+    assert 0.001 < changed.mean() < 0.15, changed.mean()
+    solid, clear = alpha_plain == 255, alpha_plain == 0
+    assert (alpha_refined[solid] >= 128).all() and (alpha_refined[clear] < 128).all()

@@ -47,6 +47,12 @@ def _option_properties(default_model: str) -> dict[str, Any]:
         "alpha_threshold": {"type": "integer", "minimum": 0, "maximum": 255, "default": 0},
         "erode": {"type": "integer", "minimum": 0, "maximum": MAX_ERODE, "default": 0},
         "feather": {"type": "boolean", "default": False},
+        "refine": {
+            "type": "boolean",
+            "default": False,
+            "description": "Solve the matte's edge against the photo (closed-form matting): finer hair, fur and "
+            "soft edges, about 0.2-1 s more CPU per photo.",
+        },
         "max_side": {
             "type": "integer",
             "minimum": 16,

@@ -55,6 +55,10 @@ def describe_value(name: str, value: Any, lang: str = "en") -> str:
         return f"{label} {value}" + (f"（{_PRESETS_ZH[value]}）" if zh and value in _PRESETS_ZH else "")
     if name == "background":
         return f"{label} {_colour(value, lang)}"
+    if name == "refine":
+        if zh:
+            return "精细边缘（发丝、毛发，较慢）" if value else "不做边缘精修"
+        return "edges refined against the photo (hair, fur; slower)" if value else "edges not refined"
     if isinstance(value, bool):
         if zh:
             return f"{label}：{'是' if value else '否'}"

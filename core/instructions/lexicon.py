@@ -167,12 +167,19 @@ _SETS: dict[tuple[str, ...], dict[str, Any]] = {
     ("sharp", "sharper", "crisp", "crisper", "hard edge", "hard edges", "sharp edges", "crisp edges"): {
         "feather": False
     },
-    # Fine hair: keep every faint strand (no threshold, no erosion).
+    # Fine hair: keep every faint strand (no threshold, no erosion) and solve the edge against the photo.
     ("保留发丝", "保留头发", "发丝", "头发丝", "保留细节", "细节", "hair", "hair detail", "fine hair", "strands"): {
         "alpha_threshold": 0,
         "erode": 0,
+        "refine": True,
     },
-    ("wisps", "flyaways", "flyaway hair", "fine detail", "details"): {"alpha_threshold": 0, "erode": 0},
+    ("wisps", "flyaways", "flyaway hair", "fine detail", "details"): {"alpha_threshold": 0, "erode": 0, "refine": True},
+    ("毛发", "毛绒", "抠发丝", "精细边缘", "边缘精细", "fur", "furry", "fluffy", "plush"): {"refine": True},
+    ("refine", "refined", "refine edges", "refined edges", "edge refinement", "detailed edges"): {"refine": True},
+    # Fur is what the refinement is for: pets and plush toys.
+    ("毛绒玩具", "宠物", "猫咪", "狗狗", "plush toy", "teddy", "teddy bear", "pet", "pets", "dog", "cat"): {
+        "refine": True
+    },
     # Masks.
     ("蒙版", "遮罩", "掩膜", "掩码", "alpha通道", "透明通道", "mask", "masks", "alpha mask", "matte"): {"mask": True},
     # Clutter: keep only the main person(s).

@@ -40,6 +40,7 @@ def test_which_options_need_the_numpy_path() -> None:
         {"max_kb": 50},
         {"crop": "subject"},
         {"output_size": "64"},
+        {"refine": True},
     ):
         assert needs_numpy_path(parse_options(options))
     assert needs_numpy_path(parse_options(background_image=True))
@@ -52,6 +53,7 @@ def test_which_options_need_the_numpy_path() -> None:
         {"keep": "main"},
         {"max_kb": 30, "format": "jpeg"},
         {"preset": "marketplace"},
+        {"refine": True},
     ],
 )
 def test_batch_and_single_give_the_numpy_results(engines: tuple, options: dict) -> None:

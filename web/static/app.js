@@ -24,6 +24,7 @@
     alpha_threshold: 0,
     erode: 0,
     feather: false,
+    refine: false,
     crop: "none",
     crop_margin: 0,
     output_size: "none",
@@ -111,6 +112,7 @@
     $("opt-threshold").value = preset.alpha_threshold ?? 0;
     $("opt-erode").value = preset.erode ?? 0;
     $("opt-feather").checked = Boolean(preset.feather);
+    $("opt-refine").checked = Boolean(preset.refine);
     $("opt-model").value = preset.model || config.defaultModel;
     $("opt-crop").value = preset.crop;
     $("opt-crop-margin").value = preset.crop_margin;
@@ -127,6 +129,7 @@
     $("opt-threshold").value = options.alpha_threshold ?? 0;
     $("opt-erode").value = options.erode ?? 0;
     $("opt-feather").checked = Boolean(options.feather);
+    $("opt-refine").checked = Boolean(options.refine);
     $("opt-max-side").value = options.max_side || "";
     $("opt-mask").checked = Boolean(options.mask);
     $("opt-model").value = options.model || config.defaultModel;
@@ -181,6 +184,8 @@
     entries.push(["alpha_threshold", $("opt-threshold").value]);
     entries.push(["erode", $("opt-erode").value || "0"]);
     entries.push(["feather", $("opt-feather").checked ? "true" : "false"]);
+    // Sent only when asked for: the server's default is off, and older job records have no such field.
+    if ($("opt-refine").checked) entries.push(["refine", "true"]);
     const maxSide = $("opt-max-side").value.trim();
     if (maxSide) entries.push(["max_side", maxSide]);
     entries.push(["mask", $("opt-mask").checked ? "true" : "false"]);

@@ -121,6 +121,7 @@
     set("opt-erode", options.erode);
     set("opt-max-side", options.max_side ?? "");
     if ($("opt-feather")) $("opt-feather").checked = Boolean(options.feather);
+    if ($("opt-refine")) $("opt-refine").checked = Boolean(options.refine);
   }
 
   function confirm() {
