@@ -10,6 +10,8 @@ soft. It also counts the model each photo went through and the confidence of eac
 
 ``--rembg-style`` scores the general network as rembg uses it instead (square input, the raw output resized
 to the photo, no guided filter or post-processing), the baseline the general model is compared with.
+``--outputs DIR`` scores the PNGs another tool wrote there (``<stem>.png``, alpha channel), e.g. the rembg CLI
+with its alpha matting (``rembg p -m u2netp -a IMAGES DIR``).
 """
 
 from __future__ import annotations
@@ -82,7 +84,11 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     rows = []
     for image_path, truth_path in find_pairs(Path(args.images), Path(args.truth)):
         data = image_path.read_bytes()
-        if args.rembg_style:
+        if args.outputs:
+            written = Image.open(Path(args.outputs) / f"{image_path.stem}.png")
+            alpha = np.asarray(written.convert("RGBA").getchannel("A"), np.float32) / 255.0
+            model, confidence = "outside", float("nan")
+        elif args.rembg_style:
             rgb = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
             alpha, model, confidence = rembg_style_alpha(models.get(GENERAL), rgb), GENERAL, float("nan")
         else:
@@ -113,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--general-spec", default="general", help="load_model spec behind 'general'")
     parser.add_argument("--rembg-style", action="store_true", help="score the general network as rembg runs it")
     parser.add_argument("--refine", action="store_true", help="with edge refinement (closed-form matting)")
+    parser.add_argument("--outputs", help="score the <stem>.png files another tool wrote here instead")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--json", help="also write the per-image numbers here")
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per image")

@@ -135,3 +135,34 @@ def test_eval_scores_teachers_side_by_side(tmp_path: Path, capsys: pytest.Captur
     assert set(summary) == {"default", "u2netp", "selfie", "teacher-ensemble"}
     assert all(0.0 <= row["mean_iou"] <= 1.0 for row in summary.values())
     assert "teacher-ensemble" in capsys.readouterr().out
+
+
+def test_eval_pipeline_scores_another_tools_outputs_and_the_refined_pipeline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--outputs scores PNGs written elsewhere (a perfect cut-out scores IoU 1, SAD 0; a shifted one less);
+    --refine runs the pipeline with edge refinement and says so in its summary."""
+    from matteflow.training import eval_pipeline
+
+    data = Path(__file__).resolve().parents[1] / "data" / "objects"
+    images, truth, outputs = tmp_path / "images", tmp_path / "truth", tmp_path / "outputs"
+    for folder in (images, truth, outputs):
+        folder.mkdir()
+    (images / "flower.jpg").write_bytes((data / "flower.jpg").read_bytes())
+    (truth / "flower.png").write_bytes((data / "flower_mask.png").read_bytes())
+    mask = cv2.imread(str(data / "flower_mask.png"), cv2.IMREAD_GRAYSCALE)
+    photo = cv2.imread(str(data / "flower.jpg"))
+    cv2.imwrite(str(outputs / "flower.png"), np.dstack([photo, mask]))
+    report = tmp_path / "report.json"
+    common = ["--images", str(images), "--truth", str(truth), "--json", str(report)]
+    assert eval_pipeline.main([*common, "--outputs", str(outputs)]) == 0
+    assert json.loads(report.read_text())["images"][0]["iou"] == 1.0
+    assert json.loads(report.read_text())["summary"]["mean_sad"] == 0.0
+    cv2.imwrite(str(outputs / "flower.png"), np.dstack([photo, np.roll(mask, 12, axis=1)]))
+    assert eval_pipeline.main([*common, "--outputs", str(outputs)]) == 0
+    assert json.loads(report.read_text())["images"][0]["iou"] < 0.95
+
+    assert eval_pipeline.main([*common, "--refine"]) == 0
+    summary = json.loads(report.read_text())["summary"]
+    assert summary["options"]["refine"] is True and summary["mean_iou"] > 0.95
+    assert "1 images: mean IoU" in capsys.readouterr().out
