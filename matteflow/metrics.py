@@ -65,6 +65,11 @@ CALLBACKS_TOTAL = Counter(
     "Deliveries of job-finished callbacks by outcome: delivered, retried (non-2xx, timeout, refused), gave_up.",
     ["outcome"],
 )
+CALLBACK_OUTCOMES = ("delivered", "retried", "gave_up")
+# Every outcome exported at 0 from the start: a series born at 1 has no increase() to show, so the first
+# callback ever given up would slip past MatteflowCallbacksGivingUp.
+for _outcome in CALLBACK_OUTCOMES:
+    CALLBACKS_TOTAL.labels(outcome=_outcome)
 RESENT_TOTAL = Counter(
     "matteflow_resent_total",
     "Work the reconciler sent again: images whose lease expired or whose job stalled, or a lost finalize.",
