@@ -157,11 +157,12 @@ class MatteEngine:
         subject and with ``output_size`` that size, not the photo's. ``backdrop`` (H' x W' x 3 uint8) is the
         photo to composite over when ``options.background_image`` asks for one."""
         alpha = postprocess.upsample_alpha_guided(alpha_low, prepared.rgb)
-        if prepared.input_alpha is not None:
-            # An input that is already partly transparent keeps its transparency.
-            alpha *= prepared.input_alpha.astype(np.float32) / 255.0
         if options.refine:
             alpha = refine_edges(alpha, prepared.rgb)
+        if prepared.input_alpha is not None:
+            # An input that is already partly transparent keeps its transparency (after any refinement, which
+            # solves from colours and would not know that a transparent pixel's colour means nothing).
+            alpha *= prepared.input_alpha.astype(np.float32) / 255.0
         alpha = postprocess.apply_alpha_threshold(alpha, options.alpha_threshold)
         if options.keep == "main":
             alpha = postprocess.keep_main_subject(alpha)

@@ -45,10 +45,11 @@ def test_max_side_caps_the_output(random_engine: MatteEngine, portrait_jpeg: byt
     assert Image.open(io.BytesIO(result.image)).size == (80, 120)
 
 
-def test_input_transparency_is_kept(random_engine: MatteEngine, portrait_rgb: np.ndarray) -> None:
+@pytest.mark.parametrize("refine", [False, True])
+def test_input_transparency_is_kept(random_engine: MatteEngine, portrait_rgb: np.ndarray, refine: bool) -> None:
     rgba = np.dstack([portrait_rgb, np.full(portrait_rgb.shape[:2], 255, np.uint8)])
     rgba[:, :50, 3] = 0
-    pixels, alpha = random_engine.process_array(rgba[:, :, :3], parse_options(), rgba[:, :, 3])
+    pixels, alpha = random_engine.process_array(rgba[:, :, :3], parse_options(refine=refine), rgba[:, :, 3])
     assert (alpha[:, :50] == 0).all() and (pixels[:, :50, 3] == 0).all()
 
 
