@@ -6,7 +6,7 @@ it: IoU of ``alpha >= 0.5`` vs ``truth >= 0.5``, and SAD (sum of |alpha - truth|
 soft. It also counts the model each photo went through and the confidence of each result.
 
     python -m matteflow.training.eval_pipeline --images DIR --truth DIR [--model auto] [--preset ecommerce]
-        [--refine] [--people-spec default] [--general-spec general] [--json out.json]
+        [--refine] [--set NAME=VALUE ...] [--people-spec default] [--general-spec general] [--json out.json]
 
 ``--rembg-style`` scores the general network as rembg uses it instead (square input, the raw output resized
 to the photo, no guided filter or post-processing), the baseline the general model is compared with.
@@ -28,6 +28,8 @@ from typing import Any
 import cv2
 import numpy as np
 from PIL import Image
+
+from matteflow.core.errors import InputError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
@@ -80,6 +82,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     values = {"model": args.model, "format": "png", "background": "transparent"}
     if args.preset:
         values = {"preset": args.preset, **({"model": args.model} if args.model_given else {})}
+    for setting in args.set:
+        name, _, value = setting.partition("=")
+        values[name.strip()] = value.strip()
     options = parse_options(values, refine=args.refine or None)
     rows = []
     for image_path, truth_path in find_pairs(Path(args.images), Path(args.truth)):
@@ -119,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--general-spec", default="general", help="load_model spec behind 'general'")
     parser.add_argument("--rembg-style", action="store_true", help="score the general network as rembg runs it")
     parser.add_argument("--refine", action="store_true", help="with edge refinement (closed-form matting)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="any other option, e.g. erode=0 (repeatable)"
+    )
     parser.add_argument("--outputs", help="score the <stem>.png files another tool wrote here instead")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--json", help="also write the per-image numbers here")
@@ -128,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     args.model = args.model or "auto"
     try:
         report = evaluate(args)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, InputError) as exc:
         print(f"eval_pipeline: {exc}", file=sys.stderr)
         return 1
     if args.verbose:

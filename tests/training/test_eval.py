@@ -162,7 +162,10 @@ def test_eval_pipeline_scores_another_tools_outputs_and_the_refined_pipeline(
     assert eval_pipeline.main([*common, "--outputs", str(outputs)]) == 0
     assert json.loads(report.read_text())["images"][0]["iou"] < 0.95
 
-    assert eval_pipeline.main([*common, "--refine"]) == 0
+    assert eval_pipeline.main([*common, "--refine", "--set", "erode=2"]) == 0
     summary = json.loads(report.read_text())["summary"]
-    assert summary["options"]["refine"] is True and summary["mean_iou"] > 0.95
+    assert summary["options"]["refine"] is True and summary["options"]["erode"] == 2
+    assert summary["mean_iou"] > 0.9  # two pixels eroded off a small flower
     assert "1 images: mean IoU" in capsys.readouterr().out
+    assert eval_pipeline.main([*common, "--set", "erode=lots"]) == 1
+    assert "erode must be a whole number" in capsys.readouterr().err
