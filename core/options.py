@@ -62,13 +62,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "crop": "square",
         "crop_margin": 8,
     },
-    # Profile pictures: keep fine hair, barely touch the edge.
+    # Profile pictures: keep fine hair. The edge is solved against the photo (refine) instead of eroded: on
+    # people_dev erode 1 cost 0.017 IoU and 5 % SAD, and refinement takes the old background's glow off the
+    # hair that the erosion was there for (models/README.md, "Edge refinement").
     "avatar": {
         "background": "transparent",
         "format": "png",
         "alpha_threshold": 6,
-        "erode": 1,
+        "erode": 0,
         "feather": False,
+        "refine": True,
     },
 }
 # Real ID and passport photos: the id-photo look, cropped and scaled around the head to a standard size.

@@ -20,7 +20,7 @@ def test_presets_match_the_seeds() -> None:
     assert ecommerce.background is None and ecommerce.format == "png"
     assert ecommerce.alpha_threshold == 10 and ecommerce.feather
     avatar = parse_options(preset="avatar")
-    assert 5 <= avatar.alpha_threshold <= 8 and avatar.erode in (0, 1)
+    assert 5 <= avatar.alpha_threshold <= 8 and avatar.erode in (0, 1) and avatar.refine
     assert {"id-photo", "ecommerce", "avatar"} <= set(PRESETS)
 
 
@@ -142,6 +142,7 @@ def test_jpeg_without_a_background_gets_white() -> None:
 def test_refine_is_off_unless_asked_and_goes_with_any_preset() -> None:
     assert parse_options().refine is False
     assert parse_options({"refine": "true"}).refine is True
+    assert parse_options(preset="avatar", refine=False).refine is False  # the avatar preset's, switched off
     options = parse_options(preset="marketplace", refine=True)
     assert options.refine and options.background == (255, 255, 255) and options.crop == "square"
 
