@@ -4,8 +4,8 @@
     .venv/bin/python docs/screenshots/capture.py http://127.0.0.1:7815
 
 Drives Debian's chromium (headless) through Playwright with the committed test photos (tests/data/people,
-COCO/Flickr CC BY 2.0 / CC BY-SA 2.0, see tests/data/README.md). Chinese text needs a CJK font on the machine
-(Debian: ``apt-get install fonts-wqy-microhei``).
+COCO/Flickr CC BY 2.0 / CC BY-SA 2.0, and the public-domain astronaut portrait, see tests/data/README.md).
+Chinese text needs a CJK font on the machine (Debian: ``apt-get install fonts-wqy-microhei``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ from playwright.sync_api import Page, sync_playwright
 
 HERE = Path(__file__).parent
 PEOPLE = sorted((HERE.parents[1] / "tests" / "data" / "people").glob("*.jpg"))
+# The one-photo view shows what that view is for, a portrait made into an ID photo (public domain, see
+# tests/data/README.md); the batch views show the crowded COCO photos as they come.
+PORTRAIT = HERE.parents[1] / "tests" / "data" / "portraits" / "astronaut.jpg"
 TIMEOUT_MS = 120_000
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
 
@@ -28,7 +31,7 @@ def wait_done(page: Page, selector: str) -> None:
 
 
 def desktop(page: Page, lang: str) -> None:
-    page.set_input_files("#single-input", str(PEOPLE[1]))
+    page.set_input_files("#single-input", str(PORTRAIT))
     wait_done(page, "#single-result")
     page.select_option("#opt-preset", "id-photo")
     page.click(".swatch[data-colour='#438edb']")
