@@ -29,6 +29,11 @@ REFINE_SIDE = 512  # long side at which the matting problem is solved (0.2-0.9 s
 SEED_DECIDED = 0.95  # alpha at or above is subject, at or below 1 - this is background: the trimap's seeds
 BAND_PX = 2  # seeds are eroded by this many pixels (at REFINE_SIDE), so every edge gets an undecided band
 KEEP_DECIDED = 0.75  # where the network was this sure, the refined alpha keeps its side of 0.5
+# The solve's cost grows faster than the number of pixels to solve: an edge band at 512 px has 10-40 thousand
+# (people_dev's largest 38k, 1.2 s; objects_dev's soft plush toys up to 54k, 2.8 s), but a matte that is fog
+# over most of the photo has hundreds of thousands (20 s). Such a matte is solved at a smaller size, so the
+# work stays bounded (about 4 s) whatever the network gave.
+MAX_UNDECIDED = 60_000
 # Diagonal shifts for the incomplete Cholesky preconditioner: a matting Laplacian block is only positive
 # semi-definite, and pymatting's default first try (no shift) fails and prints a warning on most photos.
 _ICHOL_SHIFTS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -80,16 +85,22 @@ def refine_edges(alpha: np.ndarray, image: np.ndarray, side: int = REFINE_SIDE) 
     (H x W x 3 uint8 RGB). A matte with nothing to solve (all subject, all background, no sure subject)
     comes back unchanged."""
     height, width = alpha.shape
-    scale = min(1.0, side / max(height, width))
-    if scale < 1.0:
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        small_image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        small_alpha = cv2.resize(alpha, size, interpolation=cv2.INTER_AREA)
-    else:
-        small_image, small_alpha = image, alpha
-    trimap = make_trimap(small_alpha)
-    undecided = trimap == 0.5
-    if not undecided.any() or not (trimap == 1.0).any() or not (trimap == 0.0).any():
+    while True:
+        scale = min(1.0, side / max(height, width))
+        if scale < 1.0:
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            small_image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            small_alpha = cv2.resize(alpha, size, interpolation=cv2.INTER_AREA)
+        else:
+            small_image, small_alpha = image, alpha
+        trimap = make_trimap(small_alpha)
+        undecided = trimap == 0.5
+        count = int(np.count_nonzero(undecided))
+        if count <= MAX_UNDECIDED:
+            break
+        # Fog shrinks with the area, a band only with the side: step down until the count fits.
+        side = int(min(side, max(height, width)) * max(0.5, (MAX_UNDECIDED / count) ** 0.5))
+    if not count or not (trimap == 1.0).any() or not (trimap == 0.0).any():
         return alpha
     solved = _solve(small_image, trimap)
     if solved is None:

@@ -97,3 +97,24 @@ def test_refined_cutout_of_a_real_photo_is_closer_to_its_true_alpha(shipped_engi
     (sad_plain, iou_plain), (sad_refined, iou_refined) = scores[False], scores[True]
     assert sad_refined < 0.85 * sad_plain, scores
     assert iou_refined >= iou_plain - 0.002, scores
+
+
+def test_a_matte_that_is_mostly_fog_is_solved_at_a_smaller_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The solve's work is bounded: a network that left most of the photo undecided gets its trimap shrunk
+    until at most MAX_UNDECIDED pixels are to be solved (else one photo could take tens of seconds)."""
+    photo, _ = _soft_disc(480, 640, edge_px=3)
+    fog = np.full((480, 640), 0.5, np.float32)
+    fog[160:240, 210:320] = 1.0
+    fog[:20] = 0.0
+    solved_sizes = []
+    real_solve = refine._solve
+
+    def recording_solve(image: np.ndarray, trimap: np.ndarray) -> np.ndarray | None:
+        solved_sizes.append((trimap.shape, int(np.count_nonzero(trimap == 0.5))))
+        return real_solve(image, trimap)
+
+    monkeypatch.setattr(refine, "_solve", recording_solve)
+    refined = refine.refine_edges(fog, photo)
+    ((shape, undecided),) = solved_sizes
+    assert undecided <= refine.MAX_UNDECIDED and max(shape) < refine.REFINE_SIDE
+    assert refined.shape == fog.shape and (refined[170:230, 220:310] >= 0.5).all()
