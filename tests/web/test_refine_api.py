@@ -61,3 +61,10 @@ def test_the_page_sends_refine_when_it_is_ticked_and_shows_it_after_a_reload(pag
     assert not page.is_checked("#opt-refine")
     page.select_option("#opt-preset", "avatar")  # profile pictures: hair solved against the photo
     assert page.is_checked("#opt-refine")
+
+    page.uncheck("#opt-refine")  # switched off under a preset that refines: the job must not refine
+    with page.expect_response(lambda r: r.url.endswith("/api/v1/jobs") and r.request.method == "POST") as created:
+        page.click("#single-reset")
+        dispatch_file(page, "drop", "portrait.jpg", "image/jpeg", samples.jpeg)
+    options = page.request.get(created.value.url + f"/{created.value.json()['id']}").json()["options"]
+    assert options["preset"] == "avatar" and options["refine"] is False

@@ -184,8 +184,8 @@
     entries.push(["alpha_threshold", $("opt-threshold").value]);
     entries.push(["erode", $("opt-erode").value || "0"]);
     entries.push(["feather", $("opt-feather").checked ? "true" : "false"]);
-    // Sent only when asked for: the server's default is off, and older job records have no such field.
-    if ($("opt-refine").checked) entries.push(["refine", "true"]);
+    // Always sent, like feather: unticked under a preset that refines (avatar) must switch it off.
+    entries.push(["refine", $("opt-refine").checked ? "true" : "false"]);
     const maxSide = $("opt-max-side").value.trim();
     if (maxSide) entries.push(["max_side", maxSide]);
     entries.push(["mask", $("opt-mask").checked ? "true" : "false"]);
