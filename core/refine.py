@@ -42,16 +42,33 @@ _UPSAMPLE_RADIUS = 2
 _UPSAMPLE_EPS = 1e-4
 
 
-def make_trimap(alpha: np.ndarray, band_px: int = BAND_PX) -> np.ndarray:
-    """Trimap (float64: 1 subject, 0 background, 0.5 to solve) from an alpha: the sure pixels eroded by
-    ``band_px``, so each boundary and everything the network left soft is to be solved."""
+def make_trimap(
+    alpha: np.ndarray,
+    band_px: int = BAND_PX,
+    subject_from: float = SEED_DECIDED,
+    background_to: float = 1.0 - SEED_DECIDED,
+) -> np.ndarray:
+    """Trimap (float64: 1 subject, 0 background, 0.5 to solve) from an alpha or a probability: the sure pixels
+    (>= ``subject_from``, <= ``background_to``) eroded by ``band_px``, so each boundary and everything left
+    soft is to be solved. The training labels build theirs with it too (training/labels.py)."""
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band_px + 1, 2 * band_px + 1))
-    subject = cv2.erode((alpha >= SEED_DECIDED).astype(np.uint8), kernel)
-    background = cv2.erode((alpha <= 1.0 - SEED_DECIDED).astype(np.uint8), kernel)
+    subject = cv2.erode((alpha >= subject_from).astype(np.uint8), kernel)
+    background = cv2.erode((alpha <= background_to).astype(np.uint8), kernel)
     trimap = np.full(alpha.shape, 0.5)
     trimap[subject > 0] = 1.0
     trimap[background > 0] = 0.0
     return trimap
+
+
+def keep_sure_side(
+    alpha: np.ndarray, prior: np.ndarray, sure: float, floor: float = 0.55, ceiling: float = 0.45
+) -> np.ndarray:
+    """``alpha`` clamped so that where ``prior`` was sure (>= ``sure``, or <= 1 - ``sure``) it stays on that
+    side of 0.5: at least ``floor``, at most ``ceiling``. A solve may sharpen and soften, never flip a sure
+    decision (that would erase a thin limb or a small person whose trimap had no seed)."""
+    lower = np.where(prior >= sure, floor, 0.0).astype(np.float32)
+    upper = np.where(prior <= 1.0 - sure, ceiling, 1.0).astype(np.float32)
+    return np.clip(alpha, lower, upper)
 
 
 def _log_ichol_retry(*args: object, **_: object) -> None:
@@ -112,7 +129,4 @@ def refine_edges(alpha: np.ndarray, image: np.ndarray, side: int = REFINE_SIDE) 
         undecided = cv2.resize(undecided.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
     refined = alpha.copy()
     refined[undecided] = solved[undecided]
-    # The network's sure decisions stay on their side of the cut (a thin limb with no seed is not erased).
-    refined[(alpha >= KEEP_DECIDED) & (refined < 0.5)] = 0.5
-    refined[(alpha <= 1.0 - KEEP_DECIDED) & (refined >= 0.5)] = 0.49
-    return snap_alpha(refined)
+    return snap_alpha(keep_sure_side(refined, alpha, KEEP_DECIDED, floor=0.5, ceiling=0.49))

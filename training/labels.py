@@ -21,6 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from matteflow.core.refine import keep_sure_side, make_trimap
+
 log = logging.getLogger(__name__)
 
 
@@ -116,14 +118,10 @@ def load_teacher_probabilities(cache_dir: str | Path, key: str, teachers: tuple[
 
 
 def trimap_from_probability(prob: np.ndarray, band: int, lo: float = 0.2, hi: float = 0.8) -> np.ndarray:
-    """uint8 trimap (0 bg, 128 unknown, 255 fg): confident regions shrunk by ``band`` pixels on each side."""
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
-    fg = cv2.erode((prob >= hi).astype(np.uint8), kernel)
-    bg = cv2.erode((prob <= lo).astype(np.uint8), kernel)
-    trimap = np.full(prob.shape, 128, np.uint8)
-    trimap[fg > 0] = 255
-    trimap[bg > 0] = 0
-    return trimap
+    """uint8 trimap (0 bg, 128 unknown, 255 fg): confident regions shrunk by ``band`` pixels on each side
+    (the runtime refinement's trimap, core/refine.py, in 8 bits)."""
+    trimap = make_trimap(prob, band, subject_from=hi, background_to=lo)
+    return np.where(trimap == 0.5, 128, trimap * 255).astype(np.uint8)
 
 
 def soft_alpha_from_probability(
@@ -154,7 +152,7 @@ def soft_alpha_from_probability(
     band = max(2, round(band_frac * max(rgb_s.shape[:2])))
     trimap = trimap_from_probability(prob_s, band)
     unknown = trimap == 128
-    fallback = keep_confident(guided_filter(rgb, prob), prob, confident)
+    fallback = keep_sure_side(guided_filter(rgb, prob), prob, confident)
     if unknown.all() or not unknown.any() or not (trimap == 255).any():
         return fallback
     try:
@@ -165,21 +163,10 @@ def soft_alpha_from_probability(
     alpha = np.clip(alpha, 0.0, 1.0).astype(np.float32)
     if scale < 1.0:
         alpha = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_LINEAR)
-    alpha = keep_confident(alpha, prob, confident)
+    alpha = keep_sure_side(alpha, prob, confident)
     # On cluttered scenes the solver can still move large uncertain regions; there the teachers' own
     # boundary is the safer label, only smoothed along the photo's edges.
     return alpha if mask_iou(alpha, prob) >= min_agreement else fallback
-
-
-def keep_confident(alpha: np.ndarray, prob: np.ndarray, confident: float) -> np.ndarray:
-    """Clamp ``alpha`` so pixels where ``prob`` is confident stay on their side of 0.5.
-
-    Refinement may soften edges and decide where the teachers were unsure; it must never flip a confident
-    decision (that would erase thin limbs and small people whose trimap had no foreground seed).
-    """
-    lower = np.where(prob >= confident, 0.55, 0.0).astype(np.float32)
-    upper = np.where(prob <= 1.0 - confident, 0.45, 1.0).astype(np.float32)
-    return np.clip(alpha, lower, upper)
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
