@@ -82,10 +82,12 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     values = {"model": args.model, "format": "png", "background": "transparent"}
     if args.preset:
         values = {"preset": args.preset, **({"model": args.model} if args.model_given else {})}
-    for setting in args.set:
+    if args.refine:
+        values["refine"] = True
+    for setting in args.set:  # after --refine, so --set refine=false can switch a preset's refinement off
         name, _, value = setting.partition("=")
         values[name.strip()] = value.strip()
-    options = parse_options(values, refine=args.refine or None)
+    options = parse_options(values)
     rows = []
     for image_path, truth_path in find_pairs(Path(args.images), Path(args.truth)):
         data = image_path.read_bytes()

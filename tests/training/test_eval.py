@@ -167,5 +167,9 @@ def test_eval_pipeline_scores_another_tools_outputs_and_the_refined_pipeline(
     assert summary["options"]["refine"] is True and summary["options"]["erode"] == 2
     assert summary["mean_iou"] > 0.9  # two pixels eroded off a small flower
     assert "1 images: mean IoU" in capsys.readouterr().out
+    # A preset that refines, switched off by --set (the "before" of a preset change is measured this way).
+    assert eval_pipeline.main([*common, "--preset", "ecommerce", "--set", "refine=false", "--set", "feather=true"]) == 0
+    options = json.loads(report.read_text())["summary"]["options"]
+    assert options["preset"] == "ecommerce" and options["refine"] is False and options["feather"] is True
     assert eval_pipeline.main([*common, "--set", "erode=lots"]) == 1
     assert "erode must be a whole number" in capsys.readouterr().err
