@@ -21,7 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..cropping import MAX_OUTPUT_SIDE
 from ..idsizes import ID_SIZES, find_id_size, find_id_size_by_pixels
+from ..options import PRESETS
 from .describe import describe_values
 from .lexicon import LEXICON, MAX_PHRASE_WORDS, STRENGTH_LEVELS, Entry
 from .model import Interpretation, Match
@@ -100,7 +102,9 @@ def _dimensions(m: re.Match[str]) -> tuple[dict[str, Any], str] | None:
     unit = (m.group("unit") or "").lower()
     if unit in ("px", "pixels", "像素") or (unit == "" and min(w, h) > 100):
         by_pixels = find_id_size_by_pixels(round(w), round(h))  # "413x579": the pixels of a size at 300 dpi
-        return ({"id_size": by_pixels.name}, by_pixels.label_en) if by_pixels else None
+        if by_pixels:
+            return {"id_size": by_pixels.name}, by_pixels.label_en
+        return _output_size(w, h)
     if unit in ("cm", "厘米"):
         w, h = w * 10, h * 10
     elif unit in ("in", "inch", "inches", "英寸", '"', "寸"):
@@ -113,6 +117,14 @@ def _dimensions(m: re.Match[str]) -> tuple[dict[str, Any], str] | None:
     if size is None:
         return None
     return {"id_size": size.name}, size.label_en
+
+
+def _output_size(w: float, h: float) -> tuple[dict[str, Any], str] | None:
+    """Any other size in pixels ("1000x1000 for the shop", "800×600px") is the size every result is made."""
+    if w != int(w) or h != int(h) or not all(16 <= v <= MAX_OUTPUT_SIDE for v in (w, h)):
+        return None
+    size = f"{int(w)}x{int(h)}"
+    return {"output_size": size}, f"output {size} px"
 
 
 def _hex(m: re.Match[str]) -> tuple[dict[str, Any], str] | None:
@@ -445,7 +457,12 @@ def interpret_offline(instruction: str) -> Interpretation:
             if name in options and options[name] != value:
                 notes.append(f"{name}: {match.text!r} ({value}) replaces an earlier {options[name]}")
             options[name] = value
-    if options.get("preset") == "id-photo" and "id_size" not in options:
+    if "output_size" in options and ("id_size" in options or "id_size" in PRESETS.get(options.get("preset"), {})):
+        # An ID photo's standard size already frames the output ("passport photo 600x800"): keep the ID photo.
+        size = options.pop("output_size")
+        matches = [m for m in matches if "output_size" not in m.values]
+        notes.append(f"{size} px left out: an ID photo size sets the output's size (35x45mm, 2x2in, ...)")
+    if options.get("preset") == "id-photo" and "id_size" not in options and "output_size" not in options:
         notes.append("no photo size named: the photo keeps its own size (say 一寸, 二寸, 35x45mm or 2x2in to crop)")
     return Interpretation(
         instruction=instruction,

@@ -115,6 +115,7 @@ def resolve_options(
 # The notes the interpreters write, in 中文 for the explanation (anything else is shown as written).
 _NOTES_ZH: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^no photo size named: .*"), "未指定尺寸：照片保持原尺寸（说“一寸”“二寸”“35x45mm”或“2x2in”即可裁切）"),
+    (re.compile(r"^(\S+) px left out: .*"), r"未采用 \1 像素：证件照尺寸已决定输出大小（35x45mm、2x2in 等）"),
     (re.compile(r"^(\w+): '(.*)' \((.*)\) replaces an earlier (.*)$"), r"“\2”（\3）覆盖了之前的 \1 \4"),
     (re.compile(r"^LLM not used \((.*)\): the offline reading stands$"), r"未使用 LLM（\1）：采用离线解读"),
     (

@@ -38,6 +38,19 @@ def test_later_phrase_wins_and_the_clash_is_noted() -> None:
     assert "不对" in result.not_understood
 
 
+def test_a_size_in_pixels_is_the_output_size_unless_an_id_photo_sets_it() -> None:
+    shop = resolve_options({}, "amazon 1000x1000")
+    assert shop.options.output_size == (1000, 1000) and shop.options.preset == "marketplace"
+    assert interpret_offline("800×600px").options == {"output_size": "800x600"}
+    assert interpret_offline("413x579").options == {"preset": "id-2inch"}  # a standard ID size's pixels at 300 dpi
+    assert "output_size" not in interpret_offline("99999x99999").options  # beyond what the engine makes
+    passport = resolve_options({}, "passport photo 600x800")  # not an error: the passport size stands
+    assert passport.options.id_size == "35x45" and passport.options.output_size is None
+    assert "600x800 px left out" in passport.explanation("en") and "未采用 600x800 像素" in passport.explanation("zh")
+    plain_id = interpret_offline("证件照 500x700")  # no standard size named: the pixel size frames it
+    assert plain_id.options == {"preset": "id-photo", "output_size": "500x700"} and not plain_id.notes
+
+
 def test_id_photo_without_a_size_says_how_to_crop() -> None:
     result = interpret_offline("证件照")
     assert result.options == {"preset": "id-photo"}
