@@ -22,13 +22,14 @@ same risk:
   disagree. Between the two, a street scene whose most salient thing is not its people (a bus) would lose
   every person (one of the 49 COCO training scenes: IoU 0.46 -> 0.0 with a single threshold at 0.6).
 
-Each unsure photo pays for the general network too, at its second-opinion size (int8, 256 x 256: ~0.6x its
-own 320; :data:`~matteflow.core.ensemble.SECOND_OPINION_SIDE`). That price is what sets the first threshold.
-Measured through the pipeline (models/README.md, "Auto"), ``PEOPLE_SURE_FROM`` 0.6 / 0.85 / **0.9** / 0.95 /
-always: people_dev mean IoU 0.883 / 0.894 / **0.895** / 0.896 / 0.896, objects_dev 0.953 / 0.960 / **0.967** /
-0.969 / 0.969, with both networks on 7 / 51 / **64** / 90 / 100 % of people_dev's photos (9 / 28 / 34 / 63 /
-100 % of the 32 bench photos). 0.9 keeps nearly all of the ensemble's gain for about a third of its cost on
-the bench photos; the 49 COCO crowds and the 5 test photos do not get worse at any of them.
+Each unsure photo pays for the general network too (int8, 320 x 320, its own input size: ~315 ms of one
+core per photo). That price is what sets the first threshold. Measured through the pipeline with the
+second opinion at 256 x 256, as it was then (models/README.md, "Auto"), ``PEOPLE_SURE_FROM`` 0.6 / 0.85 /
+**0.9** / 0.95 / always: people_dev mean IoU 0.883 / 0.894 / **0.895** / 0.896 / 0.896, objects_dev 0.953 /
+0.960 / **0.967** / 0.969 / 0.969, with both networks on 7 / 51 / **64** / 90 / 100 % of people_dev's photos
+(9 / 28 / 34 / 63 / 100 % of the 32 bench photos). 0.9 keeps nearly all of the ensemble's gain for about a
+third of its cost on the bench photos. At 320 (since 2026-12-03, :mod:`matteflow.core.ensemble`): people_dev
+0.8965, objects_dev 0.966, 5.5 images/s at 1080p against rembg's 1.5 (bench/README.md).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import numpy as np
 from . import cropping, idphoto, postprocess
 from .autoselect import people_model_is_sure
 from .confidence import estimate_confidence
-from .ensemble import ensemble_matte, second_opinion_size
+from .ensemble import ensemble_matte
 from .errors import MattingError
 from .idsizes import ID_DPI, ID_SIZES
 from .imageio import (
@@ -67,9 +67,9 @@ class _Prepared:
     # the image inside it. Made once per model geometry (auto may need two).
     inputs: dict[tuple[int, str], tuple[np.ndarray, tuple[int, int]]] = field(default_factory=dict)
 
-    def network_input(self, model: MattingModel, input_size: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
-        """The network input for ``model``, at its own ``input_size`` unless one is given."""
-        key = (input_size or model.input_size, model.resize)
+    def network_input(self, model: MattingModel) -> tuple[np.ndarray, tuple[int, int]]:
+        """The network input for ``model``, at its input size."""
+        key = (model.input_size, model.resize)
         if key not in self.inputs:
             self.inputs[key] = make_network_input(self.rgb, *key)
         return self.inputs[key]
@@ -220,12 +220,11 @@ class MatteEngine:
             warnings,
         )
 
-    def _run_model(self, name: str, prepared: list[_Prepared], input_size: int | None = None) -> list[np.ndarray]:
+    def _run_model(self, name: str, prepared: list[_Prepared]) -> list[np.ndarray]:
         """The named network's matte of each image (cropped to its content), batching images whose network
-        inputs have the same shape into one call; the inference time is shared out over the images. The
-        network runs at its own input size unless ``input_size`` is given."""
+        inputs have the same shape into one call; the inference time is shared out over the images."""
         model = self.models.get(name)
-        inputs = [item.network_input(model, input_size) for item in prepared]
+        inputs = [item.network_input(model) for item in prepared]
         groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
         for position, (tensor, _) in enumerate(inputs):
             groups[tensor.shape].append(position)
@@ -258,9 +257,9 @@ class MatteEngine:
         else:
             second = [i for i, matte in enumerate(people) if not people_model_is_sure(matte.alpha_low)]
         if second:
-            # A second opinion needs the subject's outline, not the general model's finest detail: a smaller input.
-            size = second_opinion_size(self.models.get(GENERAL).input_size)
-            general = self._run_model(GENERAL, [prepared[i] for i in second], size)
+            # At the general model's own input size: its decisiveness, which choose_model reads, was calibrated
+            # there (a 256 input, tried until 2026-12-03, made it less sure of the same subjects).
+            general = self._run_model(GENERAL, [prepared[i] for i in second])
             for i, alpha in zip(second, general, strict=True):
                 people[i] = _Matte(*ensemble_matte(people[i].alpha_low, alpha))
         return people

@@ -20,11 +20,14 @@ Agreement is the IoU of the two mattes cut at 0.5, on the people model's grid; `
 best round value on the sets we may tune on (the 49 COCO photos with person masks of the training data, the
 5 test photos, objects_dev).
 
-The general network gives this **second opinion at a 256 x 256 input** (``SECOND_OPINION_SIDE``), not the
-320 it runs at alone (``--model general``): the combination needs its outline of the subject, which it draws
-as well at 256 for 0.58x the network time (int8 on the CPU: 184 vs 315 ms per photo). Measured through the
-pipeline, ``ensemble`` at 320 / 256: people_dev 0.8979 / 0.8958, objects_dev 0.967 / 0.969, the 49 COCO
-crowds 0.530 / 0.541 (224 was lower on all three; a long-side 256 input, cheaper on wide photos, too).
+The general network gives this second opinion at its own 320 x 320 input, as when it runs alone. From
+2026-12-02 to 12-03 it ran at 256 x 256 (0.58x the network time: 184 vs 315 ms per photo, int8 on the CPU),
+but its mattes there are less decisive than at the size it was made for, and ``choose_model`` reads that
+decisiveness: the flowering cactus of objects_dev sat at 0.850 at 256 (the threshold is 0.85) and 0.94 at
+320, so ``auto`` gave it the people model's fog. Through the pipeline, 256 -> 320: ``auto`` people_dev
+0.8953 -> 0.8965 (SAD 10.63 -> 10.33), objects_dev 0.897 -> 0.966 (SAD 31.8 -> 11.0), the 49 COCO crowds
+0.5415 -> 0.5351; ``ensemble`` people_dev 0.8964 -> 0.8985; 12 % more CPU per 1080p photo for ``auto``
+(models/README.md, "Auto").
 
 It costs both networks on every photo (bench/README.md): the choice for quality over speed; ``auto``, the
 default, asks the general model only about the photos the people model is not sure of.
@@ -41,18 +44,11 @@ from .registry import ENSEMBLE, GENERAL
 
 # Minimum IoU of the two mattes (each cut at 0.5) for them to count as the same subject.
 AGREE_FROM = 0.6
-# Largest input side the general network gets when it is asked for a second opinion (auto, ensemble).
-SECOND_OPINION_SIDE = 256
-
-
-def second_opinion_size(general_input_size: int) -> int:
-    """The input size the general network runs at as a second opinion: its own, capped at SECOND_OPINION_SIDE."""
-    return min(general_input_size, SECOND_OPINION_SIDE)
 
 
 def on_grid(alpha: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """``alpha`` resampled (bilinear) to ``shape`` (H, W): the networks see the photo at different sizes
-    (people: long side 384; general: squeezed to a 256 x 256 square), both covering the whole photo."""
+    (people: long side 384; general: squeezed to a 320 x 320 square), both covering the whole photo."""
     if alpha.shape == shape:
         return alpha
     return cv2.resize(alpha, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)

@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 DATA = Path(__file__).resolve().parent / "data"
-PERSON = DATA / "people" / "000000522418.jpg"
+PERSON = DATA / "people" / "000000522418.jpg"  # auto combines both networks here (the people model is unsure)
+PORTRAIT = DATA / "portraits" / "astronaut.jpg"  # a confident result (0.7)
 FLOWER = DATA / "objects" / "flower.jpg"
 SHIPPED = Path(__file__).resolve().parent.parent / "models"
 
@@ -50,7 +51,7 @@ def test_auto_reports_the_model_and_confidence_per_input(tmp_path: Path) -> None
     assert (body["done"], body["failed"], body["options"]["model"]) == (2, 1, "auto")
     by_name = {Path(item["name"]).name: item for item in body["items"]}
     assert [Path(item["name"]).name for item in body["items"]] == [PERSON.name, FLOWER.name, "broken.jpg"]
-    assert by_name[PERSON.name]["model"] == "people" and by_name[FLOWER.name]["model"] == "general"
+    assert by_name[PERSON.name]["model"] == "ensemble" and by_name[FLOWER.name]["model"] == "general"
     for name in (PERSON.name, FLOWER.name):
         assert by_name[name]["state"] == "done" and by_name[name]["error"] is None
         assert 0.0 <= by_name[name]["confidence"] <= 1.0
@@ -67,7 +68,7 @@ def test_auto_reports_the_model_and_confidence_per_input(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--preset", "ecommerce"], "people"),  # auto: a person photo stays with the people model
+        (["--preset", "ecommerce"], "ensemble"),  # auto: a person photo is never the general model's alone
         (["--preset", "ecommerce", "--model", "general"], "general"),
         (["--preset", "ecommerce", "--model", "default"], "people"),
         (["--model", f"onnx:{SHIPPED / 'general-u2netp.onnx'}"], "people"),  # a file named runs on every image
@@ -106,15 +107,15 @@ def test_the_run_ends_by_naming_the_cut_outs_worth_a_look(tmp_path: Path) -> Non
     blank.parent.mkdir()
     Image.new("RGB", (320, 240), (128, 128, 128)).save(blank)
     report = tmp_path / "report.json"
-    result = run_cli(str(PERSON), str(blank), "-o", str(tmp_path / "out"), "--report", str(report))
+    result = run_cli(str(PORTRAIT), str(blank), "-o", str(tmp_path / "out"), "--report", str(report))
     assert result.returncode == 0, result.stderr  # worth a look is not a failure
     lines = [line for line in result.stderr.splitlines() if "may need a look" in line]
     assert len(lines) == 1 and lines[0].startswith("matteflow: 1 of 2 cut-outs may need a look (confidence below 0.5)")
-    assert str(blank) in lines[0] and str(PERSON) not in lines[0] and "--model general" in lines[0]
+    assert str(blank) in lines[0] and str(PORTRAIT) not in lines[0] and "--model general" in lines[0]
     by_name = {Path(item["name"]).name: item for item in read_report(report)["items"]}
-    assert by_name["blank.png"]["confidence"] < 0.5 <= by_name[PERSON.name]["confidence"]
+    assert by_name["blank.png"]["confidence"] < 0.5 <= by_name[PORTRAIT.name]["confidence"]
 
-    sure = run_cli(str(PERSON), "-o", str(tmp_path / "again"))
+    sure = run_cli(str(PORTRAIT), "-o", str(tmp_path / "again"))
     assert sure.returncode == 0 and "may need a look" not in sure.stderr
 
 

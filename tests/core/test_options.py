@@ -18,7 +18,9 @@ def test_presets_match_the_seeds() -> None:
     assert 15 <= id_photo.alpha_threshold <= 20 and id_photo.erode == 2
     ecommerce = parse_options(preset="ecommerce")
     assert ecommerce.background is None and ecommerce.format == "png"
-    assert ecommerce.alpha_threshold == 10 and ecommerce.feather
+    assert ecommerce.alpha_threshold == 10 and ecommerce.refine and not ecommerce.feather  # the edge is solved
+    marketplace = parse_options(preset="marketplace")
+    assert marketplace.background == (255, 255, 255) and marketplace.refine and marketplace.crop == "square"
     avatar = parse_options(preset="avatar")
     assert 5 <= avatar.alpha_threshold <= 8 and avatar.erode in (0, 1) and avatar.refine
     assert {"id-photo", "ecommerce", "avatar"} <= set(PRESETS)

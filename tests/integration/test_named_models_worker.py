@@ -46,7 +46,7 @@ def test_a_mixed_batch_on_the_shipped_models_reports_the_model_per_item(
     finally:
         worker.stop()
 
-    assert [item["model"] for item in auto["items"]] == ["people", "general", None, "people"]
+    assert [item["model"] for item in auto["items"]] == ["ensemble", "general", None, "ensemble"]
     assert [item["model"] for item in shop["items"]] == ["general", "general"]
     for item in auto["items"]:
         if item["state"] == "done":
@@ -56,16 +56,16 @@ def test_a_mixed_batch_on_the_shipped_models_reports_the_model_per_item(
     assert auto_zip is not None
     with zipfile.ZipFile(io.BytesIO(auto_zip[0].read_bytes())) as archive:
         manifest = json.loads(archive.read("manifest.json"))
-    assert [entry["model"] for entry in manifest["items"]] == ["people", "general", None, "people"]
+    assert [entry["model"] for entry in manifest["items"]] == ["ensemble", "general", None, "ensemble"]
     assert manifest["items"][1]["confidence"] == auto["items"][1]["confidence"]
     assert manifest["options"]["model"] == "auto"
-    # The confidence histogram, by model, no job ids: 2 people results (auto), 1 + 2 general (auto, ecommerce).
+    # The confidence histogram, by model, no job ids: 2 combined results (auto), 1 + 2 general (auto, ecommerce).
     counts = {
         family.name: {s.labels.get("model"): s.value for s in family.samples if s.name.endswith("_count")}
         for family in text_string_to_metric_families(scraped)
         if family.name == "matteflow_result_confidence"
     }
-    assert counts == {"matteflow_result_confidence": {"people": 2.0, "general": 3.0}}
+    assert counts == {"matteflow_result_confidence": {"ensemble": 2.0, "general": 3.0}}
     assert 'matteflow_result_confidence_bucket{le="0.5",model="general"}' in scraped
     # Each model was loaded once by the pool process that ran it, never per image.
     log = worker.log_tail(50000)

@@ -57,8 +57,10 @@ def test_the_page_sends_refine_when_it_is_ticked_and_shows_it_after_a_reload(pag
     page.reload()  # the panel is restored from the job's stored options
     page.wait_for_selector("#single-result[data-state=done]", timeout=RESULT_TIMEOUT_MS)
     assert page.is_checked("#opt-refine")
-    page.select_option("#opt-preset", "ecommerce")  # a preset fills the panel: no refinement in this one
+    page.select_option("#opt-preset", "id-photo")  # a preset fills the panel: no refinement in this one
     assert not page.is_checked("#opt-refine")
+    page.select_option("#opt-preset", "ecommerce")  # products: the edge solved against the photo
+    assert page.is_checked("#opt-refine")
     page.select_option("#opt-preset", "avatar")  # profile pictures: hair solved against the photo
     assert page.is_checked("#opt-refine")
 
