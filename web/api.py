@@ -22,6 +22,7 @@ from matteflow.core.imageio import probe_image
 from matteflow.core.instructions import Resolved
 from matteflow.files import sanitize_name
 from matteflow.workers.callbacks import check_callback_url
+from matteflow.workers.client import AdoptError
 
 from .context import web_context
 from .errors import ApiError
@@ -268,6 +269,25 @@ def rerun_job(job_id: str) -> tuple[Response, int, dict[str, str]]:
         _job_index().record(owner, new_id)
     urls = _job_urls(new_id)
     return jsonify({"id": new_id, "source": job_id, **urls}), 202, {"Location": urls["status_url"]}
+
+
+@bp.post("/jobs/<job_id>/items/<int:index>/adopt")
+def adopt_result(job_id: str, index: int) -> tuple[Response, int]:
+    """Put another job's result (``from_job``, its item ``from_item``, 0 by default: a re-run of this photo)
+    into this finished batch as item ``index``'s result; the batch's ZIP is written again shortly after."""
+    from_job = (request.form.get("from_job") or request.args.get("from_job") or "").strip()
+    if not from_job:
+        raise ApiError(400, "invalid_option", "from_job must name the job whose result to use")
+    raw_item = (request.form.get("from_item") or request.args.get("from_item") or "0").strip()
+    if not raw_item.isdigit():
+        raise ApiError(400, "invalid_option", f"from_item must be an item index like 0, got {shown(raw_item)}")
+    _job_or_404(job_id)
+    try:
+        adopted = web_context().jobs.adopt_result(job_id, index, from_job, int(raw_item))
+    except AdoptError as exc:
+        raise ApiError(exc.status, exc.code, str(exc)) from None
+    body = {"id": job_id, "index": index, "from_job": from_job, "from_item": int(raw_item), **adopted}
+    return jsonify({**body, **_job_urls(job_id)}), 202
 
 
 def _chosen_items(field: str | None, total: int) -> list[int] | None:

@@ -485,6 +485,69 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                     },
                 },
             },
+            "/api/v1/jobs/{job_id}/items/{index}/adopt": {
+                "parameters": [
+                    job_id,
+                    {"name": "index", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}},
+                ],
+                "post": {
+                    "summary": "Use another job's result for one item of a finished batch",
+                    "description": "Typically a re-run of this one photo (POST .../rerun with items=<index> "
+                    "and another model): its result (and mask) becomes this item's, with its model and "
+                    "confidence, and a worker writes the batch's ZIP again shortly after (the old one is "
+                    "served until then). Both jobs must be done and their results of the same format.",
+                    "operationId": "adoptResult",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "multipart/form-data": {
+                                "schema": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "required": ["from_job"],
+                                    "properties": {
+                                        "from_job": {"type": "string", "description": "The job whose result to use."},
+                                        "from_item": {
+                                            "type": "string",
+                                            "pattern": "^[0-9]+$",
+                                            "default": "0",
+                                            "description": "Its item index (0 for a one-photo re-run).",
+                                        },
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "202": {
+                            "description": "The item now has that result; the ZIP is being written again.",
+                            "content": {
+                                _JSON: {
+                                    "schema": {
+                                        "type": "object",
+                                        "properties": {
+                                            "id": {"type": "string"},
+                                            "index": {"type": "integer"},
+                                            "from_job": {"type": "string"},
+                                            "from_item": {"type": "integer"},
+                                            "model": {"type": "string", "nullable": True},
+                                            "confidence": {"type": "number", "nullable": True},
+                                            "status_url": {"type": "string"},
+                                            "results_url": {"type": "string"},
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        "400": _error("from_job missing, or from_item not an index (invalid_option)."),
+                        "404": _error("Unknown job or item (job_not_found, item_not_found)."),
+                        "409": _error(
+                            "A job not done (not_ready), an item without a result (item_failed), a one-image "
+                            "job (no_zip), or results of another format (incompatible_result)."
+                        ),
+                    },
+                },
+            },
             "/api/v1/jobs/{job_id}/results.zip": {
                 "parameters": [job_id],
                 "get": {

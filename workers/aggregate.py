@@ -169,3 +169,33 @@ def finalize_job(store: JobStore, settings: Settings, job_id: str) -> str:
         return "already" if changed == 0 else "unknown"
     finally:
         store.unlock(lock, token)
+
+
+def rebuild_zip(store: JobStore, settings: Settings, job_id: str) -> str:
+    """Write a done batch's ZIP again and point the job at it: one of its items' results was replaced since
+    (:meth:`workers.client.JobClient.adopt_result`). Returns ``rebuilt``, ``busy`` (another process holds the
+    job's archive lock: try again later), ``not-done`` (a single-image job, or not finished: finalising
+    writes the archive anyway) or ``unknown`` (deleted)."""
+    lock = f"finalize:{job_id}"
+    token = store.try_lock(lock, FINALIZE_LOCK_S)
+    if token is None:
+        return "busy"
+    try:
+        job = store.get(job_id)
+        if job is None:
+            return "unknown"
+        if job["state"] != "done" or job["kind"] == "single":
+            return "not-done"
+        files = JobFiles(settings.jobs_dir, job_id)
+        zip_name = zip_download_name(time.time())
+        write_results_zip(job, files, files.zip_path(zip_name), keepalive=_LockKeeper(store, lock, token))
+        old = store.replace_zip(job_id, zip_name)
+        if old is None:  # deleted meanwhile: leave nothing behind
+            files.zip_path(zip_name).unlink(missing_ok=True)
+            return "unknown"
+        if old and old != zip_name:  # a download already reading the old archive keeps its open file
+            files.zip_path(old).unlink(missing_ok=True)
+        log.info("job %s: results archive written again (%s)", job_id, zip_name)
+        return "rebuilt"
+    finally:
+        store.unlock(lock, token)

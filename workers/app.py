@@ -17,7 +17,7 @@ from celery import Celery, bootsteps, signals
 
 from matteflow.settings import Settings
 
-from .queues import FINALIZE_TASK, PROCESS_TASK, TASKS_MODULE, consumed_queues, finalize_queue, queue_name
+from .queues import FINALIZE_TASK, PROCESS_TASK, REZIP_TASK, TASKS_MODULE, consumed_queues, finalize_queue, queue_name
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_concurrency": settings.worker_concurrency,
         # Every send names its queue (queues.queue_for_kind); these are the fall-backs for a send that does not.
         "task_default_queue": queue_name(settings.worker_queue, "batch"),
-        "task_routes": {FINALIZE_TASK: {"queue": finalize_queue(settings.worker_queue)}},
+        "task_routes": {
+            FINALIZE_TASK: {"queue": finalize_queue(settings.worker_queue)},
+            REZIP_TASK: {"queue": finalize_queue(settings.worker_queue)},
+        },
         "result_expires": timedelta(days=1),
         # task-received/started/succeeded events, so Flower (or celery-exporter) pointed at the same broker
         # sees per-task state; task-sent events too, so it also sees what is waiting.

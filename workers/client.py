@@ -26,7 +26,15 @@ from matteflow.settings import Settings
 from . import heartbeat
 from .app import MatteflowCelery, make_celery
 from .jobstore import JobStore, NewItem, chunked, make_redis
-from .queues import FINALIZE_TASK, PROCESS_TASK, broker_queue_length, enqueue_headers, finalize_queue, queue_for_kind
+from .queues import (
+    FINALIZE_TASK,
+    PROCESS_TASK,
+    REZIP_TASK,
+    broker_queue_length,
+    enqueue_headers,
+    finalize_queue,
+    queue_for_kind,
+)
 from .storage import JobFiles, is_valid_job_id
 
 # An upload as the client takes it: the bytes, or a seekable binary stream (a request's spooled file part).
@@ -43,6 +51,14 @@ class SingleResult:
     model: str | None
     confidence: float | None
     mask: bytes | None = None  # the 8-bit alpha mask PNG when options.mask
+
+
+class AdoptError(Exception):
+    """Why one job's result cannot replace an item of another: ``status`` (404 / 409), a stable ``code``."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
 
 
 class JobClient:
@@ -252,6 +268,61 @@ class JobClient:
             return None
         path = files.zip_path(job["zip"])
         return (path, job["zip"]) if path.is_file() else None
+
+    def adopt_result(self, job_id: str, index: int, from_job: str, from_item: int = 0) -> dict[str, Any]:
+        """Make item ``from_item`` of job ``from_job`` (typically a re-run of this one photo with the other
+        model) the result of item ``index`` of the finished batch ``job_id``, and have its ZIP written again.
+
+        Both must be done, with results of the same format (and a mask where the batch has masks). The files
+        are copied (each job keeps its own, and expires on its own); the item takes the other result's model
+        and confidence. The batch's ZIP is rebuilt by a worker shortly after (``rezip_batch``); until then the
+        old one is served. Raises :class:`AdoptError`. Returns the item's new ``model`` and ``confidence``.
+        """
+        target = self._done_item(job_id, index, "job")
+        source = self._done_item(from_job, from_item, "from_job")
+        if target["kind"] == "single":
+            raise AdoptError(409, "no_zip", "a single-image job has no batch ZIP to put a result into")
+        want, have = parse_options(target["options"]), parse_options(source["options"])
+        if want.extension != have.extension or (want.mask and not have.mask):
+            raise AdoptError(
+                409,
+                "incompatible_result",
+                f"the result is {have.extension}{' with a mask' if have.mask else ''}; this batch needs "
+                f"{want.extension}{' with a mask' if want.mask else ''} (re-run it with the batch's options)",
+            )
+        into, out_of = JobFiles(self.settings.jobs_dir, job_id), JobFiles(self.settings.jobs_dir, from_job)
+        copies = [(out_of.result_path(from_item, have.extension), into.result_path(index, want.extension))]
+        if want.mask:
+            copies.append((out_of.mask_path(from_item), into.mask_path(index)))
+        try:
+            for source_path, target_path in copies:
+                with source_path.open("rb") as stream:
+                    # Never recreates a deleted job's folder: the write fails instead.
+                    write_atomic(target_path, stream, make_parents=False)
+        except FileNotFoundError:
+            raise AdoptError(404, "job_not_found", "one of the two jobs was deleted meanwhile") from None
+        item = source["items"][from_item]
+        model, confidence = item.get("model"), item.get("confidence")
+        if model is not None and confidence is not None:
+            self.store.record_result(job_id, index, model, confidence)
+        self.store.touch(job_id)
+        self.celery.send_task(
+            REZIP_TASK, args=[job_id], queue=finalize_queue(self.settings.worker_queue), headers=enqueue_headers()
+        )
+        return {"model": model, "confidence": confidence}
+
+    def _done_item(self, job_id: str, index: int, field: str) -> dict[str, Any]:
+        """The finished job ``job_id`` whose item ``index`` is done, else :class:`AdoptError`."""
+        job = self.get_job(job_id)
+        if job is None:
+            raise AdoptError(404, "job_not_found", f"{field}: no job with id {job_id!r} (expired or deleted?)")
+        if not 0 <= index < job["total"]:
+            raise AdoptError(404, "item_not_found", f"{field}: job {job_id!r} has no item {index}")
+        if job["state"] != "done":
+            raise AdoptError(409, "not_ready", f"{field}: job {job_id!r} is {job['state']}, not done")
+        if job["items"][index]["state"] != "done":
+            raise AdoptError(409, "item_failed", f"{field}: item {index} of job {job_id!r} has no result")
+        return job
 
     def delete_job(self, job_id: str) -> bool:
         """Remove the job's records and files; queued tasks of it then do nothing. True if it existed."""

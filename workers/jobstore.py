@@ -175,6 +175,16 @@ redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
 return 1
 """
 
+# A done job's archive replaced by a newer one (an item's result was replaced since): never for a job deleted
+# or not done. Returns the archive name it replaced ('' for none), or false.
+_REPLACE_ZIP = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+if redis.call('HGET', KEYS[1], 'state') ~= 'done' then return false end
+local old = redis.call('HGET', KEYS[1], 'zip') or ''
+redis.call('HSET', KEYS[1], 'zip', ARGV[1], 'updated_at', ARGV[2])
+return old
+"""
+
 # Compare-and-delete / compare-and-extend: only the holder of a lock (its token) may release or extend it.
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -258,6 +268,7 @@ class JobStore:
         self._record = client.register_script(_RECORD_RESULT)
         self._unlock = client.register_script(_UNLOCK)
         self._extend_lock = client.register_script(_EXTEND_LOCK)
+        self._replace_zip = client.register_script(_REPLACE_ZIP)
 
     # -- creation and reading ---------------------------------------------------------------------------
 
@@ -462,6 +473,12 @@ class JobStore:
         keys = [_job_key(job_id), OPEN_KEY, _job_key(job_id, "events")]
         args = [state, zip_name, time.time(), error, job_id, EVENTS_TTL_S]
         return int(self._finish(keys=keys, args=args))
+
+    def replace_zip(self, job_id: str, zip_name: str) -> str | None:
+        """Point a done job at a newer archive; returns the name it replaced ('' for none), or None when the
+        job is deleted or not done (the new archive is then the caller's to remove)."""
+        old = self._replace_zip(keys=[_job_key(job_id)], args=[zip_name, time.time()])
+        return None if old is None else _text(old)
 
     def touch(self, job_id: str, when: float | None = None) -> bool:
         """Record progress on the job now (or at ``when``): the reconciler's staleness clock. A job deleted

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 PROCESS_TASK = "matteflow.process_images"
 FINALIZE_TASK = "matteflow.finalize_batch"
 NOTIFY_TASK = "matteflow.notify_job"  # a finished job's callback (workers/callbacks.py)
+REZIP_TASK = "matteflow.rezip_batch"  # a done batch's ZIP written again after an item's result was replaced
 TASKS_MODULE = "matteflow.workers.tasks"
 
 # Lanes, in the order a worker serves them: someone is waiting on an interactive task (one-image

@@ -22,7 +22,7 @@ from matteflow import metrics
 from matteflow.settings import Settings, usable_cpus
 
 from . import callbacks
-from .aggregate import LockLostError, finalize_job
+from .aggregate import LockLostError, finalize_job, rebuild_zip
 from .jobstore import ENDED, JobStore, make_redis
 from .leases import lease_keeper
 from .processing import ChunkRunner
@@ -31,6 +31,7 @@ from .queues import (
     FINALIZE_TASK,
     NOTIFY_TASK,
     PROCESS_TASK,
+    REZIP_TASK,
     enqueue_headers,
     finalize_queue,
 )
@@ -176,6 +177,28 @@ def finalize_batch(self: Task, job_id: str) -> str:
             return "failed"
         metrics.TASK_RETRIES_TOTAL.inc()
         raise self.retry(exc=exc, countdown=backoff_seconds(settings, self.request.retries)) from exc
+
+
+@shared_task(bind=True, name=REZIP_TASK, max_retries=None)
+def rezip_batch(self: Task, job_id: str) -> str:
+    """Write a done batch's ZIP again after one of its items' results was replaced (``POST .../adopt``)."""
+    settings: Settings = self.app.settings
+    _observe_queue_wait(self.request)
+    store = job_store(settings)
+    try:
+        outcome = rebuild_zip(store, settings, job_id)
+    except (LockLostError, OSError) as exc:
+        outcome, error = "busy", exc
+    else:
+        error = None
+    if outcome != "busy":
+        return outcome
+    # Someone else is writing this job's archive, perhaps from before the replacement: write it again after.
+    if self.request.retries >= settings.task_max_retries:
+        log.warning("job %s: gave up writing the results archive again: %s", job_id, error or "lock held")
+        return "gave-up"
+    metrics.TASK_RETRIES_TOTAL.inc()
+    raise self.retry(countdown=backoff_seconds(settings, self.request.retries))
 
 
 def send_notice(app: Any, store: JobStore, job_id: str) -> bool:

@@ -16,7 +16,7 @@ from matteflow.core.options import parse_options
 from matteflow.files import write_atomic
 from matteflow.settings import Settings
 from matteflow.web import create_app
-from matteflow.workers.aggregate import finalize_job
+from matteflow.workers.aggregate import finalize_job, rebuild_zip
 from matteflow.workers.client import JobClient
 from matteflow.workers.jobstore import LEASED, JobStore, NewItem, make_redis
 from matteflow.workers.leases import LeaseKeeper
@@ -88,6 +88,30 @@ def test_finalize_reads_the_job_again_under_its_lock(job_client: JobClient, make
 
     assert finalize_job(job_client.store, job_client.settings, job_id) == "already"
     assert sorted(p.name for p in files.root.glob("*.zip")) == []  # no second archive was written
+
+
+def test_writing_a_batch_zip_again_waits_for_the_lock_and_leaves_one_archive(
+    job_client: JobClient, make_jpeg: Callable
+) -> None:
+    store, settings = job_client.store, job_client.settings
+    job_id, files = record_job(job_client, ["a.jpg"], make_jpeg)
+    write_atomic(files.result_path(0, "png"), make_jpeg(seed=0))
+    store.end_item(job_id, 0, "done")
+    assert rebuild_zip(store, settings, job_id) == "not-done"  # finalising writes the first archive
+    token = store.try_lock(f"finalize:{job_id}", 30.0)
+    assert finalize_job(store, settings, job_id) == "busy"
+    store.finish_job(job_id, "batch_results_20260101000000.zip")  # an older archive, named by the job
+    (files.root / "batch_results_20260101000000.zip").write_bytes(b"old")
+    assert rebuild_zip(store, settings, job_id) == "busy"  # another process holds the archive lock
+    store.unlock(f"finalize:{job_id}", token)
+
+    assert rebuild_zip(store, settings, job_id) == "rebuilt"
+    archives = sorted(p.name for p in files.root.glob("*.zip"))
+    assert len(archives) == 1 and archives[0] == store.job_fields(job_id)["zip"] != "batch_results_20260101000000.zip"
+    JobFiles(settings.jobs_dir, job_id).remove()
+    store.delete(job_id)
+    assert rebuild_zip(store, settings, job_id) == "unknown"
+    assert store.replace_zip(job_id, "x.zip") is None and store.job_fields(job_id) is None  # never recreated
 
 
 def test_a_finalize_that_cannot_write_its_archive_retries_then_fails_the_job(

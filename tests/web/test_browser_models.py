@@ -86,4 +86,18 @@ def test_a_doubtful_batch_item_can_be_run_again_with_the_other_model(page: Any, 
     redone = page.get_attribute("#viewer-download", "href")
     assert redone != first and "/jobs/" in redone  # the new job's result, offered for download
     assert page.get_attribute("#viewer-after", "src") == redone.replace("?download=1", "")
+
+    # Put it in the batch: the item takes the new result (its card too) and the ZIP is written again.
+    adopt = page.locator("#viewer-adopt")
+    assert adopt.is_visible() and adopt.inner_text() == "Use this one in the batch ZIP"
+    with page.expect_response(lambda r: r.url.endswith("/items/1/adopt")) as adopted:
+        adopt.click()
+    assert adopted.value.status == 202 and adopted.value.json()["model"] == "general"
+    page.wait_for_function(
+        "() => document.getElementById('viewer-note').textContent.includes('the batch ZIP now has this result')"
+    )
+    assert not adopt.is_visible()
+    job_url = adopted.value.url.rsplit("/items/", 1)[0]
+    assert page.request.get(job_url).json()["items"][1]["model"] == "general"
     page.click("#viewer-close")
+    assert "v=" in (page.locator(".item").nth(1).locator("img").get_attribute("src") or "")

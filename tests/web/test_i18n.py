@@ -23,6 +23,9 @@ API_CODES = {
     "internal_error",
     "item_failed",
     "nothing_to_rerun",
+    "incompatible_result",
+    "no_zip",
+    "item_not_found",
 }
 
 

@@ -1024,11 +1024,42 @@
     button.dataset.model = other || "";
     button.textContent = other ? t("result.tryModel", { model: t(`model.${other}`) }) : "";
     let note = "";
+    const model = retry ? { model: t(`model.${retry.model}`) } : null;
     if (retry && retry.error) note = `${t("error.prefix")}: ${errorText(retry.error)}`;
-    else if (retry && retry.done) note = t("viewer.otherModel", { model: t(`model.${retry.model}`) });
-    else if (retry) note = t("viewer.running", { model: t(`model.${retry.model}`) });
+    else if (retry && retry.adopted) note = t("viewer.adopted", model);
+    else if (retry && retry.adopting) note = t("viewer.adopting");
+    else if (retry && retry.done) note = t("viewer.otherModel", model);
+    else if (retry) note = t("viewer.running", model);
     $("viewer-note").textContent = note;
+    // The re-run's result can replace the first one in the batch (its ZIP is written again on the server).
+    $("viewer-adopt").classList.toggle("hidden", !(retry && retry.done && !retry.adopting && !retry.adopted));
   }
+
+  $("viewer-adopt").addEventListener("click", async () => {
+    const shown = viewerItem;
+    if (!shown || !shown.retry || !shown.retry.jobId) return;
+    shown.retry.adopting = true;
+    renderViewer();
+    const body = new FormData();
+    body.append("from_job", shown.retry.jobId);
+    const url = `/api/v1/jobs/${encodeURIComponent(shown.jobId)}/items/${shown.item.index}/adopt`;
+    try {
+      const answer = await postForm(url, body);
+      shown.retry.adopted = true;
+      // The batch's card shows the new result, its model and confidence (same URL, new file: a version
+      // query asks past the browser's cache).
+      const item = shown.item;
+      const version = `v=${Date.now()}`;
+      const fresh = (link) => link && withQuery(link.replace(/[?&]v=\d+$/, ""), version);
+      Object.assign(item, { model: answer.model, confidence: answer.confidence });
+      Object.assign(item, { result_url: fresh(item.result_url), mask_url: fresh(item.mask_url) });
+      if (job && job.id === shown.jobId) renderJob();
+    } catch (err) {
+      shown.retry.error = err;
+    }
+    shown.retry.adopting = false;
+    renderViewer();
+  });
 
   /** Run this one item again with the other model and the batch's own options; show and offer the result. */
   $("viewer-try-model").addEventListener("click", async (e) => {
@@ -1052,6 +1083,7 @@
       if (!status) return;
       const redone = status.items[0];
       if (!redone || redone.state !== "done") throw redone ? itemError(redone) : { codes: ["matting_error"], params: {} };
+      shown.retry.jobId = created.id;
       $("viewer-after").src = redone.result_url;
       $("viewer-download").href = withQuery(redone.result_url, "download=1");
       shown.retry.done = true;
