@@ -72,10 +72,11 @@ for _outcome in CALLBACK_OUTCOMES:
     CALLBACKS_TOTAL.labels(outcome=_outcome)
 RESENT_TOTAL = Counter(
     "matteflow_resent_total",
-    "Work the reconciler sent again: images whose lease expired or whose job stalled, or a lost finalize.",
+    "Work the reconciler sent again: images whose lease expired or whose job stalled, a lost finalize, or a "
+    "lost rebuild of a batch's ZIP.",
     ["reason"],
 )
-RESEND_REASONS = ("lease_expired", "stalled", "finalize")
+RESEND_REASONS = ("lease_expired", "stalled", "finalize", "rezip")
 TASKS_TOTAL = Counter("matteflow_tasks_total", "Celery tasks by name and the state a run ended in.", ["task", "state"])
 STAGE_SECONDS = Histogram(
     "matteflow_stage_seconds",

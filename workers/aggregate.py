@@ -181,15 +181,18 @@ def rebuild_zip(store: JobStore, settings: Settings, job_id: str) -> str:
     if token is None:
         return "busy"
     try:
+        # The mark first, then the job: a replacement marked after this read is written by its own rebuild.
+        stale_since = store.zip_stale_since(job_id)
         job = store.get(job_id)
         if job is None:
+            store.forget_stale_zip(job_id)
             return "unknown"
         if job["state"] != "done" or job["kind"] == "single":
             return "not-done"
         files = JobFiles(settings.jobs_dir, job_id)
         zip_name = zip_download_name(time.time())
         write_results_zip(job, files, files.zip_path(zip_name), keepalive=_LockKeeper(store, lock, token))
-        old = store.replace_zip(job_id, zip_name)
+        old = store.replace_zip(job_id, zip_name, stale_since)
         if old is None:  # deleted meanwhile: leave nothing behind
             files.zip_path(zip_name).unlink(missing_ok=True)
             return "unknown"

@@ -305,7 +305,8 @@ class JobClient:
         model, confidence = item.get("model"), item.get("confidence")
         if model is not None and confidence is not None:
             self.store.record_result(job_id, index, model, confidence)
-        self.store.touch(job_id)
+        if not self.store.mark_zip_stale(job_id):  # deleted meanwhile
+            raise AdoptError(404, "job_not_found", "the batch was deleted meanwhile")
         self.celery.send_task(
             REZIP_TASK, args=[job_id], queue=finalize_queue(self.settings.worker_queue), headers=enqueue_headers()
         )

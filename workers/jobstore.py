@@ -175,13 +175,26 @@ redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
 return 1
 """
 
-# A done job's archive replaced by a newer one (an item's result was replaced since): never for a job deleted
-# or not done. Returns the archive name it replaced ('' for none), or false.
+# A done job's archive is out of date (an item's result was replaced): noted with the time, for the rebuild and
+# for the reconciler should the rebuild's message be lost. Never for a job deleted or not done.
+_MARK_ZIP_STALE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HGET', KEYS[1], 'state') ~= 'done' then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[2])
+return 1
+"""
+
+# A done job's archive replaced by a newer one: never for a job deleted or not done. The job stays marked
+# stale if it was marked again after the rebuild began (ARGV[4], the mark it started from), so that later
+# replacement is written too. Returns the archive name it replaced ('' for none), or false.
 _REPLACE_ZIP = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 if redis.call('HGET', KEYS[1], 'state') ~= 'done' then return false end
 local old = redis.call('HGET', KEYS[1], 'zip') or ''
 redis.call('HSET', KEYS[1], 'zip', ARGV[1], 'updated_at', ARGV[2])
+local mark = redis.call('ZSCORE', KEYS[2], ARGV[3])
+if mark and tonumber(mark) <= tonumber(ARGV[4]) then redis.call('ZREM', KEYS[2], ARGV[3]) end
 return old
 """
 
@@ -205,6 +218,7 @@ return 1
 JOBS_KEY = "mf:jobs"
 OPEN_KEY = "mf:jobs:open"
 CALLBACKS_KEY = "mf:jobs:callbacks"  # jobs whose finished-callback is not delivered (or given up) yet
+STALE_ZIPS_KEY = "mf:jobs:stale-zip"  # done jobs whose archive must be written again, by time marked
 
 
 def make_redis(settings: Settings, *, fast_fail: bool = False) -> redis.Redis:
@@ -269,6 +283,7 @@ class JobStore:
         self._unlock = client.register_script(_UNLOCK)
         self._extend_lock = client.register_script(_EXTEND_LOCK)
         self._replace_zip = client.register_script(_REPLACE_ZIP)
+        self._mark_zip_stale = client.register_script(_MARK_ZIP_STALE)
 
     # -- creation and reading ---------------------------------------------------------------------------
 
@@ -474,10 +489,28 @@ class JobStore:
         args = [state, zip_name, time.time(), error, job_id, EVENTS_TTL_S]
         return int(self._finish(keys=keys, args=args))
 
-    def replace_zip(self, job_id: str, zip_name: str) -> str | None:
-        """Point a done job at a newer archive; returns the name it replaced ('' for none), or None when the
-        job is deleted or not done (the new archive is then the caller's to remove)."""
-        old = self._replace_zip(keys=[_job_key(job_id)], args=[zip_name, time.time()])
+    def mark_zip_stale(self, job_id: str) -> bool:
+        """Note that a done job's archive must be written again (now); False for a job deleted or not done."""
+        return bool(self._mark_zip_stale(keys=[_job_key(job_id), STALE_ZIPS_KEY], args=[job_id, time.time()]))
+
+    def zip_stale_since(self, job_id: str) -> float | None:
+        """When the job's archive was last marked out of date, None when it is not."""
+        return self.redis.zscore(STALE_ZIPS_KEY, job_id)
+
+    def stale_zips(self, marked_before: float) -> list[str]:
+        """Jobs whose archive was marked out of date before ``marked_before`` and not written again since."""
+        return [_text(j) for j in self.redis.zrangebyscore(STALE_ZIPS_KEY, "-inf", marked_before, start=0, num=500)]
+
+    def forget_stale_zip(self, job_id: str) -> None:
+        self.redis.zrem(STALE_ZIPS_KEY, job_id)
+
+    def replace_zip(self, job_id: str, zip_name: str, stale_since: float | None = None) -> str | None:
+        """Point a done job at a newer archive, written from the job as it was when it was marked stale at
+        ``stale_since`` (the mark is cleared unless the job was marked again since). Returns the name it
+        replaced ('' for none), or None when the job is deleted or not done (the new archive is then the
+        caller's to remove)."""
+        mark = repr(stale_since) if stale_since is not None else "-1"
+        old = self._replace_zip(keys=[_job_key(job_id), STALE_ZIPS_KEY], args=[zip_name, time.time(), job_id, mark])
         return None if old is None else _text(old)
 
     def touch(self, job_id: str, when: float | None = None) -> bool:
@@ -540,5 +573,6 @@ class JobStore:
         pipe.zrem(JOBS_KEY, job_id)
         pipe.srem(OPEN_KEY, job_id)
         pipe.srem(CALLBACKS_KEY, job_id)
+        pipe.zrem(STALE_ZIPS_KEY, job_id)
         removed, *_ = pipe.execute()
         return bool(removed)

@@ -9,6 +9,8 @@
   again (their messages were lost with an un-persisted second of Redis, or held by a worker that died before
   starting them); tasks are idempotent, so a duplicate costs nothing.
 - An ended job whose callback is still pending gets its notice sent again (workers/callbacks.py).
+- A done batch whose archive was marked out of date (an item's result replaced, ``adopt``) and not written
+  again within ``REZIP_RESEND_S`` gets its ``rezip_batch`` task sent again.
 - Jobs older than ``result_ttl_hours`` lose their files and Redis keys, and job folders that Redis no
   longer knows are removed once they are that old.
 
@@ -34,6 +36,7 @@ from .queues import (
     FINALIZE_TASK,
     NOTIFY_TASK,
     PROCESS_TASK,
+    REZIP_TASK,
     broker_queue_length,
     enqueue_headers,
     finalize_queue,
@@ -47,6 +50,8 @@ SendTask = Callable[[str, list[Any], str], object]  # (task name, args, job kind
 
 # A finalize message is sent again at most this often per job (it may sit behind other work in the queue).
 FINALIZE_RESEND_S = 60.0
+# Likewise a batch archive's rebuild, counted from when the archive was marked out of date.
+REZIP_RESEND_S = 60.0
 
 
 def requeue_expired_leases(settings: Settings, store: JobStore, send_task: SendTask) -> dict[str, list[int]]:
@@ -72,6 +77,7 @@ class SweepReport:
     expired: list[str] = field(default_factory=list)
     orphans_removed: list[str] = field(default_factory=list)
     notified: list[str] = field(default_factory=list)
+    rezipped: list[str] = field(default_factory=list)
 
 
 def reconcile_once(settings: Settings, store: JobStore, send_task: SendTask, now: float | None = None) -> SweepReport:
@@ -122,6 +128,15 @@ def reconcile_once(settings: Settings, store: JobStore, send_task: SendTask, now
         elif claim_notice(store, job_id):
             send_task(NOTIFY_TASK, [job_id], "batch")
             report.notified.append(job_id)
+    for job_id in store.stale_zips(marked_before=now - REZIP_RESEND_S):
+        # Its rebuild message was lost (or is still waiting behind other work): sent again, once per window.
+        fields = store.job_fields(job_id)
+        if fields is None or fields["state"] != "done":
+            store.forget_stale_zip(job_id)
+        elif store.try_lock(f"rezip-sent:{job_id}", REZIP_RESEND_S):
+            send_task(REZIP_TASK, [job_id], fields.get("kind", "batch"))
+            report.rezipped.append(job_id)
+            metrics.RESENT_TOTAL.labels(reason="rezip").inc()
     cutoff = now - settings.result_ttl_hours * 3600
     for job_id in store.jobs_created_before(cutoff):
         store.delete(job_id)
@@ -168,7 +183,8 @@ class ReconcilerThread(threading.Thread):
 
     def _send(self, name: str, args: list[Any], kind: str) -> object:
         base = self.settings.worker_queue
-        queue = finalize_queue(base) if name in (FINALIZE_TASK, NOTIFY_TASK) else queue_for_kind(base, kind)
+        on_finalize_queue = name in (FINALIZE_TASK, NOTIFY_TASK, REZIP_TASK)
+        queue = finalize_queue(base) if on_finalize_queue else queue_for_kind(base, kind)
         return self.app.send_task(name, args=args, queue=queue, headers=enqueue_headers())
 
     def run(self) -> None:

@@ -22,6 +22,8 @@ from matteflow.workers.jobstore import LEASED, JobStore, NewItem, make_redis
 from matteflow.workers.leases import LeaseKeeper
 from matteflow.workers.processing import ChunkRunner
 from matteflow.workers.procs import WorkerProcess
+from matteflow.workers.queues import REZIP_TASK
+from matteflow.workers.reconcile import REZIP_RESEND_S, reconcile_once
 from matteflow.workers.storage import JobFiles
 
 from .helpers import record_job, wait_for_job, wait_until
@@ -105,13 +107,45 @@ def test_writing_a_batch_zip_again_waits_for_the_lock_and_leaves_one_archive(
     assert rebuild_zip(store, settings, job_id) == "busy"  # another process holds the archive lock
     store.unlock(f"finalize:{job_id}", token)
 
+    assert store.mark_zip_stale(job_id) and store.zip_stale_since(job_id)
     assert rebuild_zip(store, settings, job_id) == "rebuilt"
+    assert store.zip_stale_since(job_id) is None  # written: no longer out of date
     archives = sorted(p.name for p in files.root.glob("*.zip"))
     assert len(archives) == 1 and archives[0] == store.job_fields(job_id)["zip"] != "batch_results_20260101000000.zip"
     JobFiles(settings.jobs_dir, job_id).remove()
     store.delete(job_id)
     assert rebuild_zip(store, settings, job_id) == "unknown"
     assert store.replace_zip(job_id, "x.zip") is None and store.job_fields(job_id) is None  # never recreated
+
+
+def test_a_replacement_marked_while_the_archive_was_written_keeps_the_job_marked(job_client: JobClient) -> None:
+    store, job_id = _private_job(job_client)
+    assert store.mark_zip_stale(job_id) is False  # not done: finalising writes the archive anyway
+    store.end_item(job_id, 0, "done")
+    store.finish_job(job_id, "batch_results_20260101000000.zip")
+    store.mark_zip_stale(job_id)
+    began_from = store.zip_stale_since(job_id)
+    time.sleep(0.01)
+    store.mark_zip_stale(job_id)  # another replacement while the rebuild wrote the archive
+    assert (
+        store.replace_zip(job_id, "batch_results_20260101000001.zip", began_from) == "batch_results_20260101000000.zip"
+    )
+    assert store.zip_stale_since(job_id) > began_from  # its own rebuild (or the reconciler) writes it again
+
+    sent: list[tuple[str, list[object]]] = []
+
+    def send(name: str, args: list[object], kind: str) -> object:
+        sent.append((name, args))
+        return None
+
+    settings = job_client.settings
+    assert job_id not in reconcile_once(settings, store, send).rezipped  # its own message may still come
+    later = time.time() + REZIP_RESEND_S + 1
+    report, again = reconcile_once(settings, store, send, now=later), reconcile_once(settings, store, send, now=later)
+    assert job_id in report.rezipped and job_id not in again.rezipped  # once per window, not per sweep
+    assert sent.count((REZIP_TASK, [job_id])) == 1
+    store.delete(job_id)
+    assert store.zip_stale_since(job_id) is None
 
 
 def test_a_finalize_that_cannot_write_its_archive_retries_then_fails_the_job(
