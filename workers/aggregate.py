@@ -12,7 +12,8 @@ import os
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -130,6 +131,21 @@ class LockLostError(RuntimeError):
     """The lock expired under us (the process stalled longer than the lock): stop, another may go on."""
 
 
+@contextmanager
+def _archive_lock(store: JobStore, job_id: str) -> Iterator[_LockKeeper | None]:
+    """The job's archive lock, shared by finalising and rebuilding: yields the keeper that extends it while an
+    archive is written, or None when another process holds it; released on the way out."""
+    lock = f"finalize:{job_id}"
+    token = store.try_lock(lock, FINALIZE_LOCK_S)
+    if token is None:
+        yield None
+        return
+    try:
+        yield _LockKeeper(store, lock, token)
+    finally:
+        store.unlock(lock, token)
+
+
 def finalize_job(store: JobStore, settings: Settings, job_id: str) -> str:
     """Finish ``job_id`` if every item has ended. Returns what happened: ``done``, ``already``,
     ``not-ready``, ``busy`` (another process is finalising it) or ``unknown``."""
@@ -141,11 +157,9 @@ def finalize_job(store: JobStore, settings: Settings, job_id: str) -> str:
         return "already"
     if int(fields["done"]) + int(fields["failed"]) < int(fields["total"]):
         return "not-ready"
-    lock = f"finalize:{job_id}"
-    token = store.try_lock(lock, FINALIZE_LOCK_S)
-    if token is None:
-        return "busy"
-    try:
+    with _archive_lock(store, job_id) as keeper:
+        if keeper is None:
+            return "busy"
         # Read again under the lock: a finaliser whose lock we now hold may have finished the job meanwhile.
         job = store.get(job_id)
         if job is None:
@@ -157,7 +171,7 @@ def finalize_job(store: JobStore, settings: Settings, job_id: str) -> str:
         files = JobFiles(settings.jobs_dir, job_id)
         if job["kind"] != "single":  # a one-image request (matte_one) needs no archive
             zip_name = zip_download_name(time.time())
-            write_results_zip(job, files, files.zip_path(zip_name), keepalive=_LockKeeper(store, lock, token))
+            write_results_zip(job, files, files.zip_path(zip_name), keepalive=keeper)
         changed = store.finish_job(job_id, zip_name)
         if changed == 1:
             metrics.JOBS_TOTAL.labels(state="done").inc()
@@ -167,8 +181,6 @@ def finalize_job(store: JobStore, settings: Settings, job_id: str) -> str:
             # Deleted meanwhile, or someone else's archive is the recorded one: leave no second ZIP behind.
             files.zip_path(zip_name).unlink(missing_ok=True)
         return "already" if changed == 0 else "unknown"
-    finally:
-        store.unlock(lock, token)
 
 
 def rebuild_zip(store: JobStore, settings: Settings, job_id: str) -> str:
@@ -176,11 +188,9 @@ def rebuild_zip(store: JobStore, settings: Settings, job_id: str) -> str:
     (:meth:`workers.client.JobClient.adopt_result`). Returns ``rebuilt``, ``busy`` (another process holds the
     job's archive lock: try again later), ``not-done`` (a single-image job, or not finished: finalising
     writes the archive anyway) or ``unknown`` (deleted)."""
-    lock = f"finalize:{job_id}"
-    token = store.try_lock(lock, FINALIZE_LOCK_S)
-    if token is None:
-        return "busy"
-    try:
+    with _archive_lock(store, job_id) as keeper:
+        if keeper is None:
+            return "busy"
         # The mark first, then the job: a replacement marked after this read is written by its own rebuild.
         stale_since = store.zip_stale_since(job_id)
         job = store.get(job_id)
@@ -191,7 +201,7 @@ def rebuild_zip(store: JobStore, settings: Settings, job_id: str) -> str:
             return "not-done"
         files = JobFiles(settings.jobs_dir, job_id)
         zip_name = zip_download_name(time.time())
-        write_results_zip(job, files, files.zip_path(zip_name), keepalive=_LockKeeper(store, lock, token))
+        write_results_zip(job, files, files.zip_path(zip_name), keepalive=keeper)
         old = store.replace_zip(job_id, zip_name, stale_since)
         if old is None:  # deleted meanwhile: leave nothing behind
             files.zip_path(zip_name).unlink(missing_ok=True)
@@ -200,5 +210,3 @@ def rebuild_zip(store: JobStore, settings: Settings, job_id: str) -> str:
             files.zip_path(old).unlink(missing_ok=True)
         log.info("job %s: results archive written again (%s)", job_id, zip_name)
         return "rebuilt"
-    finally:
-        store.unlock(lock, token)
