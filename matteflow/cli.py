@@ -12,10 +12,14 @@ import importlib
 import json
 import logging
 import os
+import signal
 import sys
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +28,8 @@ from .settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from .watch import FolderWatch
 
 # Sub-commands implemented elsewhere: name -> (module, function, one-line help).
 DELEGATED: dict[str, tuple[str, str, str]] = {
@@ -125,6 +131,12 @@ def _matte_parser() -> argparse.ArgumentParser:
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders")
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR", help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="redo images whose output already exists")
+    parser.add_argument(
+        "--watch",
+        action="store_true",
+        help="a hot folder: after the images there, keep cutting out images that appear in (or are rewritten "
+        "in) the input folders, once they have stopped changing; Ctrl-C stops",
+    )
     parser.add_argument("--device", help="auto, cpu, cuda (env MATTEFLOW_DEVICE)")
     parser.add_argument("-j", "--jobs", type=int, default=0, help="images in flight at once (default: cores + 1)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -159,20 +171,37 @@ def iter_input_files(inputs: Sequence[Path]) -> Iterator[tuple[Path, Path]]:
             yield item, Path(item.name)
 
 
-def plan_tasks(inputs: Sequence[Path], outdir: Path, extension: str, mask: bool) -> list[MatteTask]:
-    """Map inputs to outputs ``OUTDIR/<relative folder>/<stem>.<ext>``; name clashes get the source suffix."""
-    tasks: list[MatteTask] = []
-    taken: set[Path] = set()
-    for source, relative in iter_input_files(inputs):
+class TaskNamer:
+    """Map inputs to outputs ``OUTDIR/<relative folder>/<stem>.<ext>``, each source always to the same output;
+    a name clash (photo.jpg and photo.png in one folder) gives the later one its source suffix."""
+
+    def __init__(self, outdir: Path, extension: str, mask: bool) -> None:
+        self.outdir, self.extension, self.mask = outdir, extension, mask
+        self._tasks: dict[Path, MatteTask] = {}
+        self._taken: set[Path] = set()
+
+    def task_for(self, source: Path, relative: Path) -> MatteTask:
+        if source in self._tasks:
+            return self._tasks[source]
         stem = relative.with_suffix("")
-        target = outdir / f"{stem}.{extension}"
-        if target in taken:  # photo.jpg and photo.png in one folder
+        target = self.outdir / f"{stem}.{self.extension}"
+        if target in self._taken:
             stem = relative.with_name(f"{relative.stem}_{relative.suffix.lstrip('.').lower()}")
-            target = outdir / f"{stem}.{extension}"
-        taken.add(target)
-        mask_target = outdir / f"{stem}_mask.png" if mask else None
-        tasks.append(MatteTask(source, target, mask_target))
-    return tasks
+            target = self.outdir / f"{stem}.{self.extension}"
+        self._taken.add(target)
+        task = MatteTask(source, target, self.outdir / f"{stem}_mask.png" if self.mask else None)
+        self._tasks[source] = task
+        return task
+
+
+def is_done(task: MatteTask, newer_than_source: bool = False) -> bool:
+    """Its outputs exist (and, with ``newer_than_source``, were written after the source last changed)."""
+    outputs = [task.target] + ([task.mask_target] if task.mask_target is not None else [])
+    try:
+        written = min(path.stat().st_mtime for path in outputs)
+        return not newer_than_source or written >= task.source.stat().st_mtime
+    except OSError:
+        return False
 
 
 class MatteReport:
@@ -182,6 +211,7 @@ class MatteReport:
         self.path = path
         self.options = options
         self._order = [task.source for task in tasks]
+        self._known = set(self._order)
         self._entries: dict[Path, dict[str, object]] = {}
         self._lock = threading.Lock()  # worker threads add entries
 
@@ -202,6 +232,9 @@ class MatteReport:
             "confidence": None if confidence is None else round(float(confidence), 4),
         }
         with self._lock:
+            if task.source not in self._known:  # one that appeared in a watched folder
+                self._known.add(task.source)
+                self._order.append(task.source)
             self._entries[task.source] = entry
 
     def write(self, write_atomic: Callable[[Path, bytes], None]) -> None:
@@ -260,14 +293,23 @@ def run_matte(argv: Sequence[str]) -> int:
         parser.error("--jobs must be 0 (automatic) or more")
     jobs = args.jobs or (os.cpu_count() or 1) + 1
 
-    tasks = plan_tasks(args.inputs, args.output, options.extension, options.mask)
-    pending = [
-        t
-        for t in tasks
-        if args.overwrite or not (t.target.exists() and (t.mask_target is None or t.mask_target.exists()))
-    ]
+    folders = [path for path in args.inputs if path.is_dir()]
+    if args.watch and not folders:
+        parser.error("--watch needs an input folder to watch")
+    namer = TaskNamer(args.output, options.extension, options.mask)
+    watch = _start_watch(folders, args.output) if args.watch else None
+    tasks = [namer.task_for(source, relative) for source, relative in iter_input_files(args.inputs)]
+    if watch is not None:
+        tasks = [t for t in tasks if not is_inside(t.source, args.output)]
+    # In a hot folder an input rewritten since its output was made is done again.
+    pending = [t for t in tasks if args.overwrite or not is_done(t, newer_than_source=watch is not None)]
     skipped = len(tasks) - len(pending)
-    if not tasks:
+    if watch is not None:
+        # One still being copied in when the run starts waits until it has settled, like any arrival.
+        copying = {t for t in pending if watch.is_changing(t.source)}
+        pending = [t for t in pending if t not in copying]
+        tasks = [t for t in tasks if t not in copying]
+    if not tasks and watch is None:
         print(f"matteflow: error: no images found in {', '.join(map(str, args.inputs))}", file=sys.stderr)
         return 1
     # Several images in flight, each on one onnxruntime thread: decoding, inference and encoding of
@@ -310,19 +352,27 @@ def run_matte(argv: Sequence[str]) -> int:
             unsure.append(task.source)
 
     progress = tqdm(total=len(tasks), initial=skipped, unit="img", disable=args.quiet or None, file=sys.stderr)
-    with progress, ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="matte") as pool:
+    stopping = _stop_on_signals() if watch is not None else threading.Event()
+    with progress, ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="matte") as pool, watch or nullcontext():
         # Keep a bounded window in flight so thousands of files are never all in memory at once.
         in_flight: dict[Future[None], MatteTask] = {}
-        queue = iter(pending)
+        queue = deque(pending)
+        started = 0
         while True:
-            while len(in_flight) < jobs * 2:
-                task = next(queue, None)
-                if task is None:
-                    break
+            if watch is not None and not stopping.is_set():
+                arrived = _arrived_tasks(watch, folders, namer, args.overwrite)
+                progress.total += len(arrived)
+                queue.extend(arrived)
+            while len(in_flight) < jobs * 2 and queue and not stopping.is_set():
+                task = queue.popleft()
                 in_flight[pool.submit(process, task)] = task
+                started += 1
             if not in_flight:
-                break
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                if watch is None or stopping.is_set():
+                    break
+                stopping.wait(0.2)  # an empty hot folder: look for arrivals again shortly
+                continue
+            done, _ = wait(in_flight, timeout=0.2 if watch is not None else None, return_when=FIRST_COMPLETED)
             for future in done:
                 task = in_flight.pop(future)
                 error = future.exception()
@@ -334,14 +384,61 @@ def run_matte(argv: Sequence[str]) -> int:
                     if report is not None:
                         report.add(task, "failed", error=str(error))
                 progress.update(1)
+    if queue and stopping.is_set():
+        print(f"matteflow: stopped; {len(queue)} images not started are left for the next run", file=sys.stderr)
     if report is not None:
         report.write(write_atomic)
     if unsure:
-        print(unsure_summary(sorted(unsure), len(pending) - failures, WORTH_A_LOOK_BELOW), file=sys.stderr)
+        print(unsure_summary(sorted(unsure), started - failures, WORTH_A_LOOK_BELOW), file=sys.stderr)
     if failures:
-        print(f"matteflow: {failures} of {len(tasks)} images failed", file=sys.stderr)
+        print(f"matteflow: {failures} of {skipped + started} images failed", file=sys.stderr)
         return 1
     return 0
+
+
+def is_inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
+
+
+def _start_watch(folders: list[Path], outdir: Path) -> FolderWatch:
+    """The hot folders' watcher, set up before they are listed, so an image dropped in between is not missed.
+    An output folder inside an input folder is not watched for arrivals: its own results would come back."""
+    from .watch import FolderWatch
+
+    return FolderWatch(folders, ignore=[outdir]).start()
+
+
+def _arrived_tasks(watch: FolderWatch, folders: list[Path], namer: TaskNamer, overwrite: bool) -> list[MatteTask]:
+    """Tasks for the images that settled in the watched folders since the last look and need (re)doing."""
+    arrived = []
+    for path in watch.settled():
+        folder = next((f for f in folders if is_inside(path, f)), None)
+        if folder is None:
+            continue
+        task = namer.task_for(path, path.resolve().relative_to(folder.resolve()))
+        if overwrite or not is_done(task, newer_than_source=True):
+            arrived.append(task)
+    return arrived
+
+
+def _stop_on_signals() -> threading.Event:
+    """Ctrl-C (or SIGTERM) ends a hot folder cleanly: images in flight are finished, the report written."""
+    stopping = threading.Event()
+
+    first: list[float] = []
+
+    def stop(signum: int, frame: object) -> None:
+        # A second Ctrl-C stops at once; one delivered twice (to a process group and forwarded) does not.
+        if first and time.monotonic() - first[0] > 0.5:
+            raise KeyboardInterrupt
+        if not first:
+            first.append(time.monotonic())
+            stopping.set()
+            print("matteflow: stopping after the images in flight (Ctrl-C again to stop now)", file=sys.stderr)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    return stopping
 
 
 def unsure_summary(unsure: list[Path], done: int, below: float, named: int = 3) -> str:
