@@ -257,8 +257,8 @@ class MatteEngine:
         else:
             second = [i for i, matte in enumerate(people) if not people_model_is_sure(matte.alpha_low)]
         if second:
-            # At the general model's own input size: its decisiveness, which choose_model reads, was calibrated
-            # there (a 256 input, tried until 2026-12-03, made it less sure of the same subjects).
+            # At the general model's own input size (320): better through the pipeline on both dev splits than
+            # the 256 of 2026-12-02, whose less decisive mattes left a clear product to the people model.
             general = self._run_model(GENERAL, [prepared[i] for i in second])
             for i, alpha in zip(second, general, strict=True):
                 people[i] = _Matte(*ensemble_matte(people[i].alpha_low, alpha))
