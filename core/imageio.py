@@ -11,6 +11,7 @@ import io
 import re
 import warnings
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import IO
 
 import cv2
@@ -22,6 +23,13 @@ from .errors import ImageTooLargeError, InvalidImageError
 # Formats we accept. MPO is the multi-picture JPEG many phone cameras write.
 SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF"})
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+
+
+def is_image_name(path: PurePath) -> bool:
+    """Whether a file found in a folder is taken as a photo: an image suffix, and not hidden (editors' and copy
+    tools' temporaries start with a dot)."""
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
 
 # Truncated files must fail loudly rather than come out with a grey bottom half.
 ImageFile.LOAD_TRUNCATED_IMAGES = False

@@ -159,12 +159,12 @@ class MatteTask:
 
 def iter_input_files(inputs: Sequence[Path]) -> Iterator[tuple[Path, Path]]:
     """Yield (file, its path relative to the output folder's root) for files and folders (recursively)."""
-    from .core.imageio import IMAGE_SUFFIXES
+    from .core.imageio import is_image_name
 
     for item in inputs:
         if item.is_dir():
             for path in sorted(item.rglob("*")):
-                if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("."):
+                if path.is_file() and is_image_name(path):
                     yield path, path.relative_to(item)
         else:
             # An explicitly named file is tried whatever its suffix; a missing one is reported by the worker.

@@ -17,15 +17,11 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from .core.imageio import IMAGE_SUFFIXES
+from .core.imageio import is_image_name
 
 # How long an image must stay untouched before it is read: long enough for a copy that pauses between
 # writes, short enough that a dropped photo comes out promptly.
 SETTLE_S = 1.0
-
-
-def is_watched_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
 class FolderWatch:
@@ -59,7 +55,7 @@ class FolderWatch:
 
     def touch(self, path: Path) -> None:
         """An event touched ``path``: it is looked at again once it has been quiet for ``settle_s``."""
-        if not is_watched_image(path) or any(path.resolve().is_relative_to(f) for f in self.ignore):
+        if not is_image_name(path) or any(path.resolve().is_relative_to(f) for f in self.ignore):
             return
         signature = _signature(path)
         with self._lock:

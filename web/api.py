@@ -281,8 +281,7 @@ def adopt_result(job_id: str, index: int) -> tuple[Response, int]:
     raw_item = (request.form.get("from_item") or request.args.get("from_item") or "0").strip()
     if not raw_item.isdigit():
         raise ApiError(400, "invalid_option", f"from_item must be an item index like 0, got {shown(raw_item)}")
-    _job_or_404(job_id)
-    try:
+    try:  # the client reads both jobs once and answers 404 for an unknown one
         adopted = web_context().jobs.adopt_result(job_id, index, from_job, int(raw_item))
     except AdoptError as exc:
         raise ApiError(exc.status, exc.code, str(exc)) from None
