@@ -1,13 +1,16 @@
 """Reading untrusted image bytes safely, and encoding results.
 
-Every decoded image comes out as an ``H x W x 3`` uint8 RGB array, upright (EXIF orientation applied), whatever
-the input's mode (CMYK, grayscale, 16-bit, palette, RGBA). The pixel limit is checked from the header, before
+Every decoded image comes out as an ``H x W x 3`` uint8 sRGB array, upright (EXIF orientation applied), whatever
+the input's mode (CMYK, grayscale, 16-bit, palette, RGBA) or embedded colour profile (Adobe RGB, Display P3, a
+press CMYK profile: converted to sRGB, which results are written in). The pixel limit is checked from the header, before
 any pixel is decoded, so a "pixel bomb" costs nothing.
 """
 
 from __future__ import annotations
 
+import functools
 import io
+import logging
 import re
 import warnings
 from dataclasses import dataclass
@@ -16,13 +19,23 @@ from typing import IO
 
 import cv2
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+import pillow_heif
+from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 
 from .errors import ImageTooLargeError, InvalidImageError
 
-# Formats we accept. MPO is the multi-picture JPEG many phone cameras write.
-SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF"})
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+log = logging.getLogger(__name__)
+
+# HEIC/HEIF (what iPhones and many Android phones save) through libheif, bundled in pillow-heif's wheels; AVIF is
+# Pillow's own. Registered on import so every reader (CLI, web intake, workers) knows the format.
+pillow_heif.register_heif_opener()
+
+# Formats we accept. MPO is the multi-picture JPEG many phone cameras write; HEIF is HEIC's container.
+SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "HEIF", "AVIF"})
+FORMATS_NAMED = "JPEG, PNG, WebP, HEIC, AVIF, BMP or TIFF"
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".hif", ".avif"}
+)
 
 
 def is_image_name(path: PurePath) -> bool:
@@ -87,9 +100,9 @@ def _open(data: bytes | IO[bytes], max_pixels: int) -> Image.Image:
         pixels = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
         raise ImageTooLargeError(f"image is {pixels}; the limit is {max_pixels:,}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise InvalidImageError("not a supported image (JPEG, PNG, WebP, BMP or TIFF)") from exc
+        raise InvalidImageError(f"not a supported image ({FORMATS_NAMED})") from exc
     if image.format not in SUPPORTED_FORMATS:
-        raise InvalidImageError(f"unsupported image format {image.format}; use JPEG, PNG, WebP, BMP or TIFF")
+        raise InvalidImageError(f"unsupported image format {image.format}; use {FORMATS_NAMED}")
     width, height = image.size
     if width <= 0 or height <= 0:
         raise InvalidImageError(f"image has an invalid size {width}x{height}")
@@ -162,6 +175,84 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
     return (array.astype(np.float64) / (2**bits - 1) * 255.0 + 0.5).astype(np.uint8)
 
 
+# Colour management. Results are written without a profile, which every viewer and browser reads as sRGB, and
+# background colours are sRGB hex codes; a photo tagged with another profile (Adobe RGB from a camera, Display P3
+# from a phone, a press CMYK profile) is therefore converted to sRGB as it is decoded. Left as it was, its
+# numbers would be shown as sRGB: an Adobe RGB photo's cut-out comes out dull (its pure red, 219/0/0 in Adobe
+# RGB, shows as a darker red), a CMYK one gets Pillow's naive ink inversion.
+_SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+# What each mode is converted as: (LittleCMS input mode, output mode, profile colour space it needs).
+_CMS_MODES = {
+    "RGB": ("RGB", "RGB", "RGB"),
+    "RGBA": ("RGBA", "RGBA", "RGB"),
+    "CMYK": ("CMYK", "RGB", "CMYK"),
+    "L": ("L", "RGB", "GRAY"),
+}
+# An sRGB profile under another name (camera makers', the compact "c2", v4 sRGB) changes no pixel by more
+# than this: such photos are left as they are, byte for byte.
+_SRGB_TOLERANCE = 1
+
+
+def _identity_probe() -> Image.Image:
+    """Every level of each channel alone, and greys: where an sRGB-equivalent profile must change nothing."""
+    levels = np.arange(256, dtype=np.uint8)
+    zeros = np.zeros(256, np.uint8)
+    rows = [
+        np.stack([levels, zeros, zeros], 1),
+        np.stack([zeros, levels, zeros], 1),
+        np.stack([zeros, zeros, levels], 1),
+    ]
+    rows.append(np.stack([levels, levels, levels], 1))
+    return Image.fromarray(np.stack(rows))
+
+
+def _acts_as_srgb(profile: ImageCms.ImageCmsProfile) -> bool:
+    """Whether an RGB profile is sRGB in all but name: converting through it moves no level by more than
+    ``_SRGB_TOLERANCE`` (checked on every level of each channel and on greys)."""
+    transform = ImageCms.buildTransform(profile, _SRGB, "RGB", "RGB", renderingIntent=ImageCms.Intent.PERCEPTUAL)
+    probe = _identity_probe()
+    change = np.abs(np.asarray(transform.apply(probe), np.int16) - np.asarray(probe, np.int16)).max()
+    return bool(change <= _SRGB_TOLERANCE)
+
+
+@functools.lru_cache(maxsize=32)
+def _transform_to_srgb(icc: bytes, mode: str) -> ImageCms.ImageCmsTransform | None:
+    """The transform from an embedded profile to sRGB for ``mode``, or None when there is nothing to convert
+    (an sRGB profile, a profile of another colour space than the pixels', a profile LittleCMS cannot read).
+    Cached: a batch from one camera carries one profile."""
+    in_mode, out_mode, space = _CMS_MODES[mode]
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if source.profile.xcolor_space.strip() != space:
+            log.debug("embedded %s profile on a %s image: ignored", source.profile.xcolor_space, mode)
+            return None
+        if space == "RGB" and _acts_as_srgb(source):
+            return None
+        # NOCACHE: LittleCMS's one-pixel cache lives in the transform, and this cached transform is applied by
+        # several decode threads at once (GPU workers); without the cache it is safe to share (same speed here).
+        return ImageCms.buildTransform(
+            source, _SRGB, in_mode, out_mode, renderingIntent=ImageCms.Intent.PERCEPTUAL, flags=ImageCms.Flags.NOCACHE
+        )
+    except (OSError, ValueError, ImageCms.PyCMSError) as exc:
+        # A broken profile must not cost the photo: its pixels are used as they are.
+        log.debug("embedded colour profile not usable (%s): pixels taken as sRGB", exc)
+        return None
+
+
+def _to_srgb(image: Image.Image) -> Image.Image:
+    """The image converted from its embedded ICC profile to sRGB (RGB/RGBA/CMYK/L images; others, and untagged
+    or sRGB-tagged images, are returned as they are)."""
+    icc = image.info.get("icc_profile")
+    if not icc or image.mode not in _CMS_MODES:
+        return image
+    transform = _transform_to_srgb(bytes(icc), image.mode)
+    if transform is None:
+        return image
+    converted = transform.apply(image)
+    converted.info = {k: v for k, v in image.info.items() if k != "icc_profile"}
+    return converted
+
+
 def _pixels(image: Image.Image) -> DecodedImage:
     mode = image.mode
     if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
@@ -197,6 +288,7 @@ def decode_image(data: bytes, max_pixels: int, max_side: int | None = None) -> D
         reducible = image.mode in ("RGB", "RGBA", "L", "LA")
         if max_side is not None and reducible and (factor := max(image.size) // max_side) >= 2:
             image = image.reduce(factor)
+        image = _to_srgb(image)
         image = ImageOps.exif_transpose(image) or image
         return _pixels(image)
     except Image.DecompressionBombError as exc:

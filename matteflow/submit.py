@@ -26,7 +26,7 @@ from urllib3.fields import RequestField
 
 from matteflow.core.cropping import CROP_MODES
 from matteflow.core.errors import InvalidOptionError
-from matteflow.core.imageio import IMAGE_SUFFIXES
+from matteflow.core.imageio import is_image_name
 from matteflow.core.options import FORMAT_ALIASES, FORMATS, PRESETS, parse_options
 from matteflow.core.registry import MODEL_ALIASES, MODEL_NAMES
 from matteflow.settings import Settings
@@ -108,13 +108,13 @@ def collect_inputs(inputs: list[str]) -> list[Upload]:
     """Files as given, plus the images found (recursively, sorted) in the folders given.
 
     A file named explicitly is always sent (the server judges it); inside folders only image suffixes are
-    taken, so sidecar files and ``.DS_Store`` are skipped.
+    taken and hidden files are not, so sidecar files, ``.DS_Store`` and macOS's ``._photo.jpg`` are skipped.
     """
     uploads: list[Upload] = []
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(p for p in path.rglob("*") if p.is_file() and is_image_name(p))
             uploads.extend(Upload(p.name, p) for p in found)
         elif path.is_file():
             uploads.append(Upload(path.name, path))

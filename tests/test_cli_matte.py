@@ -23,9 +23,11 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def photo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import matteflow.core.imageio  # noqa: F401  (registers the HEIC plugin this fixture saves with)
+
     folder = tmp_path_factory.mktemp("photos")
     rng = np.random.default_rng(1)
-    for name in ("a.jpg", "b.png", "nested/c.webp"):
+    for name in ("a.jpg", "b.png", "nested/c.webp", "d.heic", "e.avif"):
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
         pixels = rng.integers(0, 255, (90, 120, 3), dtype=np.uint8)
@@ -33,6 +35,7 @@ def photo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (folder / "notes.txt").write_text("not an image, and not picked up from a folder")
     (folder / "broken.png").write_text("a text file named .png")
     (folder / "empty.jpg").write_bytes(b"")
+    (folder / "._a.jpg").write_bytes(b"\0\5\26\7 macOS resource fork")  # hidden: never taken from a folder
     return folder
 
 
@@ -45,7 +48,7 @@ def test_folder_with_bad_files(photo_folder: Path, tmp_path: Path) -> None:
     assert len(error_lines) == 2
     assert any("broken.png" in line and "not a supported image" in line for line in error_lines)
     assert any("empty.jpg" in line and "empty file" in line for line in error_lines)
-    for stem in ("a", "b", "nested/c"):
+    for stem in ("a", "b", "nested/c", "d", "e"):  # d: an iPhone's HEIC, e: AVIF
         image = Image.open(out / f"{stem}.png")
         assert image.mode == "RGBA" and image.size == (120, 90)
         assert Image.open(out / f"{stem}_mask.png").mode == "L"

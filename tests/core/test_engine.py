@@ -4,13 +4,14 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 
 from matteflow.core.engine import MatteEngine, make_network_input
 from matteflow.core.errors import InvalidImageError, ModelError
 from matteflow.core.model import load_model
 from matteflow.core.options import parse_options
 
+from . import icc
 from .conftest import encode
 
 
@@ -51,6 +52,28 @@ def test_input_transparency_is_kept(random_engine: MatteEngine, portrait_rgb: np
     rgba[:, :50, 3] = 0
     pixels, alpha = random_engine.process_array(rgba[:, :, :3], parse_options(refine=refine), rgba[:, :, 3])
     assert (alpha[:, :50] == 0).all() and (pixels[:, :50, 3] == 0).all()
+
+
+def test_a_photo_in_adobe_rgb_comes_out_like_its_srgb_twin(
+    random_engine: MatteEngine, portrait_rgb: np.ndarray
+) -> None:
+    """A camera set to Adobe RGB writes other numbers for the same colours; the cut-out (written untagged, read
+    as sRGB everywhere) must show the colours, not the numbers."""
+    adobe = ImageCms.profileToProfile(
+        Image.fromarray(portrait_rgb),
+        ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")),
+        ImageCms.ImageCmsProfile(io.BytesIO(icc.rgb_profile())),
+        outputMode="RGB",
+    )
+    options = parse_options()  # transparent PNG: the foreground colours are written whatever the matte
+    tagged = random_engine.process_bytes(encode(adobe, "PNG", icc_profile=icc.rgb_profile()), options)
+    twin = random_engine.process_bytes(encode(Image.fromarray(portrait_rgb), "PNG"), options)
+    read = [np.asarray(Image.open(io.BytesIO(result.image)), np.int16) for result in (tagged, twin)]
+    assert np.abs(read[0] - read[1]).mean() < 1.5
+    adobe.info.pop("icc_profile", None)  # Pillow tags the converted image itself; the same numbers untagged:
+    untagged = random_engine.process_bytes(encode(adobe, "PNG"), options)
+    misread = np.asarray(Image.open(io.BytesIO(untagged.image)), np.int16)
+    assert np.abs(misread - read[1])[:, :, :3].mean() > 4
 
 
 def test_a_bad_image_in_a_batch_spares_the_others(random_engine: MatteEngine, portrait_jpeg: bytes) -> None:

@@ -1,25 +1,28 @@
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 
 from matteflow.core.errors import ImageTooLargeError, InvalidImageError
 from matteflow.core.imageio import decode_image, encode_image, encode_mask, probe_image, read_image
 
+from . import icc
 from .conftest import encode
 
 LIMIT = 10_000_000
 
 
 @pytest.mark.parametrize(
-    ("fmt", "lossless"), [("PNG", True), ("BMP", True), ("TIFF", True), ("WEBP", False), ("JPEG", False)]
+    ("fmt", "lossless"),
+    [("PNG", True), ("BMP", True), ("TIFF", True), ("WEBP", False), ("JPEG", False), ("HEIF", False), ("AVIF", False)],
 )
 def test_reads_every_supported_format(portrait_rgb: np.ndarray, fmt: str, lossless: bool) -> None:
-    params = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    params = {"quality": 95} if fmt in ("JPEG", "WEBP", "HEIF", "AVIF") else {}
     data = encode(Image.fromarray(portrait_rgb), fmt, **params)
     rgb = read_image(data, LIMIT)
     assert rgb.shape == portrait_rgb.shape and rgb.dtype == np.uint8
@@ -28,15 +31,17 @@ def test_reads_every_supported_format(portrait_rgb: np.ndarray, fmt: str, lossle
     assert probe_image(data, LIMIT).format in (fmt, "MPO")
 
 
-def test_exif_orientation_is_applied(portrait_rgb: np.ndarray) -> None:
+@pytest.mark.parametrize("fmt", ["JPEG", "HEIF", "AVIF"])
+def test_exif_orientation_is_applied(portrait_rgb: np.ndarray, fmt: str) -> None:
+    """A phone held sideways: applied once, whether the container rotates (HEIF's irot) or EXIF says so."""
     image = Image.fromarray(portrait_rgb)
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 CW to view": stored landscape-on-its-side, shown upright
-    data = encode(image, "JPEG", quality=95, exif=exif.tobytes())
+    data = encode(image, fmt, quality=95, exif=exif.tobytes())
     rgb = read_image(data, LIMIT)
     assert rgb.shape == (portrait_rgb.shape[1], portrait_rgb.shape[0], 3)
     expected = np.asarray(image.transpose(Image.Transpose.ROTATE_270))
-    assert np.abs(rgb.astype(int) - expected.astype(int)).mean() < 4
+    assert np.abs(rgb.astype(int) - expected.astype(int)).mean() < 5
 
 
 def test_cmyk_jpeg_becomes_rgb(portrait_rgb: np.ndarray) -> None:
@@ -78,6 +83,9 @@ def test_empty_text_truncated_and_unsupported_inputs_raise_clear_errors(portrait
         read_image(b"hello, I am a text file named photo.png\n", LIMIT)
     with pytest.raises(InvalidImageError, match="truncated"):
         read_image(portrait_jpeg[: len(portrait_jpeg) // 2], LIMIT)
+    heic = encode(Image.new("RGB", (64, 48), (200, 30, 30)), "HEIF", quality=90)
+    with pytest.raises(InvalidImageError):
+        read_image(heic[: len(heic) // 2], LIMIT)
     gif = encode(Image.new("RGB", (8, 8)), "GIF")
     with pytest.raises(InvalidImageError, match="unsupported image format GIF"):
         probe_image(gif, LIMIT)
@@ -113,3 +121,78 @@ def test_encoders_round_trip(portrait_rgb: np.ndarray) -> None:
         encode_image(rgba, "jpeg")
     mask = Image.open(__import__("io").BytesIO(encode_mask(rgba[:, :, 3])))
     assert mask.mode == "L" and np.array_equal(np.asarray(mask), rgba[:, :, 3])
+
+
+# Colour profiles: a photo tagged with another profile is converted to sRGB as it is decoded.
+
+
+def _saturated_srgb() -> np.ndarray:
+    """Colours inside the Adobe RGB gamut where the two encodings differ most: pure primaries, skin, sky."""
+    colours = [(255, 0, 0), (0, 200, 0), (0, 0, 255), (230, 180, 150), (90, 150, 230), (128, 128, 128)]
+    return np.repeat(np.array(colours, np.uint8)[None, :, :], 24, axis=0).repeat(24, axis=1)
+
+
+def _encoded_in(profile_icc: bytes, srgb: np.ndarray) -> Image.Image:
+    """The sRGB pixels re-encoded in the profile's colour space (what a camera set to that space writes)."""
+    source = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+    target = ImageCms.ImageCmsProfile(io.BytesIO(profile_icc))
+    return ImageCms.profileToProfile(Image.fromarray(srgb), source, target, outputMode="RGB")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF", "HEIF", "AVIF"])
+def test_adobe_rgb_photo_is_converted_to_srgb(fmt: str) -> None:
+    srgb = _saturated_srgb()
+    adobe = _encoded_in(icc.rgb_profile(), srgb)
+    assert np.abs(np.asarray(adobe, int) - srgb.astype(int)).max() > 30  # the untagged reading would be wrong
+    params = {"quality": 98} if fmt in ("JPEG", "WEBP", "HEIF", "AVIF") else {}
+    rgb = read_image(encode(adobe, fmt, icc_profile=icc.rgb_profile(), **params), LIMIT)
+    error = np.abs(rgb.astype(int) - srgb.astype(int))
+    assert error.mean() < (1.5 if fmt in ("PNG", "TIFF") else 4), error.mean()
+
+
+def test_rgba_photo_keeps_its_alpha_through_the_conversion() -> None:
+    srgb = _saturated_srgb()
+    adobe = np.asarray(_encoded_in(icc.rgb_profile(), srgb))
+    alpha = np.tile(np.linspace(0, 255, srgb.shape[1]).astype(np.uint8), (srgb.shape[0], 1))
+    data = encode(Image.fromarray(np.dstack([adobe, alpha])), "PNG", icc_profile=icc.rgb_profile())
+    decoded = decode_image(data, LIMIT)
+    assert decoded.alpha is not None and np.array_equal(decoded.alpha, alpha)
+    assert np.abs(decoded.rgb.astype(int) - srgb.astype(int)).mean() < 1.5
+
+
+def test_grayscale_profile_is_honoured() -> None:
+    linear = Image.fromarray(np.array([[0, 64, 128, 255]], np.uint8).repeat(4, axis=0))
+    rgb = read_image(encode(linear, "PNG", icc_profile=icc.gray_profile(gamma=1.0)), LIMIT)
+    # Linear light 128/255 is sRGB 188: the profile says these are light levels, not sRGB numbers.
+    assert rgb[0, :, 0].tolist() == pytest.approx([0, 137, 188, 255], abs=2)
+    assert (rgb[:, :, 0] == rgb[:, :, 2]).all()
+
+
+def test_exif_rotation_still_applies_to_a_converted_photo(portrait_rgb: np.ndarray) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    adobe = _encoded_in(icc.rgb_profile(), portrait_rgb)
+    data = encode(adobe, "JPEG", quality=98, exif=exif.tobytes(), icc_profile=icc.rgb_profile())
+    rgb = read_image(data, LIMIT)
+    expected = np.asarray(Image.fromarray(portrait_rgb).transpose(Image.Transpose.ROTATE_270))
+    assert rgb.shape == expected.shape and np.abs(rgb.astype(int) - expected.astype(int)).mean() < 4
+
+
+def test_srgb_tagged_photos_are_left_byte_for_byte(portrait_rgb: np.ndarray) -> None:
+    builtin = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    # An sRGB-equivalent profile under another name (a camera maker's) must not cost a rounding pass either.
+    renamed = icc.rgb_profile("Camera maker RGB", colorants=icc.SRGB_COLORANTS, gamma=icc.SRGB_CURVE)
+    rgba = np.dstack([portrait_rgb, np.full(portrait_rgb.shape[:2], 128, np.uint8)])
+    for profile in (builtin, renamed):
+        rgb = read_image(encode(Image.fromarray(portrait_rgb), "PNG", icc_profile=profile), LIMIT)
+        assert np.array_equal(rgb, portrait_rgb)
+        decoded = decode_image(encode(Image.fromarray(rgba), "PNG", icc_profile=profile), LIMIT)
+        assert np.array_equal(decoded.rgb, portrait_rgb)
+
+
+def test_a_broken_or_mismatched_profile_costs_nothing(portrait_rgb: np.ndarray) -> None:
+    broken = icc.rgb_profile()[:100]  # truncated inside the header
+    gray_on_rgb = icc.gray_profile()
+    for profile in (broken, gray_on_rgb, b"not a profile at all"):
+        rgb = read_image(encode(Image.fromarray(portrait_rgb), "PNG", icc_profile=profile), LIMIT)
+        assert np.array_equal(rgb, portrait_rgb)

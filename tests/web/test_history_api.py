@@ -199,8 +199,14 @@ def test_a_rerun_can_take_only_some_items_of_a_batch(client: FlaskClient, sample
 
 
 def test_the_upload_itself_is_served_for_before_after(client: FlaskClient, samples: Any) -> None:
-    created = create(client, [("alice.jpg", samples.jpeg), ("notes.png", samples.text)])
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(samples.jpeg)).save(buffer, format="HEIF", quality=90)  # an iPhone's photo
+    heic = buffer.getvalue()
+    created = create(client, [("alice.jpg", samples.jpeg), ("notes.png", samples.text), ("phone.heic", heic)])
     job = wait_for_job(client, created["status_url"])
+    assert job["items"][2]["state"] == "done", job["items"][2]
+    from_phone = client.get(f"/api/v1/jobs/{job['id']}/items/2?input=1")
+    assert from_phone.mimetype == "image/heic" and from_phone.data == heic
     upload = client.get(f"/api/v1/jobs/{job['id']}/items/0?input=1")
     assert upload.status_code == 200 and upload.mimetype == "image/jpeg" and upload.data == samples.jpeg
     named = client.get(f"/api/v1/jobs/{job['id']}/items/0?input=1&download=1")

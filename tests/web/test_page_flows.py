@@ -10,6 +10,7 @@ them for a look (the README's own are made with the shipped model by ``docs/scre
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 from collections.abc import Callable
@@ -237,6 +238,20 @@ def test_a_single_photo_with_its_mask(open_page: Callable[..., Any], samples: An
     page.uncheck("#opt-mask")  # a live change: the mask goes with the re-render
     wait_single(page)
     assert page.is_hidden("#single-mask")
+
+
+def test_an_iphone_heic_photo_is_cut_out_though_the_browser_cannot_show_it(
+    open_page: Callable[..., Any], samples: Any
+) -> None:
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(samples.jpeg)).save(buffer, format="HEIF", quality=90)
+    page = open_page()
+    drop(page, "IMG_0001.HEIC", "", buffer.getvalue())  # desktop browsers often give HEIC no MIME type
+    wait_single(page)
+    page.wait_for_function("() => document.querySelector('#after-img').naturalWidth === 96")
+    # Chromium cannot decode HEIC: a sentence where the original would be, the cut-out beside it.
+    assert page.is_visible("#before-missing") and page.get_attribute("#before-img", "src") is None
+    assert page.inner_text("#before-missing") == "This browser cannot preview this file."
 
 
 # --- errors in the user's language --------------------------------------------------------------------------

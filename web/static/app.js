@@ -11,7 +11,7 @@
   const config = JSON.parse(document.getElementById("mf-config").textContent);
   const $ = (id) => document.getElementById(id);
 
-  const IMAGE_EXTENSIONS = /\.(jpe?g|png|webp|bmp|tiff?)$/i;
+  const IMAGE_EXTENSIONS = /\.(jpe?g|png|webp|bmp|tiff?|heic|heif|hif|avif)$/i;
   const POLL_INTERVAL_MS = 800;
   const POLL_MAX_ERRORS = 15; // consecutive failed polls before giving up
   const STALL_LIMIT_MS = 30 * 60 * 1000; // no item finished for this long: stop polling, say so
