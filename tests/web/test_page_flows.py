@@ -240,6 +240,51 @@ def test_a_single_photo_with_its_mask(open_page: Callable[..., Any], samples: An
     assert page.is_hidden("#single-mask")
 
 
+READ_CLIPBOARD_JS = """
+async () => {
+  // The clipboard's image, and how far its pixels are from the result shown on the page.
+  const [item] = await navigator.clipboard.read();
+  const pixels = async (source) => {
+    const bitmap = await createImageBitmap(source);
+    const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+    canvas.getContext("2d").drawImage(bitmap, 0, 0);
+    return canvas.getContext("2d").getImageData(0, 0, bitmap.width, bitmap.height);
+  };
+  const pasted = await pixels(await item.getType("image/png"));
+  const shown = await pixels(document.querySelector("#after-img"));
+  let difference = 0;
+  for (let i = 0; i < pasted.data.length; i++) difference += Math.abs(pasted.data[i] - shown.data[i]);
+  const opaque = pasted.data.every((value, i) => i % 4 !== 3 || value === 255);
+  return { types: item.types, width: pasted.width, height: pasted.height,
+           difference: difference / pasted.data.length, opaque };
+}
+"""
+
+
+def test_copy_puts_the_cut_out_on_the_clipboard_as_png(open_page: Callable[..., Any], samples: Any) -> None:
+    page = open_page(permissions=["clipboard-read", "clipboard-write"])
+    drop(page, "portrait.jpg", "image/jpeg", samples.jpeg)
+    wait_single(page)
+    page.click("#single-copy")
+    page.wait_for_function("() => document.querySelector('#single-status').textContent.startsWith('Copied')")
+    pasted = page.evaluate(READ_CLIPBOARD_JS)
+    assert pasted["types"] == ["image/png"] and (pasted["width"], pasted["height"]) == (96, 128)
+    assert pasted["difference"] == 0 and not pasted["opaque"]  # the transparent PNG itself
+    # A JPEG on red is redrawn as PNG (clipboards take PNG only): the same pixels, opaque.
+    page.select_option("#opt-format", "jpeg")
+    page.click(".swatch[data-colour='#d9262e']")
+    page.wait_for_function(
+        "() => document.querySelector('#single-result').dataset.state === 'done'"
+        " && document.querySelector('#single-download').download.endsWith('.jpg')"
+        " && !document.querySelector('#single-copy').classList.contains('hidden')",
+        timeout=RESULT_TIMEOUT_MS,
+    )
+    page.click("#single-copy")
+    page.wait_for_function("() => document.querySelector('#single-status').textContent.startsWith('Copied')")
+    pasted = page.evaluate(READ_CLIPBOARD_JS)
+    assert pasted["types"] == ["image/png"] and pasted["opaque"] and pasted["difference"] < 1
+
+
 def test_an_iphone_heic_photo_is_cut_out_though_the_browser_cannot_show_it(
     open_page: Callable[..., Any], samples: Any
 ) -> None:

@@ -16,6 +16,8 @@
   const POLL_MAX_ERRORS = 15; // consecutive failed polls before giving up
   const STALL_LIMIT_MS = 30 * 60 * 1000; // no item finished for this long: stop polling, say so
   const MEDIA_EXTENSIONS = { "image/png": "png", "image/jpeg": "jpg", "image/webp": "webp" };
+  // Browsers give pages an image clipboard only over HTTPS or on this machine: elsewhere Copy is not shown.
+  const CAN_COPY_IMAGES = Boolean(window.isSecureContext && navigator.clipboard && window.ClipboardItem);
   const RERENDER_DELAY_MS = 450; // options settle this long before a photo is re-rendered
   const SINGLE_TIMEOUT_MS = 10 * 60 * 1000;
   const DEFAULTS = {
@@ -415,6 +417,7 @@
     retired: new Set(), // superseded re-renders, deleted once something newer is shown
     timer: null,
     urls: { before: null, after: null, mask: null },
+    afterBlob: null, // the result's bytes, for Copy
     status: { key: "", vars: null, error: null },
   };
   let singleCheck = null; // {confidence, model} of the shown result when it is worth a second look
@@ -495,6 +498,8 @@
     link.setAttribute("aria-disabled", "true");
     link.removeAttribute("href");
     $("single-mask").classList.add("hidden");
+    $("single-copy").classList.add("hidden");
+    single.afterBlob = null;
   }
 
   function singleBusy(key, keepResult) {
@@ -506,6 +511,7 @@
     link.classList.add("disabled");
     link.setAttribute("aria-disabled", "true");
     $("single-mask").classList.add("hidden");
+    $("single-copy").classList.add("hidden");
     singleCheck = null;
     setSingleStatus(key);
   }
@@ -620,6 +626,8 @@
     link.download = `${stem(single.name)}_matte.${extension}`;
     link.classList.remove("disabled");
     link.removeAttribute("aria-disabled");
+    single.afterBlob = blob;
+    $("single-copy").classList.toggle("hidden", !CAN_COPY_IMAGES);
     const maskLink = $("single-mask");
     replaceUrl("mask", maskBlob ? URL.createObjectURL(maskBlob) : null);
     maskLink.classList.toggle("hidden", !maskBlob);
@@ -727,6 +735,31 @@
   $("single-reset").addEventListener("click", resetSingle);
   $("single-download").addEventListener("click", (e) => {
     if (e.currentTarget.classList.contains("disabled")) e.preventDefault();
+  });
+
+  // Copy the cut-out to the clipboard, to paste into a slide, a document or a chat. Clipboards take PNG only,
+  // so a JPEG or WebP result is redrawn as PNG first.
+  async function asPng(blob) {
+    if (blob.type === "image/png") return blob;
+    const bitmap = await createImageBitmap(blob);
+    const canvas = document.createElement("canvas");
+    canvas.width = bitmap.width;
+    canvas.height = bitmap.height;
+    canvas.getContext("2d").drawImage(bitmap, 0, 0);
+    bitmap.close();
+    return new Promise((resolve, reject) =>
+      canvas.toBlob((png) => (png ? resolve(png) : reject(new Error("no PNG"))), "image/png"),
+    );
+  }
+  $("single-copy").addEventListener("click", async () => {
+    if (!single.afterBlob) return;
+    try {
+      // The item is given a promise so the click's permission holds while a JPEG is redrawn.
+      await navigator.clipboard.write([new ClipboardItem({ "image/png": asPng(single.afterBlob) })]);
+      setSingleStatus("single.copied");
+    } catch (err) {
+      setSingleStatus("single.copyFailed");
+    }
   });
   openWithKeyboard($("single-drop"), $("single-input"));
   setupDropzone($("single-drop"), (files) => {

@@ -5,7 +5,7 @@
 (function () {
   const STRINGS = {
     en: {
-      "tagline": "Background removal for people photos",
+      "tagline": "Background removal for people and product photos",
       "nav.api": "API",
       "lang.other": "中文",
       "tab.single": "Single image",
@@ -84,6 +84,9 @@
       "single.updating": "Applying the new options…",
       "single.downloadMask": "Mask",
       "single.beforeMissing": "This browser cannot preview this file.",
+      "single.copy": "Copy",
+      "single.copied": "Copied: paste it where you need it.",
+      "single.copyFailed": "The browser did not allow copying; use Download.",
       "single.stale": "Options changed: updating…",
       "batch.open": "Open {name}",
       "history.title": "Your recent results",
@@ -142,7 +145,7 @@
       "expired.back": "Back to MatteFlow",
     },
     zh: {
-      "tagline": "人像照片一键抠图",
+      "tagline": "人像与商品照片一键抠图",
       "nav.api": "API",
       "lang.other": "English",
       "tab.single": "单张图片",
@@ -221,6 +224,9 @@
       "single.updating": "正在应用新选项…",
       "single.downloadMask": "蒙版",
       "single.beforeMissing": "此浏览器无法预览该文件。",
+      "single.copy": "复制",
+      "single.copied": "已复制，可直接粘贴使用。",
+      "single.copyFailed": "浏览器不允许复制，请使用下载。",
       "single.stale": "选项已更改：正在更新…",
       "batch.open": "打开 {name}",
       "history.title": "最近的结果",
