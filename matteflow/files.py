@@ -39,6 +39,39 @@ def sanitize_name(name: str | None, fallback: str = "image") -> str:
     return text or fallback
 
 
+def _process_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (``os.umask`` can only be read by
+    setting it, which would race with threads creating files); elsewhere by setting it back at once."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Read once: umasks are set before a program starts its work, not while it writes.
+FILE_MODE = 0o666 & ~_process_umask()
+
+
+def temp_file_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
+    """``mkstemp`` in ``path``'s folder (for a write then ``os.replace``), with the permissions a plain
+    ``open()`` would give (0644 under the usual umask): mkstemp makes files private (0600), and a cut-out or
+    ZIP that only its writer can read is no use to the web server, the colleague or the pipeline reading the
+    folder next."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    try:
+        os.fchmod(fd, FILE_MODE)
+    except BaseException:
+        os.close(fd)
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return fd, tmp
+
+
 def write_atomic(path: Path, data: bytes | IO[bytes], *, make_parents: bool = True) -> None:
     """Write ``data`` (bytes, or a binary stream copied from its current position through a bounded
     buffer) to ``path`` so readers see the old file or the whole new one, never a part.
@@ -48,7 +81,7 @@ def write_atomic(path: Path, data: bytes | IO[bytes], *, make_parents: bool = Tr
     """
     if make_parents:
         path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temp_file_beside(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             if isinstance(data, (bytes, bytearray, memoryview)):

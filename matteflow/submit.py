@@ -12,7 +12,6 @@ import binascii
 import io
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from matteflow.core.errors import InvalidOptionError
 from matteflow.core.imageio import is_image_name
 from matteflow.core.options import FORMAT_ALIASES, FORMATS, PRESETS, parse_options
 from matteflow.core.registry import MODEL_ALIASES, MODEL_NAMES
+from matteflow.files import temp_file_beside
 from matteflow.settings import Settings
 
 # Connect quickly, but give a large upload or a busy server time to answer.
@@ -188,7 +188,7 @@ class ApiClient:
         if response.status_code != 200:
             raise SubmitError(f"cannot download the results: {_api_error(response)}")
         out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+        fd, tmp = temp_file_beside(out, ".part")
         try:
             with os.fdopen(fd, "wb") as handle:
                 for chunk in response.iter_content(DOWNLOAD_CHUNK):

@@ -55,6 +55,17 @@ def test_folder_with_bad_files(photo_folder: Path, tmp_path: Path) -> None:
     assert not (out / "notes.png").exists()
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_outputs_get_the_permissions_the_umask_gives(photo_folder: Path, tmp_path: Path, umask: int) -> None:
+    """Written through a private temp file and renamed, yet readable as any file the user writes: a cut-out
+    only its writer may read is no use to the web server or colleague who reads the folder next."""
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "matteflow", "matte", str(photo_folder / "a.jpg"), "-o", str(out), "--mask"]
+    assert subprocess.run(command, capture_output=True, env=ENV, timeout=240, umask=umask).returncode == 0
+    for name in ("a.png", "a_mask.png"):
+        assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
 def test_resume_skips_done_outputs_unless_overwrite(photo_folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     source = photo_folder / "a.jpg"

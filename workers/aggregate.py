@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ from typing import Any
 
 from matteflow import metrics
 from matteflow.core.options import parse_options
+from matteflow.files import temp_file_beside
 from matteflow.settings import Settings
 
 from .jobstore import JobStore
@@ -73,7 +73,7 @@ def write_results_zip(
     names.take("manifest.json")
     manifest_items = []
     # The job's folder exists since intake; if it is gone the job was deleted: fail, never recreate it.
-    fd, tmp = tempfile.mkstemp(prefix=".results.", suffix=".zip.tmp", dir=target.parent)
+    fd, tmp = temp_file_beside(target, ".zip.tmp")
     os.close(fd)
     try:
         # Images are already compressed: storing them is as small and far faster than deflating.

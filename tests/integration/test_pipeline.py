@@ -51,6 +51,8 @@ def test_batch_of_20_completes_with_a_zip(celery_worker, job_client: JobClient, 
     assert (JobFiles(job_client.settings.jobs_dir, job_id).in_dir / "19_dup.jpg").is_file()
     path, download_name = job_client.results_zip(job_id)
     assert re.fullmatch(r"batch_results_\d{14}\.zip", download_name)
+    # Another process (the web container, a pipeline) reads what the worker wrote: not private to the worker.
+    assert path.stat().st_mode & 0o444 == 0o444
     with zipfile.ZipFile(path) as archive:
         names = set(archive.namelist())
         manifest = json.loads(archive.read("manifest.json"))

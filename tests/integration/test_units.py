@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -89,6 +90,10 @@ def test_write_atomic_leaves_no_partial_file(tmp_path) -> None:
     write_atomic(target, b"second")
     assert target.read_bytes() == b"second"
     assert [p.name for p in target.parent.iterdir()] == ["0.png"]
+    # Readable as a plain open() would make it (mkstemp alone gives 0600): the process's umask decides.
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_the_job_client_imports_no_torch_and_no_tasks() -> None:
