@@ -149,6 +149,11 @@ class Settings:
     public_url: str = ""
     callback_timeout_s: float = 10.0
     callback_max_attempts: int = 8
+    # Images named by URL (image_url, web/fetch.py): the hosts the intake may read them from (comma-separated
+    # host, host:port or .domain; "*" = any host whose addresses are all public; empty: image URLs are off),
+    # and how long one image may take to arrive.
+    fetch_hosts: str = ""
+    fetch_timeout_s: float = 20.0
 
     def __post_init__(self) -> None:
         # Absolute once, here: child processes (Redis runs in its data dir) must all see the same folder.

@@ -44,12 +44,12 @@ class MultipartStream:
     ``tell``/``seek``: requests would take an unseekable ``tell`` as "length unknown" and send it chunked."""
 
     def __init__(
-        self, fields: dict[str, str], files: list[tuple[str, str, Path]], on_read: Callable[[int], object]
+        self, fields: list[tuple[str, str]], files: list[tuple[str, str, Path]], on_read: Callable[[int], object]
     ) -> None:
         self.boundary = binascii.hexlify(os.urandom(16)).decode()
         self.content_type = f"multipart/form-data; boundary={self.boundary}"
         self._segments: list[bytes | Path] = []
-        for name, value in fields.items():
+        for name, value in fields:
             self._part(RequestField(name, value))
             self._segments += [value.encode(), b"\r\n"]
         for field_name, file_name, path in files:
@@ -104,8 +104,13 @@ class Upload:
     path: Path
 
 
+def is_url(raw: str) -> bool:
+    return raw.startswith(("http://", "https://"))
+
+
 def collect_inputs(inputs: list[str]) -> list[Upload]:
-    """Files as given, plus the images found (recursively, sorted) in the folders given.
+    """Files as given, plus the images found (recursively, sorted) in the folders given; URLs are not files
+    (they are sent as ``image_url``, for the server to read).
 
     A file named explicitly is always sent (the server judges it); inside folders only image suffixes are
     taken and hidden files are not, so sidecar files, ``.DS_Store`` and macOS's ``._photo.jpg`` are skipped.
@@ -113,6 +118,8 @@ def collect_inputs(inputs: list[str]) -> list[Upload]:
     uploads: list[Upload] = []
     for raw in inputs:
         path = Path(raw)
+        if is_url(raw):
+            continue
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and is_image_name(p))
             uploads.extend(Upload(p.name, p) for p in found)
@@ -120,7 +127,7 @@ def collect_inputs(inputs: list[str]) -> list[Upload]:
             uploads.append(Upload(path.name, path))
         else:
             raise SubmitError(f"no such file or folder: {raw}")
-    if not uploads:
+    if not uploads and not any(is_url(raw) for raw in inputs):
         raise SubmitError("no images found in " + ", ".join(inputs))
     return uploads
 
@@ -157,8 +164,9 @@ class ApiClient:
             raise SubmitError(f"request to {self.server} failed: {exc}") from exc
 
     def create_job(
-        self, uploads: list[Upload], fields: dict[str, str], progress: bool, backdrop: Path | None = None
+        self, uploads: list[Upload], fields: list[tuple[str, str]], progress: bool, backdrop: Path | None = None
     ) -> dict[str, Any]:
+        """POST the job: ``fields`` are (name, value) pairs (a name may repeat: ``image_url``)."""
         parts = [("files", u.name, u.path) for u in uploads]
         if backdrop is not None:
             parts.append(("background_image", backdrop.name, backdrop))
@@ -224,7 +232,13 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         prog="matteflow submit",
         description="Send images to a MatteFlow server as one batch job and download the results ZIP.",
     )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="image files, folders (searched recursively) or http(s) URLs (the server reads those itself, if its "
+        "MATTEFLOW_FETCH_HOSTS allows)",
+    )
     parser.add_argument("--server", default=default_server, help=f"server URL (default {default_server})")
     parser.add_argument("-o", "--output", required=True, type=Path, help="where to write the results ZIP")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the job (default 3600)")
@@ -293,7 +307,8 @@ def run(args: argparse.Namespace, fields: dict[str, str]) -> int:
     backdrop = Path(args.background_image) if args.background_image else None
     if backdrop is not None and not backdrop.is_file():
         raise SubmitError(f"--background-image {backdrop}: no such file")
-    created = client.create_job(uploads, fields, progress, backdrop)
+    urls = [("image_url", raw) for raw in args.inputs if is_url(raw)]
+    created = client.create_job(uploads, list(fields.items()) + urls, progress, backdrop)
     if created.get("instruction"):
         print(f"matteflow: {created['instruction']['explanation']}", file=sys.stderr)
     status = wait_for_job(client, created["status_url"], args.timeout, args.poll_interval, progress)

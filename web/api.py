@@ -20,12 +20,14 @@ from matteflow import metrics
 from matteflow.core.errors import InputError, shown
 from matteflow.core.imageio import probe_image
 from matteflow.core.instructions import Resolved
+from matteflow.core.options import MatteOptions
 from matteflow.files import sanitize_name
 from matteflow.workers.callbacks import check_callback_url
 from matteflow.workers.client import AdoptError
 
-from .context import web_context
+from .context import WebContext, web_context
 from .errors import ApiError
+from .fetch import ImageFetchError, fetch_many
 from .instructions import llm_config
 from .jobindex import MAX_LISTED, JobIndex, parse_api_keys, request_owner
 from .openapi import build_openapi
@@ -208,25 +210,33 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     # Options first: a bad option fails the request before any file is read or stored.
     refuse_nameless_parts(request.form, request.files)
     backdrop, implied = _backdrop_upload()
-    job_fields = ("kind", "callback_url")
+    job_fields = ("kind", "callback_url", URL_FIELD)
     callback = _callback_url()
     resolved = _request_options(_without(request.args, *job_fields), _without(request.form, *job_fields), implied)
     options = resolved.options
-    uploads = read_uploads(request.files.getlist("files"))
-    if not uploads:
-        raise ApiError(400, "no_files", "send at least one image in the multipart field 'files'")
-    if len(uploads) > ctx.settings.max_files_per_job:
+    uploads: list[tuple[str, IO[bytes] | InputError]] = list(read_uploads(request.files.getlist("files")))
+    urls = _image_urls()
+    if not uploads and not urls:
+        raise ApiError(400, "no_files", f"send at least one image in the multipart field 'files' (or '{URL_FIELD}')")
+    count = len(uploads) + len(urls)
+    if count > ctx.settings.max_files_per_job:
         raise ApiError(
             400,
             "too_many_files",
-            f"{len(uploads)} files in one job; the limit is {ctx.settings.max_files_per_job} "
+            f"{count} files in one job; the limit is {ctx.settings.max_files_per_job} "
             "(MATTEFLOW_MAX_FILES_PER_JOB): split the batch",
-            count=len(uploads),
+            count=count,
             limit=ctx.settings.max_files_per_job,
         )
-    metrics.UPLOAD_BYTES_TOTAL.inc(sum(stream_size(stream) for _, stream in uploads))
-    # Bad files (empty, not an image, too many pixels) become failed items inside the client; the rest run.
-    job_id = ctx.jobs.create_job(uploads, options, kind=kind, backdrop=backdrop, callback=callback)
+    metrics.UPLOAD_BYTES_TOTAL.inc(sum(stream_size(stream) for _, stream in uploads))  # type: ignore[arg-type]
+    with ExitStack() as fetched:
+        # An image URL that gives nothing (404, timeout) becomes a failed item, like a bad file; the rest run.
+        for name, body in _fetch(urls):
+            if not isinstance(body, InputError):
+                fetched.callback(body.close)
+            uploads.append((name, body))
+        # Bad files (empty, not an image, too many pixels) become failed items inside the client; the rest run.
+        job_id = ctx.jobs.create_job(uploads, options, kind=kind, backdrop=backdrop, callback=callback)
     if owner is not None:
         _job_index().record(owner, job_id)
     urls = _job_urls(job_id)
@@ -307,6 +317,21 @@ def _chosen_items(field: str | None, total: int) -> list[int] | None:
             f"items must name each item of the job (0-{total - 1}) at most once, got {shown(field)}",
         )
     return chosen
+
+
+# Images named by URL instead of sent (web/fetch.py): repeatable on /jobs, once on /matte.
+URL_FIELD = "image_url"
+
+
+def _image_urls() -> list[str]:
+    return [url for url in request.form.getlist(URL_FIELD) + request.args.getlist(URL_FIELD) if url.strip()]
+
+
+def _fetch(urls: list[str]) -> list[tuple[str, IO[bytes] | ImageFetchError]]:
+    if not urls:
+        return []
+    settings = web_context().settings
+    return fetch_many(urls, settings, spool_dir=settings.storage_dir / "tmp")
 
 
 def _without(source: Any, *names: str) -> dict[str, str]:
@@ -434,15 +459,30 @@ def matte_one() -> Response:
     ctx = web_context()
     refuse_nameless_parts(request.form, request.files)
     backdrop, implied = _backdrop_upload()
-    resolved = _request_options(request.args, request.form, implied)
+    resolved = _request_options(_without(request.args, URL_FIELD), _without(request.form, URL_FIELD), implied)
     options = resolved.options
     uploads = read_uploads(request.files.getlist("file"))
-    if not uploads:
-        raise ApiError(400, "no_file", "send one image in the multipart field 'file'")
-    if len(uploads) > 1:
+    urls = _image_urls()
+    if not uploads and not urls:
+        raise ApiError(400, "no_file", f"send one image in the multipart field 'file' (or its URL in '{URL_FIELD}')")
+    if len(uploads) + len(urls) > 1:
         raise ApiError(400, "too_many_files", "this endpoint takes one image; use POST /api/v1/jobs for several")
-    name, data = uploads[0]
-    metrics.UPLOAD_BYTES_TOTAL.inc(stream_size(data))
+    with ExitStack() as fetched:
+        if urls:
+            ((name, body),) = _fetch(urls)
+            if isinstance(body, ImageFetchError):
+                raise ApiError(422, "image_fetch_failed", str(body))
+            data: IO[bytes] = fetched.enter_context(body)
+        else:
+            name, data = uploads[0]
+            metrics.UPLOAD_BYTES_TOTAL.inc(stream_size(data))
+        return _matte_response(ctx, name, data, options, resolved, backdrop)
+
+
+def _matte_response(
+    ctx: WebContext, name: str, data: IO[bytes], options: MatteOptions, resolved: Resolved, backdrop: IO[bytes] | None
+) -> Response:
+    """Run one image on a worker and answer with the result (or a ZIP of it and its mask)."""
     # Each call waiting on its worker holds a request thread: at most matte_max_in_flight at once, so jobs,
     # the page and the probes always have threads. Beyond that: 503 at once, with when to come back.
     if not ctx.matte_slots.acquire(blocking=False):

@@ -18,6 +18,7 @@ from matteflow.settings import Settings
 from matteflow.workers.callbacks import MAX_CALLBACK_URL_CHARS
 
 from .context import matte_in_flight_bound
+from .fetch import MAX_URL_CHARS
 
 _JSON = "application/json"
 
@@ -148,7 +149,8 @@ def _schemas() -> dict[str, Any]:
                 "reason": {
                     "type": "string",
                     "description": "For image errors, a finer stable code (image_empty, image_unsupported, "
-                    "image_format, image_size, image_truncated, image_corrupt, image_too_large).",
+                    "image_format, image_size, image_truncated, image_corrupt, image_too_large, "
+                    "image_fetch_failed).",
                 },
                 "params": {"type": "object", "description": "The numbers of the reason (e.g. pixels, limit)."},
             },
@@ -285,6 +287,13 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
         "X-MatteFlow-Signature: sha256=<HMAC> when the server has MATTEFLOW_CALLBACK_SECRET. Its host must be in "
         "the server's MATTEFLOW_CALLBACK_HOSTS (400 invalid_option otherwise, and when callbacks are off).",
     }
+    image_url_text = (
+        "read by the server itself (http or https, at most "
+        f"{settings.max_upload_mb} MB, {settings.fetch_timeout_s:g} s); only from hosts in the server's "
+        "MATTEFLOW_FETCH_HOSTS (off when empty; * = any host whose addresses are all public): a host not listed, "
+        "or one that resolves to a private or local address, is refused with 400 url_not_allowed."
+    )
+    image_url = {"type": "string", "maxLength": MAX_URL_CHARS, "example": "https://cdn.example.com/p/123.jpg"}
     bad_backdrop = _error(
         "The background image (file part background_image) is not a decodable image: empty, not an image "
         "(invalid_image). A bad image among the files is a failed item instead."
@@ -357,13 +366,22 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                                     "type": "object",
                                     "additionalProperties": False,
                                     "description": "Unknown fields are rejected with 400 (invalid_option).",
-                                    "required": ["files"],
                                     "properties": {
                                         "files": {
                                             "type": "array",
                                             "items": {"type": "string", "format": "binary"},
                                             "minItems": 1,
                                             "maxItems": settings.max_files_per_job,
+                                        },
+                                        "image_url": {
+                                            "type": "array",
+                                            "items": image_url,
+                                            "maxItems": settings.max_files_per_job,
+                                            "description": "Images named by URL, beside or instead of files (the "
+                                            "job's items follow the files, in this order): "
+                                            + image_url_text
+                                            + " One that gives no image (an HTTP error, too large, too slow) is a "
+                                            "failed item (error_code image_fetch_failed).",
                                         },
                                         "callback_url": callback_url,
                                         "kind": {
@@ -401,7 +419,10 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                                 },
                             },
                         },
-                        "400": _error(f"No files (no_files), too many files (too_many_files). {bad_form}"),
+                        "400": _error(
+                            "No files and no image_url (no_files), too many (too_many_files), an image_url this "
+                            f"server may not read (url_not_allowed). {bad_form}"
+                        ),
                         "401": bad_key,
                         "413": too_large,
                         "422": bad_backdrop,
@@ -625,8 +646,14 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                                     "type": "object",
                                     "additionalProperties": False,
                                     "description": "Unknown fields are rejected with 400 (invalid_option).",
-                                    "required": ["file"],
-                                    "properties": {"file": {"type": "string", "format": "binary"}, **options},
+                                    "properties": {
+                                        "file": {"type": "string", "format": "binary"},
+                                        "image_url": {
+                                            **image_url,
+                                            "description": "The image by URL instead of a file: " + image_url_text,
+                                        },
+                                        **options,
+                                    },
                                 }
                             }
                         },
@@ -650,9 +677,15 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                                 "application/zip": {"schema": {"type": "string", "format": "binary"}},
                             },
                         },
-                        "400": _error(f"No file (no_file), more than one (too_many_files). {bad_form}"),
+                        "400": _error(
+                            "No file and no image_url (no_file), more than one (too_many_files), an image_url this "
+                            f"server may not read (url_not_allowed). {bad_form}"
+                        ),
                         "413": too_large,
-                        "422": _error("Not a decodable image (empty, truncated, not an image)."),
+                        "422": _error(
+                            "Not a decodable image (empty, truncated, not an image), or image_url gave no image "
+                            "(image_fetch_failed: an HTTP error, too large, too slow, unreachable)."
+                        ),
                         "503": {
                             **_error(
                                 f"Already {matte_in_flight_bound(settings)} single-image calls in flight "

@@ -20,6 +20,7 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("InvalidImageError", re.compile(r"^image has an invalid size (?P<width>-?\d+)x(?P<height>-?\d+)"), "image_size"),
     ("InvalidImageError", re.compile(r"^image data is truncated"), "image_truncated"),
     ("InvalidImageError", re.compile(r"^image data is corrupt"), "image_corrupt"),
+    ("ImageFetchError", re.compile(r"^could not fetch the image"), "image_fetch_failed"),
     (
         "ImageTooLargeError",
         re.compile(

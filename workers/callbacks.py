@@ -20,10 +20,10 @@ import hashlib
 import hmac
 import json
 from typing import Any
-from urllib.parse import urlsplit
 
-from matteflow.core.errors import InvalidOptionError, shown
+from matteflow.core.errors import InvalidOptionError
 from matteflow.settings import Settings
+from matteflow.urls import host_listed, listed_hosts, split_http_url
 
 from .jobstore import ENDED, JobStore
 
@@ -37,7 +37,7 @@ NOTIFY_RESEND_S = 900.0
 
 
 def allowed_hosts(settings: Settings) -> set[str]:
-    return {host.strip().lower() for host in settings.callback_hosts.split(",") if host.strip()}
+    return listed_hosts(settings.callback_hosts)
 
 
 def check_callback_url(url: str, settings: Settings) -> str:
@@ -46,21 +46,10 @@ def check_callback_url(url: str, settings: Settings) -> str:
     if not hosts:
         raise InvalidOptionError("callbacks are off on this server (MATTEFLOW_CALLBACK_HOSTS is empty)")
     url = url.strip()
-    if len(url) > MAX_CALLBACK_URL_CHARS:
-        raise InvalidOptionError(f"callback_url is longer than {MAX_CALLBACK_URL_CHARS} characters")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        raise InvalidOptionError(f"callback_url is not a URL: {shown(url)}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidOptionError(f"callback_url must be an http(s) URL with a host, got {shown(url)}")
-    if parts.username or parts.password:
-        raise InvalidOptionError("callback_url must not carry credentials: sign with MATTEFLOW_CALLBACK_SECRET")
-    host = parts.hostname.lower()
-    if host not in hosts and (port is None or f"{host}:{port}" not in hosts):
+    parts = split_http_url(url, "callback_url", MAX_CALLBACK_URL_CHARS)
+    if not host_listed(parts, hosts):
         raise InvalidOptionError(
-            f"callback_url's host {host!r} is not one this server may call (MATTEFLOW_CALLBACK_HOSTS)"
+            f"callback_url's host {parts.hostname!r} is not one this server may call (MATTEFLOW_CALLBACK_HOSTS)"
         )
     return url
 

@@ -84,7 +84,7 @@ class JobClient:
 
     def create_job(
         self,
-        files: list[tuple[str, Upload]],
+        files: list[tuple[str, Upload | InputError]],
         options: MatteOptions,
         *,
         kind: str = "batch",
@@ -94,7 +94,8 @@ class JobClient:
         """Store the uploads, record the job and enqueue its good items; returns the job id.
 
         Each upload is bytes or a seekable binary stream (copied to storage through a bounded buffer, never
-        read whole). A file that fails the header check becomes a failed item with its message (never enqueued).
+        read whole). A file that fails the header check becomes a failed item with its message (never enqueued),
+        and so does an :class:`InputError` given in a file's place (an image URL that gave no bytes).
         ``backdrop`` is the background image every item is composited over (``options.background_image``);
         unlike an item, a bad one fails the whole request. ``callback`` is a URL already checked with
         :func:`callbacks.check_callback_url`, told when the job ends. Raises InvalidOptionError for options
@@ -119,6 +120,9 @@ class JobClient:
             for index, (name, data) in enumerate(files):
                 safe = sanitize_name(name)
                 stored = f"{index}_{safe}"
+                if isinstance(data, InputError):
+                    items.append(NewItem(safe, stored, str(data), type(data).__name__))
+                    continue
                 try:
                     info = probe_image(data, self.settings.max_pixels)
                     check_memory_budget(info, options.max_side, self.settings.max_image_memory_mb)

@@ -26,6 +26,7 @@ API_CODES = {
     "incompatible_result",
     "no_zip",
     "item_not_found",
+    "url_not_allowed",
 }
 
 

@@ -19,7 +19,7 @@ def test_the_body_is_read_from_disk_in_pieces_and_parses_back(tmp_path: Path) ->
     progress: list[int] = []
 
     body = MultipartStream(
-        {"preset": "avatar"}, [("files", big.name, big), ("files", small.name, small)], progress.append
+        [("preset", "avatar")], [("files", big.name, big), ("files", small.name, small)], progress.append
     )
     pieces = []
     while piece := body.read(DOWNLOAD_CHUNK):
