@@ -111,30 +111,32 @@ def _pinned_address(parts: SplitResult, settings: Settings, resolve: Resolver) -
     return addresses[0]
 
 
-def _open(parts: SplitResult, address: str, deadline: float) -> urllib3.BaseHTTPResponse:
-    """GET the URL from ``address`` (the pinned IP) with the URL's own Host header and TLS name."""
-    host = parts.hostname or ""
+def _pool(parts: SplitResult, address: str, deadline: float) -> urllib3.HTTPConnectionPool:
+    """A connection pool to ``address`` (the pinned IP); HTTPS verifies the certificate for the URL's host."""
     port = parts.port or (443 if parts.scheme == "https" else 80)
     timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=max(0.1, deadline - time.monotonic()))
-    pool: urllib3.HTTPConnectionPool
     if parts.scheme == "https":
-        pool = urllib3.HTTPSConnectionPool(
+        return urllib3.HTTPSConnectionPool(
             address,
             port,
             timeout=timeout,
             retries=False,
-            server_hostname=host,
-            assert_hostname=host,
+            server_hostname=parts.hostname,
+            assert_hostname=parts.hostname,
             cert_reqs="CERT_REQUIRED",
             ca_certs=certifi.where(),
         )
-    else:
-        pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False)
-    target = urlunsplit(("", "", parts.path or "/", parts.query, ""))
+    return urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False)
+
+
+def _get(pool: urllib3.HTTPConnectionPool, parts: SplitResult) -> urllib3.BaseHTTPResponse:
+    """GET the URL's path through ``pool``, naming the URL's own host (not the address) in ``Host``."""
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
     host_header = host if parts.port is None else f"{host}:{parts.port}"
-    if ":" in host and not host.startswith("["):
-        host_header = f"[{host}]" if parts.port is None else f"[{host}]:{parts.port}"
     headers = {"Host": host_header, "User-Agent": USER_AGENT, "Accept": "image/*"}
+    target = urlunsplit(("", "", parts.path or "/", parts.query, ""))
     return pool.urlopen("GET", target, headers=headers, redirect=False, preload_content=False, release_conn=True)
 
 
@@ -151,22 +153,23 @@ def fetch_image(
     limit = settings.max_upload_bytes
     for _ in range(MAX_REDIRECTS + 1):
         address = _pinned_address(parts, settings, resolve)
-        try:
-            response = _open(parts, address, deadline)
-        except urllib3.exceptions.HTTPError as exc:
-            raise ImageFetchError(f"could not fetch the image from {parts.hostname}: {_reason(exc)}") from None
-        if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
-            response.drain_conn()
-            parts = check_image_url(urljoin(urlunsplit(parts), response.headers["Location"]), settings)
-            continue
-        try:
-            if response.status != 200:
-                raise ImageFetchError(
-                    f"could not fetch the image from {parts.hostname}: it answered HTTP {response.status}"
-                )
-            return _name_of(parts), _read_body(response, limit, deadline, spool_dir, parts.hostname or "")
-        finally:
-            response.release_conn()
+        with _pool(parts, address, deadline) as pool:
+            try:
+                response = _get(pool, parts)
+            except urllib3.exceptions.HTTPError as exc:
+                raise ImageFetchError(f"could not fetch the image from {parts.hostname}: {_reason(exc)}") from None
+            try:
+                location = response.headers.get("Location")
+                if response.status in (301, 302, 303, 307, 308) and location:
+                    parts = check_image_url(urljoin(urlunsplit(parts), location), settings)
+                    continue
+                if response.status != 200:
+                    raise ImageFetchError(
+                        f"could not fetch the image from {parts.hostname}: it answered HTTP {response.status}"
+                    )
+                return _name_of(parts), _read_body(response, limit, deadline, spool_dir, parts.hostname or "")
+            finally:
+                response.release_conn()
     raise ImageFetchError(f"could not fetch the image: more than {MAX_REDIRECTS} redirects")
 
 
