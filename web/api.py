@@ -27,7 +27,7 @@ from matteflow.workers.client import AdoptError
 
 from .context import WebContext, web_context
 from .errors import ApiError
-from .fetch import ImageFetchError, fetch_many
+from .fetch import MAX_URLS_PER_REQUEST, ImageFetchError, fetch_many
 from .instructions import llm_config
 from .jobindex import MAX_LISTED, JobIndex, parse_api_keys, request_owner
 from .openapi import build_openapi
@@ -219,6 +219,15 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     if not uploads and not urls:
         raise ApiError(400, "no_files", f"send at least one image in the multipart field 'files' (or '{URL_FIELD}')")
     count = len(uploads) + len(urls)
+    if len(urls) > MAX_URLS_PER_REQUEST:
+        raise ApiError(
+            400,
+            "too_many_files",
+            f"{len(urls)} image URLs in one job; at most {MAX_URLS_PER_REQUEST} are read per request: send several "
+            "jobs",
+            count=len(urls),
+            limit=MAX_URLS_PER_REQUEST,
+        )
     if count > ctx.settings.max_files_per_job:
         raise ApiError(
             400,

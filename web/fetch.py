@@ -47,6 +47,9 @@ CONNECT_TIMEOUT_S = 5.0
 CHUNK_BYTES = 64 * 1024
 USER_AGENT = "MatteFlow-Fetch/1 (+image_url)"
 FETCH_THREADS = 8  # URLs of one job read at once
+# The URLs of a job are read while its request waits (at worst ceil(n / FETCH_THREADS) x the timeout): a
+# bound keeps that to minutes; thousands of photos go as several jobs.
+MAX_URLS_PER_REQUEST = 100
 ANY_PUBLIC_HOST = "*"
 
 Resolver = Callable[[str, int], list[str]]

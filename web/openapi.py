@@ -18,7 +18,7 @@ from matteflow.settings import Settings
 from matteflow.workers.callbacks import MAX_CALLBACK_URL_CHARS
 
 from .context import matte_in_flight_bound
-from .fetch import MAX_URL_CHARS
+from .fetch import MAX_URL_CHARS, MAX_URLS_PER_REQUEST
 
 _JSON = "application/json"
 
@@ -376,7 +376,7 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                                         "image_url": {
                                             "type": "array",
                                             "items": image_url,
-                                            "maxItems": settings.max_files_per_job,
+                                            "maxItems": min(MAX_URLS_PER_REQUEST, settings.max_files_per_job),
                                             "description": "Images named by URL, beside or instead of files (the "
                                             "job's items follow the files, in this order): "
                                             + image_url_text

@@ -135,6 +135,8 @@ def test_one_url_through_matte(
         "/api/v1/matte", data={"image_url": f"{origin.url}/photos/a.jpg", "file": (io.BytesIO(samples.jpeg), "a.jpg")}
     )
     assert both.status_code == 400 and both.get_json()["error"] == "too_many_files"
+    many = client.post("/api/v1/jobs", data={"image_url": [f"{origin.url}/photos/{i}.jpg" for i in range(101)]})
+    assert many.status_code == 400 and "at most 100 are read per request" in many.get_json()["message"]
 
 
 def test_a_job_of_files_and_urls_where_bad_urls_fail_alone(
