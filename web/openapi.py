@@ -624,7 +624,16 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                     "summary": "One result image",
                     "operationId": "getItem",
                     "responses": {
-                        "200": {"description": "The image.", "content": image_content},
+                        "200": {
+                            "description": "The image (with input=1: the upload as sent, in its own format).",
+                            "content": {
+                                **image_content,
+                                **{
+                                    media: {"schema": {"type": "string", "format": "binary"}}
+                                    for media in ("image/heic", "image/avif", "image/bmp", "image/tiff")
+                                },
+                            },
+                        },
                         "404": _error("Unknown job or item."),
                         "409": _error("Not done yet (not_ready) or failed (item_failed, with its reason)."),
                     },
