@@ -103,6 +103,18 @@ RESULT_CONFIDENCE = Histogram(
     buckets=tuple(round(0.1 * step, 1) for step in range(1, 11)),
 )
 UPLOAD_BYTES_TOTAL = Counter("matteflow_upload_bytes_total", "Bytes of images received.")
+# Images named by URL (image_url, web/fetch.py), read by the web process: fetched, failed (the origin gave no
+# image: an HTTP error, too slow, too large, unreachable) or refused (the guard: a host not listed, a private
+# address, a redirect to one). A rising refused rate is someone probing the guard.
+FETCHES_TOTAL = Counter(
+    "matteflow_image_fetches_total",
+    "Images named by URL, by outcome: fetched, failed (the origin gave no image), refused (not allowed).",
+    ["outcome"],
+)
+FETCH_OUTCOMES = ("fetched", "failed", "refused")
+for _outcome in FETCH_OUTCOMES:
+    FETCHES_TOTAL.labels(outcome=_outcome)
+FETCH_BYTES_TOTAL = Counter("matteflow_image_fetch_bytes_total", "Bytes of images read from image URLs.")
 QUEUE_WAIT_SECONDS = Histogram(
     "matteflow_queue_wait_seconds",
     "Time a task waited in its queue until a worker started it.",
@@ -123,6 +135,8 @@ WEB_METRICS = frozenset(
         "matteflow_http_requests",
         "matteflow_http_request_seconds",
         "matteflow_upload_bytes",
+        "matteflow_image_fetches",
+        "matteflow_image_fetch_bytes",
         "matteflow_items",  # uploads that fail the intake check are counted as failed items by the web
     }
 )

@@ -33,13 +33,14 @@ from urllib.parse import SplitResult, unquote, urljoin, urlunsplit
 import certifi
 import urllib3
 
+from matteflow import metrics
 from matteflow.core.errors import InputError
 from matteflow.files import sanitize_name
 from matteflow.settings import Settings
 from matteflow.urls import host_listed, listed_hosts, split_http_url
 
 from .errors import ApiError
-from .uploads import SPOOL_IN_MEMORY_BYTES
+from .uploads import SPOOL_IN_MEMORY_BYTES, stream_size
 
 MAX_URL_CHARS = 2000
 MAX_REDIRECTS = 3
@@ -228,13 +229,24 @@ def fetch_many(
     one that gave nothing. Every URL is checked before any is read; a refusal (also one found while reading:
     a private address, a redirect elsewhere) raises its 400 after closing what was read."""
     for url in urls:
-        check_image_url(url, settings)
+        try:
+            check_image_url(url, settings)
+        except ApiError:
+            metrics.FETCHES_TOTAL.labels(outcome="refused").inc()
+            raise
 
     def one(url: str) -> tuple[str, IO[bytes] | ImageFetchError]:
         try:
-            return fetch_image(url, settings, spool_dir=spool_dir, resolve=resolve)
+            name, body = fetch_image(url, settings, spool_dir=spool_dir, resolve=resolve)
         except ImageFetchError as exc:
+            metrics.FETCHES_TOTAL.labels(outcome="failed").inc()
             return _name_of(split_http_url(url.strip(), "image_url", MAX_URL_CHARS)), exc
+        except ApiError:
+            metrics.FETCHES_TOTAL.labels(outcome="refused").inc()
+            raise
+        metrics.FETCHES_TOTAL.labels(outcome="fetched").inc()
+        metrics.FETCH_BYTES_TOTAL.inc(stream_size(body))
+        return name, body
 
     with ThreadPoolExecutor(max(1, min(FETCH_THREADS, len(urls))), thread_name_prefix="matteflow-fetch") as pool:
         futures = [pool.submit(one, url) for url in urls]

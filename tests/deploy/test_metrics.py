@@ -55,6 +55,8 @@ def test_each_process_exports_its_own_metrics_with_their_types(redis_client, tmp
         "matteflow_http_requests": "counter",
         "matteflow_http_request_seconds": "histogram",
         "matteflow_upload_bytes": "counter",
+        "matteflow_image_fetches": "counter",
+        "matteflow_image_fetch_bytes": "counter",
     }
     worker = matteflow_families(metrics.worker_registry(settings))
     assert {

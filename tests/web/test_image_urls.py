@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 from PIL import Image
 from waitress import create_server
 
+from matteflow import metrics
 from matteflow.settings import Settings
 from matteflow.submit import main as submit_main
 from matteflow.web import create_app
@@ -139,9 +140,14 @@ def test_one_url_through_matte(
     assert many.status_code == 400 and "at most 100 are read per request" in many.get_json()["message"]
 
 
+def fetches(outcome: str) -> float:
+    return metrics.make_registry().get_sample_value("matteflow_image_fetches_total", {"outcome": outcome}) or 0.0
+
+
 def test_a_job_of_files_and_urls_where_bad_urls_fail_alone(
     web_settings: Settings, job_client: Any, worker: Any, origin: Origin, samples: Any
 ) -> None:
+    before = {outcome: fetches(outcome) for outcome in metrics.FETCH_OUTCOMES}
     client = client_with(
         web_settings, job_client, fetch_hosts=f"127.0.0.1:{origin.port}", max_upload_mb=1, fetch_timeout_s=1.0
     )
@@ -166,6 +172,8 @@ def test_a_job_of_files_and_urls_where_bad_urls_fail_alone(
     assert "HTTP 404" in items[2]["error"] and "larger than the limit of 1 MB" in items[4]["error"]
     assert "time" in items[5]["error"] and "redirects" in items[6]["error"]
     assert (job["done"], job["failed"]) == (3, 4)
+    after = {outcome: fetches(outcome) for outcome in metrics.FETCH_OUTCOMES}
+    assert {k: after[k] - before[k] for k in after} == {"fetched": 2, "failed": 4, "refused": 0}
 
 
 def test_a_redirect_to_a_private_address_refuses_the_request(
