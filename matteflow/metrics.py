@@ -103,7 +103,8 @@ RESULT_CONFIDENCE = Histogram(
     buckets=tuple(round(0.1 * step, 1) for step in range(1, 11)),
 )
 UPLOAD_BYTES_TOTAL = Counter("matteflow_upload_bytes_total", "Bytes of images received.")
-# Images named by URL (image_url, web/fetch.py), read by the web process: fetched, failed (the origin gave no
+# Images named by URL (image_url, matteflow/fetch.py), read by the web process (/matte) and the workers (jobs):
+# fetched, failed (the origin gave no
 # image: an HTTP error, too slow, too large, unreachable) or refused (the guard: a host not listed, a private
 # address, a redirect to one). A rising refused rate is someone probing the guard.
 FETCHES_TOTAL = Counter(
@@ -153,6 +154,8 @@ WORKER_METRICS = frozenset(
         "matteflow_result_confidence",
         "matteflow_queue_wait_seconds",
         "matteflow_worker_rss_bytes",
+        "matteflow_image_fetches",  # a job's image URLs are read by the workers
+        "matteflow_image_fetch_bytes",
     }
 )
 

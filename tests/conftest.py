@@ -73,6 +73,9 @@ def test_settings(redis_url: str, storage_dir: Path, **changes: object) -> Setti
         callback_secret="test-callback-secret",
         callback_timeout_s=5.0,
         callback_max_attempts=3,
+        # Image URLs from origins the tests run on this machine (a listed host is read though it is local).
+        fetch_hosts="127.0.0.1",
+        fetch_timeout_s=2.0,
         public_url="http://matteflow.test",
     )
     return base.replace(**changes)

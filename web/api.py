@@ -21,13 +21,13 @@ from matteflow.core.errors import InputError, shown
 from matteflow.core.imageio import probe_image
 from matteflow.core.instructions import Resolved
 from matteflow.core.options import MatteOptions
+from matteflow.fetch import ImageUrl, check_image_urls, fetch_image
 from matteflow.files import sanitize_name
 from matteflow.workers.callbacks import check_callback_url
 from matteflow.workers.client import AdoptError
 
 from .context import WebContext, web_context
 from .errors import ApiError
-from .fetch import MAX_URLS_PER_REQUEST, ImageFetchError, fetch_many
 from .instructions import llm_config
 from .jobindex import MAX_LISTED, JobIndex, parse_api_keys, request_owner
 from .openapi import build_openapi
@@ -214,20 +214,11 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     callback = _callback_url()
     resolved = _request_options(_without(request.args, *job_fields), _without(request.form, *job_fields), implied)
     options = resolved.options
-    uploads: list[tuple[str, IO[bytes] | InputError]] = list(read_uploads(request.files.getlist("files")))
+    uploads: list[tuple[str, IO[bytes] | ImageUrl]] = list(read_uploads(request.files.getlist("files")))
     urls = _image_urls()
     if not uploads and not urls:
         raise ApiError(400, "no_files", f"send at least one image in the multipart field 'files' (or '{URL_FIELD}')")
     count = len(uploads) + len(urls)
-    if len(urls) > MAX_URLS_PER_REQUEST:
-        raise ApiError(
-            400,
-            "too_many_files",
-            f"{len(urls)} image URLs in one job; at most {MAX_URLS_PER_REQUEST} are read per request: send several "
-            "jobs",
-            count=len(urls),
-            limit=MAX_URLS_PER_REQUEST,
-        )
     if count > ctx.settings.max_files_per_job:
         raise ApiError(
             400,
@@ -237,15 +228,13 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
             count=count,
             limit=ctx.settings.max_files_per_job,
         )
-    metrics.UPLOAD_BYTES_TOTAL.inc(sum(stream_size(stream) for _, stream in uploads))  # type: ignore[arg-type]
-    with ExitStack() as fetched:
-        # An image URL that gives nothing (404, timeout) becomes a failed item, like a bad file; the rest run.
-        for name, body in _fetch(urls):
-            if not isinstance(body, InputError):
-                fetched.callback(body.close)
-            uploads.append((name, body))
-        # Bad files (empty, not an image, too many pixels) become failed items inside the client; the rest run.
-        job_id = ctx.jobs.create_job(uploads, options, kind=kind, backdrop=backdrop, callback=callback)
+    # A URL this server may not read fails the request now; the workers read the others, each as its item's
+    # first step (an origin that gives nothing fails that item alone).
+    check_image_urls(urls, ctx.settings)
+    uploads += [(image.name, image) for image in map(ImageUrl, urls)]
+    metrics.UPLOAD_BYTES_TOTAL.inc(sum(stream_size(data) for _, data in uploads if not isinstance(data, ImageUrl)))
+    # Bad files (empty, not an image, too many pixels) become failed items inside the client; the rest run.
+    job_id = ctx.jobs.create_job(uploads, options, kind=kind, backdrop=backdrop, callback=callback)
     if owner is not None:
         _job_index().record(owner, job_id)
     urls = _job_urls(job_id)
@@ -334,13 +323,6 @@ URL_FIELD = "image_url"
 
 def _image_urls() -> list[str]:
     return [url for url in request.form.getlist(URL_FIELD) + request.args.getlist(URL_FIELD) if url.strip()]
-
-
-def _fetch(urls: list[str]) -> list[tuple[str, IO[bytes] | ImageFetchError]]:
-    if not urls:
-        return []
-    settings = web_context().settings
-    return fetch_many(urls, settings, spool_dir=settings.storage_dir / "tmp")
 
 
 def _without(source: Any, *names: str) -> dict[str, str]:
@@ -478,9 +460,8 @@ def matte_one() -> Response:
         raise ApiError(400, "too_many_files", "this endpoint takes one image; use POST /api/v1/jobs for several")
     with ExitStack() as fetched:
         if urls:
-            ((name, body),) = _fetch(urls)
-            if isinstance(body, ImageFetchError):
-                raise ApiError(422, "image_fetch_failed", str(body))
+            # One image, read here while the call waits: a refusal answers 400, an origin giving nothing 422.
+            name, body = fetch_image(urls[0], ctx.settings, spool_dir=ctx.settings.storage_dir / "tmp")
             data: IO[bytes] = fetched.enter_context(body)
         else:
             name, data = uploads[0]

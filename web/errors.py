@@ -24,6 +24,7 @@ from matteflow.core.errors import (
     ModelError,
     shown,
 )
+from matteflow.fetch import FetchRefused, ImageFetchError
 
 from .reasons import reason_for
 
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 # Status + machine-readable code for each core error (docs/internal-api.md "HTTP mapping"). Most specific
 # first: the lookup walks the exception's MRO, so a subclass never falls through to its parent's entry.
 CORE_ERROR_STATUS: dict[type[MattingError], tuple[int, str]] = {
+    FetchRefused: (400, "url_not_allowed"),  # an image_url this server may not read (matteflow/fetch.py)
+    ImageFetchError: (422, "image_fetch_failed"),  # an image_url that gave no image
     InvalidImageError: (422, "invalid_image"),
     ImageTooLargeError: (413, "image_too_large"),
     InvalidOptionError: (400, "invalid_option"),

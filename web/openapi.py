@@ -14,11 +14,11 @@ from matteflow.core.idsizes import ID_SIZES
 from matteflow.core.instructions import MAX_INSTRUCTION_CHARS
 from matteflow.core.options import FORMATS, KEEP_CHOICES, MAX_ERODE, MAX_KB_LIMIT, MAX_SIDE_LIMIT, PRESETS
 from matteflow.core.registry import MODEL_ALIASES, MODEL_NAMES
+from matteflow.fetch import MAX_URL_CHARS
 from matteflow.settings import Settings
 from matteflow.workers.callbacks import MAX_CALLBACK_URL_CHARS
 
 from .context import matte_in_flight_bound
-from .fetch import MAX_URL_CHARS, MAX_URLS_PER_REQUEST
 
 _JSON = "application/json"
 
@@ -288,8 +288,8 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
         "the server's MATTEFLOW_CALLBACK_HOSTS (400 invalid_option otherwise, and when callbacks are off).",
     }
     image_url_text = (
-        "read by the server itself (http or https, at most "
-        f"{settings.max_upload_mb} MB, {settings.fetch_timeout_s:g} s); only from hosts in the server's "
+        f"http or https, at most {settings.max_upload_mb} MB and {settings.fetch_timeout_s:g} s each; only from "
+        "hosts in the server's "
         "MATTEFLOW_FETCH_HOSTS (off when empty; * = any host whose addresses are all public): a host not listed, "
         "or one that resolves to a private or local address, is refused with 400 url_not_allowed."
     )
@@ -376,12 +376,14 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                                         "image_url": {
                                             "type": "array",
                                             "items": image_url,
-                                            "maxItems": min(MAX_URLS_PER_REQUEST, settings.max_files_per_job),
+                                            "maxItems": settings.max_files_per_job,
                                             "description": "Images named by URL, beside or instead of files (the "
-                                            "job's items follow the files, in this order): "
+                                            "job's items follow the files, in this order), read by the workers: "
                                             + image_url_text
-                                            + " One that gives no image (an HTTP error, too large, too slow) is a "
-                                            "failed item (error_code image_fetch_failed).",
+                                            + " One that gives no image (HTTP 404, too large, a redirect loop) is a "
+                                            "failed item (error_code image_fetch_failed, or url_not_allowed for a "
+                                            "redirect to a refused address); timeouts and HTTP 5xx are retried "
+                                            "first.",
                                         },
                                         "callback_url": callback_url,
                                         "kind": {
@@ -659,7 +661,8 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                                         "file": {"type": "string", "format": "binary"},
                                         "image_url": {
                                             **image_url,
-                                            "description": "The image by URL instead of a file: " + image_url_text,
+                                            "description": "The image by URL, read while the call waits: "
+                                            + image_url_text,
                                         },
                                         **options,
                                     },

@@ -20,7 +20,13 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("InvalidImageError", re.compile(r"^image has an invalid size (?P<width>-?\d+)x(?P<height>-?\d+)"), "image_size"),
     ("InvalidImageError", re.compile(r"^image data is truncated"), "image_truncated"),
     ("InvalidImageError", re.compile(r"^image data is corrupt"), "image_corrupt"),
-    ("ImageFetchError", re.compile(r"^could not fetch the image"), "image_fetch_failed"),
+    # Also after the worker's tries: "failed after 3 attempts: ImageFetchError: could not fetch ...".
+    (
+        "ImageFetchError",
+        re.compile(r"^(?:failed after \d+ attempts: ImageFetchError: )?could not fetch the image"),
+        "image_fetch_failed",
+    ),
+    ("FetchRefused", re.compile(r"^image_url's host"), "url_not_allowed"),
     (
         "ImageTooLargeError",
         re.compile(

@@ -20,6 +20,7 @@ from matteflow.core import errors as core_errors
 from matteflow.core.errors import InputError, InvalidOptionError, MattingError
 from matteflow.core.imageio import check_memory_budget, probe_image
 from matteflow.core.options import MatteOptions, parse_options
+from matteflow.fetch import ImageUrl
 from matteflow.files import sanitize_name, write_atomic
 from matteflow.settings import Settings
 
@@ -84,7 +85,7 @@ class JobClient:
 
     def create_job(
         self,
-        files: list[tuple[str, Upload | InputError]],
+        files: list[tuple[str, Upload | ImageUrl]],
         options: MatteOptions,
         *,
         kind: str = "batch",
@@ -94,8 +95,9 @@ class JobClient:
         """Store the uploads, record the job and enqueue its good items; returns the job id.
 
         Each upload is bytes or a seekable binary stream (copied to storage through a bounded buffer, never
-        read whole). A file that fails the header check becomes a failed item with its message (never enqueued),
-        and so does an :class:`InputError` given in a file's place (an image URL that gave no bytes).
+        read whole). A file that fails the header check becomes a failed item with its message (never enqueued).
+        An :class:`~matteflow.fetch.ImageUrl` in a file's place (checked with ``check_image_urls``) is recorded
+        with its URL and enqueued: the worker that takes it reads it first.
         ``backdrop`` is the background image every item is composited over (``options.background_image``);
         unlike an item, a bad one fails the whole request. ``callback`` is a URL already checked with
         :func:`callbacks.check_callback_url`, told when the job ends. Raises InvalidOptionError for options
@@ -120,8 +122,8 @@ class JobClient:
             for index, (name, data) in enumerate(files):
                 safe = sanitize_name(name)
                 stored = f"{index}_{safe}"
-                if isinstance(data, InputError):
-                    items.append(NewItem(safe, stored, str(data), type(data).__name__))
+                if isinstance(data, ImageUrl):
+                    items.append(NewItem(safe, stored, url=data.url))
                     continue
                 try:
                     info = probe_image(data, self.settings.max_pixels)

@@ -257,6 +257,7 @@ class NewItem:
     stored: str
     error: str = ""
     error_type: str = ""
+    url: str = ""  # an image named by URL: the worker reads it into ``stored`` first (matteflow/fetch.py)
 
 
 def _ms(seconds: float) -> int:
@@ -322,6 +323,9 @@ class JobStore:
         )
         pipe.hset(_job_key(job_id, "name"), mapping={i: item.name for i, item in enumerate(items)})
         pipe.hset(_job_key(job_id, "stored"), mapping={i: item.stored for i, item in enumerate(items)})
+        urls = {i: item.url for i, item in enumerate(items) if item.url}
+        if urls:
+            pipe.hset(_job_key(job_id, "url"), mapping=urls)
         errors = {i: item.error for i, item in enumerate(items) if item.error}
         if errors:
             pipe.hset(_job_key(job_id, "error"), mapping=errors)
@@ -406,6 +410,11 @@ class JobStore:
 
     def item_states(self, job_id: str) -> dict[int, str]:
         return {int(k): _text(v) for k, v in self.redis.hgetall(_job_key(job_id, "state")).items()}
+
+    def item_url(self, job_id: str, index: int) -> str | None:
+        """The URL an item was named by (read by the worker before its first run), or None for an upload."""
+        value = self.redis.hget(_job_key(job_id, "url"), index)
+        return _text(value) if value is not None else None
 
     def stored_name(self, job_id: str, index: int) -> str | None:
         value = self.redis.hget(_job_key(job_id, "stored"), index)
@@ -565,8 +574,8 @@ class JobStore:
 
     def delete(self, job_id: str) -> bool:
         """Remove every key of the job. True if it existed."""
-        suffixes = ("", "state", "name", "stored", "error", "etype", "attempts", "events", "model", "confidence")
-        suffixes += ("owner", "lease", "holder")
+        suffixes = ("", "state", "name", "stored", "url", "error", "etype", "attempts", "events", "model")
+        suffixes += ("confidence", "owner", "lease", "holder")
         keys = [_job_key(job_id, s) for s in suffixes]
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(*keys)

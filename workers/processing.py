@@ -24,12 +24,14 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from matteflow import metrics
 from matteflow.core.errors import InputError, MattingError
 from matteflow.core.imageio import decode_image
 from matteflow.core.options import MatteOptions, parse_options
+from matteflow.fetch import FetchRefused, ImageFetchError, fetch_image
 from matteflow.files import write_atomic
 from matteflow.settings import Settings
 
@@ -108,7 +110,7 @@ class ChunkRunner:
             return self.outcome
         options = parse_options(json.loads(fields["options"]))
         files = JobFiles(self.settings.jobs_dir, self.job_id)
-        pending: list[tuple[int, int, bytes]] = []  # (index, attempt, input bytes)
+        todo: list[tuple[int, int]] = []  # (index, attempt)
         for index in indices:
             attempt = self.store.start_item(self.job_id, index, self.owner, self.settings.item_lease_s, self.holder)
             if attempt < 0:
@@ -124,13 +126,14 @@ class ChunkRunner:
                     "MattingError",
                 )
             else:
-                data = self._read_input(files, index, attempt)
-                if data is not None:
-                    pending.append((index, attempt, data))
-        if pending:
-            held = self.keeper.holding(self.job_id, self.owner, [i for i, _, _ in pending]) if self.keeper else None
+                todo.append((index, attempt))
+        if todo:
+            # Leases are renewed from here on: reading an input may mean fetching it from its URL first.
+            held = self.keeper.holding(self.job_id, self.owner, [i for i, _ in todo]) if self.keeper else None
             with held or contextlib.nullcontext():
-                self._process(files, options, pending)
+                pending = [(i, a, data) for i, a in todo if (data := self._read_input(files, i, a)) is not None]
+                if pending:
+                    self._process(files, options, pending)
         return self.outcome
 
     def _backdrop(self, files: JobFiles) -> np.ndarray:
@@ -142,7 +145,10 @@ class ChunkRunner:
         try:
             if not stored:
                 raise FileNotFoundError(f"no stored name recorded for item {index}")
-            return files.input_path(index, stored).read_bytes()
+            path = files.input_path(index, stored)
+            if not path.exists() and (url := self.store.item_url(self.job_id, index)):
+                return self._fetch_input(path, url, index, attempt)
+            return path.read_bytes()
         except OSError as exc:
             # A storage fault (a network volume remounting, a file not yet visible), not the client's bad
             # image: retried, and dead-lettered with the reason if it persists. A deleted job is left alone.
@@ -152,6 +158,26 @@ class ChunkRunner:
             else:
                 self.outcome.skipped.append(index)
             return None
+
+    def _fetch_input(self, path: Path, url: str, index: int, attempt: int) -> bytes | None:
+        """Read an item named by URL and store it as its upload (what a rerun and ``?input=1`` then serve).
+        A refusal or a permanent answer (404, too large) fails the item; a transient one (timeout, 5xx) is
+        retried like any other. OSError (storing it) is the caller's: a storage fault."""
+        try:
+            _, body = fetch_image(url, self.settings, spool_dir=path.parent)
+        except ImageFetchError as exc:
+            if exc.transient:
+                self._transient(index, attempt, exc)
+            else:
+                self._end(index, "failed", str(exc), type(exc).__name__)
+            return None
+        except FetchRefused as exc:
+            self._end(index, "failed", str(exc), type(exc).__name__)
+            return None
+        with body:
+            data = body.read()
+        write_atomic(path, data, make_parents=False)  # a missing folder: the job was deleted meanwhile
+        return data
 
     def _process(self, files: JobFiles, options: MatteOptions, pending: list[tuple[int, int, bytes]]) -> None:
         started = time.perf_counter()

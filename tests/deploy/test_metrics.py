@@ -71,6 +71,8 @@ def test_each_process_exports_its_own_metrics_with_their_types(redis_client, tmp
         "matteflow_queue_wait_seconds": "histogram",
         "matteflow_worker_rss_bytes": "gauge",
         "matteflow_worker_up": "gauge",
+        "matteflow_image_fetches": "counter",
+        "matteflow_image_fetch_bytes": "counter",
     }.items() <= worker.items()
     assert not {"matteflow_queue_length", "matteflow_tasks_in_flight", "matteflow_redis_up"} & set(worker)
     assert matteflow_families(metrics.queue_registry(settings, redis_client=redis_client)) == {

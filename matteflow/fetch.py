@@ -1,8 +1,9 @@
-"""Images named by URL (``image_url``): the intake service reads them itself, under a request-forgery guard.
+"""Images named by URL (``image_url``), read by the server under a request-forgery guard.
 
-A pipeline whose photos already sit behind a CDN or in a bucket sends their URLs instead of the bytes. A
-server that fetches any URL a client names is a relay into the network it runs in (the cloud metadata
-address, an admin port on localhost), so:
+A pipeline whose photos already sit behind a CDN or in a bucket sends their URLs instead of the bytes: the web
+process reads the one image of ``POST /api/v1/matte`` itself, and a job's URLs are read by the workers, each
+as its item's first step (retried like any other transient failure). A server that fetches any URL a client
+names is a relay into the network it runs in (the cloud metadata address, an admin port on localhost), so:
 
 - ``MATTEFLOW_FETCH_HOSTS`` says which hosts may be read: empty (the default) turns image URLs off; ``*``
   allows any host whose every address is public (global unicast); otherwise a comma-separated list of
@@ -14,18 +15,20 @@ address, an admin port on localhost), so:
 - The body is streamed to a spooled temporary file, at most ``MATTEFLOW_MAX_UPLOAD_MB``, within
   ``MATTEFLOW_FETCH_TIMEOUT_S`` in all; what it is, the image header check decides (never the Content-Type).
 
-A URL the policy refuses is the client's mistake and fails the request (400 ``url_not_allowed``). An origin
-that answers badly (404, a timeout, too large) fails that image alone, like a bad upload.
+A URL the policy refuses raises :class:`FetchRefused` (the web answers 400 ``url_not_allowed``); an origin
+that gives no image raises :class:`ImageFetchError`, ``transient`` when another try may succeed (a timeout, a
+refused connection, HTTP 5xx or 429) and not when it cannot (HTTP 404, too large, too many redirects).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import tempfile
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 from urllib.parse import SplitResult, unquote, urljoin, urlunsplit
@@ -39,25 +42,40 @@ from matteflow.files import sanitize_name
 from matteflow.settings import Settings
 from matteflow.urls import host_listed, listed_hosts, split_http_url
 
-from .errors import ApiError
-from .uploads import SPOOL_IN_MEMORY_BYTES, stream_size
-
 MAX_URL_CHARS = 2000
 MAX_REDIRECTS = 3
 CONNECT_TIMEOUT_S = 5.0
 CHUNK_BYTES = 64 * 1024
+SPOOL_IN_MEMORY_BYTES = 256 * 1024  # a larger body goes to a temporary file
 USER_AGENT = "MatteFlow-Fetch/1 (+image_url)"
-FETCH_THREADS = 8  # URLs of one job read at once
-# The URLs of a job are read while its request waits (at worst ceil(n / FETCH_THREADS) x the timeout): a
-# bound keeps that to minutes; thousands of photos go as several jobs.
-MAX_URLS_PER_REQUEST = 100
 ANY_PUBLIC_HOST = "*"
+# Answers worth another try later: the origin is overloaded or briefly failing, not refusing this image.
+TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 Resolver = Callable[[str, int], list[str]]
 
 
+class FetchRefused(InputError):
+    """The URL is not one this server may read: a host not listed, a private or local address."""
+
+
 class ImageFetchError(InputError):
-    """The URL was allowed but gave no image bytes (an HTTP error, a timeout, too large): that image fails."""
+    """The URL was allowed but gave no image bytes. ``transient``: another try may succeed."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+@dataclass(frozen=True)
+class ImageUrl:
+    """An image a job names by URL, to be read by the worker that takes its item."""
+
+    url: str
+
+    @property
+    def name(self) -> str:
+        return name_of(split_http_url(self.url, "image_url", MAX_URL_CHARS))
 
 
 def system_resolver(host: str, port: int) -> list[str]:
@@ -65,7 +83,9 @@ def system_resolver(host: str, port: int) -> list[str]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise ImageFetchError(f"could not fetch the image: the host {host!r} does not resolve ({exc})") from None
+        raise ImageFetchError(
+            f"could not fetch the image: the host {host!r} does not resolve ({exc})", transient=True
+        ) from None
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
@@ -74,19 +94,33 @@ def fetching_enabled(settings: Settings) -> bool:
 
 
 def check_image_url(url: str, settings: Settings) -> SplitResult:
-    """The URL split, if its shape and host are allowed (the addresses are checked when it is fetched); else
-    a 400 :class:`ApiError` saying why."""
+    """The URL split, if its shape and host are allowed (addresses are checked when it is read).
+
+    Raises :class:`~matteflow.core.errors.InvalidOptionError` for a URL that is not http(s) with a host, or
+    carries credentials, and :class:`FetchRefused` for a host this server may not read."""
     hosts = listed_hosts(settings.fetch_hosts)
     if not hosts:
-        raise ApiError(400, "url_not_allowed", "image URLs are off on this server (MATTEFLOW_FETCH_HOSTS is empty)")
+        raise FetchRefused("image URLs are off on this server (MATTEFLOW_FETCH_HOSTS is empty)")
     parts = split_http_url(url.strip(), "image_url", MAX_URL_CHARS)
     if ANY_PUBLIC_HOST not in hosts and not host_listed(parts, hosts):
-        raise ApiError(
-            400,
-            "url_not_allowed",
-            f"image_url's host {parts.hostname!r} is not one this server may read (MATTEFLOW_FETCH_HOSTS)",
+        raise FetchRefused(
+            f"image_url's host {parts.hostname!r} is not one this server may read (MATTEFLOW_FETCH_HOSTS)"
         )
     return parts
+
+
+def check_image_urls(urls: Iterable[str], settings: Settings, resolve: Resolver = system_resolver) -> None:
+    """Check a job's URLs at intake, addresses included (each distinct host resolved once), so a refused one
+    fails the request at once; the worker that reads each checks again (the answer may have changed)."""
+    seen: set[tuple[str, int | None]] = set()
+    for url in urls:
+        parts = check_image_url(url, settings)
+        key = ((parts.hostname or "").lower(), parts.port)
+        if key not in seen:
+            seen.add(key)
+            # A name that does not resolve now is left to the worker's tries (which say so on the item).
+            with contextlib.suppress(ImageFetchError):
+                _pinned_address(parts, settings, resolve)
 
 
 def _is_public(address: str) -> bool:
@@ -102,15 +136,13 @@ def _pinned_address(parts: SplitResult, settings: Settings, resolve: Resolver) -
     port = parts.port or (443 if parts.scheme == "https" else 80)
     addresses = resolve(parts.hostname or "", port)
     if not addresses:
-        raise ImageFetchError(f"could not fetch the image: the host {parts.hostname!r} has no address")
+        raise ImageFetchError(f"could not fetch the image: the host {parts.hostname!r} has no address", transient=True)
     if host_listed(parts, listed_hosts(settings.fetch_hosts)):
         return addresses[0]
     if not all(_is_public(address) for address in addresses):
-        raise ApiError(
-            400,
-            "url_not_allowed",
+        raise FetchRefused(
             f"image_url's host {parts.hostname!r} resolves to a private or local address; list it in "
-            "MATTEFLOW_FETCH_HOSTS if this server should read it",
+            "MATTEFLOW_FETCH_HOSTS if this server should read it"
         )
     return addresses[0]
 
@@ -149,9 +181,25 @@ def fetch_image(
 ) -> tuple[str, IO[bytes]]:
     """(a file name from the URL, the body in a spooled temporary file at position 0).
 
-    Raises :class:`ApiError` 400 for a URL the policy refuses (also after a redirect), and
-    :class:`ImageFetchError` when the origin gives no image bytes.
+    Raises :class:`FetchRefused` for a URL the policy refuses (also after a redirect), and
+    :class:`ImageFetchError` when the origin gives no image bytes. Counted in
+    ``matteflow_image_fetches_total{outcome}``.
     """
+    try:
+        name, body = _fetch(url, settings, spool_dir, resolve)
+    except FetchRefused:
+        metrics.FETCHES_TOTAL.labels(outcome="refused").inc()
+        raise
+    except ImageFetchError:
+        metrics.FETCHES_TOTAL.labels(outcome="failed").inc()
+        raise
+    metrics.FETCHES_TOTAL.labels(outcome="fetched").inc()
+    metrics.FETCH_BYTES_TOTAL.inc(body.seek(0, 2))
+    body.seek(0)
+    return name, body
+
+
+def _fetch(url: str, settings: Settings, spool_dir: Path | None, resolve: Resolver) -> tuple[str, IO[bytes]]:
     parts = check_image_url(url, settings)
     deadline = time.monotonic() + settings.fetch_timeout_s
     limit = settings.max_upload_bytes
@@ -161,7 +209,9 @@ def fetch_image(
             try:
                 response = _get(pool, parts)
             except urllib3.exceptions.HTTPError as exc:
-                raise ImageFetchError(f"could not fetch the image from {parts.hostname}: {_reason(exc)}") from None
+                raise ImageFetchError(
+                    f"could not fetch the image from {parts.hostname}: {_reason(exc)}", transient=True
+                ) from None
             try:
                 location = response.headers.get("Location")
                 if response.status in (301, 302, 303, 307, 308) and location:
@@ -169,9 +219,10 @@ def fetch_image(
                     continue
                 if response.status != 200:
                     raise ImageFetchError(
-                        f"could not fetch the image from {parts.hostname}: it answered HTTP {response.status}"
+                        f"could not fetch the image from {parts.hostname}: it answered HTTP {response.status}",
+                        transient=response.status in TRANSIENT_STATUSES,
                     )
-                return _name_of(parts), _read_body(response, limit, deadline, spool_dir, parts.hostname or "")
+                return name_of(parts), _read_body(response, limit, deadline, spool_dir, parts.hostname or "")
             finally:
                 response.release_conn()
     raise ImageFetchError(f"could not fetch the image: more than {MAX_REDIRECTS} redirects")
@@ -195,11 +246,13 @@ def _read_body(
             if size > limit:
                 raise ImageFetchError(too_large)
             if time.monotonic() > deadline:
-                raise ImageFetchError(f"could not fetch the image from {host}: it took longer than the time allowed")
+                raise ImageFetchError(
+                    f"could not fetch the image from {host}: it took longer than the time allowed", transient=True
+                )
             body.write(chunk)
     except urllib3.exceptions.HTTPError as exc:
         body.close()
-        raise ImageFetchError(f"could not fetch the image from {host}: {_reason(exc)}") from None
+        raise ImageFetchError(f"could not fetch the image from {host}: {_reason(exc)}", transient=True) from None
     except BaseException:
         body.close()
         raise
@@ -217,48 +270,6 @@ def _reason(exc: Exception) -> str:
     return f"the connection failed ({type(exc).__name__})"
 
 
-def _name_of(parts: SplitResult) -> str:
+def name_of(parts: SplitResult) -> str:
     """The URL path's last part (``.../IMG_0001.jpg?w=800`` -> ``IMG_0001.jpg``), or ``image``."""
     return sanitize_name(PurePosixPath(unquote(parts.path)).name, fallback="image")
-
-
-def fetch_many(
-    urls: list[str], settings: Settings, *, spool_dir: Path | None = None, resolve: Resolver = system_resolver
-) -> list[tuple[str, IO[bytes] | ImageFetchError]]:
-    """Every URL read (``FETCH_THREADS`` at a time), in order: ``(name, body)`` or ``(name, the error)`` for
-    one that gave nothing. Every URL is checked before any is read; a refusal (also one found while reading:
-    a private address, a redirect elsewhere) raises its 400 after closing what was read."""
-    for url in urls:
-        try:
-            check_image_url(url, settings)
-        except ApiError:
-            metrics.FETCHES_TOTAL.labels(outcome="refused").inc()
-            raise
-
-    def one(url: str) -> tuple[str, IO[bytes] | ImageFetchError]:
-        try:
-            name, body = fetch_image(url, settings, spool_dir=spool_dir, resolve=resolve)
-        except ImageFetchError as exc:
-            metrics.FETCHES_TOTAL.labels(outcome="failed").inc()
-            return _name_of(split_http_url(url.strip(), "image_url", MAX_URL_CHARS)), exc
-        except ApiError:
-            metrics.FETCHES_TOTAL.labels(outcome="refused").inc()
-            raise
-        metrics.FETCHES_TOTAL.labels(outcome="fetched").inc()
-        metrics.FETCH_BYTES_TOTAL.inc(stream_size(body))
-        return name, body
-
-    with ThreadPoolExecutor(max(1, min(FETCH_THREADS, len(urls))), thread_name_prefix="matteflow-fetch") as pool:
-        futures = [pool.submit(one, url) for url in urls]
-    results, refusal = [], None
-    for future in futures:
-        try:
-            results.append(future.result())
-        except ApiError as exc:
-            refusal = refusal or exc
-    if refusal is not None:
-        for _, body in results:
-            if not isinstance(body, ImageFetchError):
-                body.close()
-        raise refusal
-    return results
