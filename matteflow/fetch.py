@@ -28,6 +28,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -49,6 +50,7 @@ CHUNK_BYTES = 64 * 1024
 SPOOL_IN_MEMORY_BYTES = 256 * 1024  # a larger body goes to a temporary file
 USER_AGENT = "MatteFlow-Fetch/1 (+image_url)"
 ANY_PUBLIC_HOST = "*"
+RESOLVE_THREADS = 16  # a job's distinct hosts looked up at once at intake
 # Answers worth another try later: the origin is overloaded or briefly failing, not refusing this image.
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -110,17 +112,21 @@ def check_image_url(url: str, settings: Settings) -> SplitResult:
 
 
 def check_image_urls(urls: Iterable[str], settings: Settings, resolve: Resolver = system_resolver) -> None:
-    """Check a job's URLs at intake, addresses included (each distinct host resolved once), so a refused one
-    fails the request at once; the worker that reads each checks again (the answer may have changed)."""
-    seen: set[tuple[str, int | None]] = set()
+    """Check a job's URLs at intake, addresses included (each distinct host resolved once, several at a
+    time), so a refused one fails the request at once; the worker that reads each checks again (the answer
+    may have changed meanwhile)."""
+    hosts: dict[tuple[str, int | None], SplitResult] = {}
     for url in urls:
         parts = check_image_url(url, settings)
-        key = ((parts.hostname or "").lower(), parts.port)
-        if key not in seen:
-            seen.add(key)
-            # A name that does not resolve now is left to the worker's tries (which say so on the item).
-            with contextlib.suppress(ImageFetchError):
-                _pinned_address(parts, settings, resolve)
+        hosts.setdefault(((parts.hostname or "").lower(), parts.port), parts)
+
+    def check_addresses(parts: SplitResult) -> None:
+        # A name that does not resolve now is left to the worker's tries (which say so on the item).
+        with contextlib.suppress(ImageFetchError):
+            _pinned_address(parts, settings, resolve)
+
+    with ThreadPoolExecutor(max(1, min(RESOLVE_THREADS, len(hosts))), thread_name_prefix="matteflow-dns") as pool:
+        list(pool.map(check_addresses, hosts.values()))  # the first refusal is raised here
 
 
 def _is_public(address: str) -> bool:

@@ -231,3 +231,20 @@ def test_submit_sends_urls_beside_files(
     assert code == 1 and "failed: gone.jpg: could not fetch the image" in err and "HTTP 404" in err, err
     with zipfile.ZipFile(out) as archive:
         assert {"local.png", "remote.png", "manifest.json"} <= set(archive.namelist())
+
+
+def test_intake_resolves_each_distinct_host_once(web_settings: Settings) -> None:
+    from matteflow.fetch import check_image_urls
+
+    lookups: list[str] = []
+
+    def resolver(host: str, port: int) -> list[str]:
+        lookups.append(host)
+        return ["10.0.0.7"] if host == "inside.example.test" else ["93.184.215.14"]
+
+    settings = web_settings.replace(fetch_hosts="*")
+    urls = [f"https://cdn{i % 3}.example.test/p/{i}.jpg" for i in range(30)]
+    check_image_urls(urls, settings, resolve=resolver)
+    assert sorted(lookups) == ["cdn0.example.test", "cdn1.example.test", "cdn2.example.test"]
+    with pytest.raises(FetchRefused, match="inside.example.test"):
+        check_image_urls([*urls, "http://inside.example.test/a.jpg"], settings, resolve=resolver)
