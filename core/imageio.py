@@ -1,9 +1,10 @@
 """Reading untrusted image bytes safely, and encoding results.
 
-Every decoded image comes out as an ``H x W x 3`` uint8 sRGB array, upright (EXIF orientation applied), whatever
-the input's mode (CMYK, grayscale, 16-bit, palette, RGBA) or embedded colour profile (Adobe RGB, Display P3, a
-press CMYK profile: converted to sRGB, which results are written in). The pixel limit is checked from the header, before
-any pixel is decoded, so a "pixel bomb" costs nothing.
+Every decoded image comes out as an ``H x W x 3`` uint8 sRGB array, upright (EXIF orientation applied),
+whatever the input's format (JPEG, PNG, WebP, HEIC, AVIF, BMP, TIFF), mode (CMYK, grayscale, 16-bit, palette,
+RGBA) or embedded colour profile (Adobe RGB, Display P3, a press CMYK profile: converted to sRGB, which results
+are written in). The pixel limit is checked from the header, before any pixel is decoded, so a "pixel bomb"
+costs nothing.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from matteflow.core.options import MatteOptions
 from matteflow.fetch import ImageUrl, check_image_urls, fetch_image
 from matteflow.files import sanitize_name
 from matteflow.workers.callbacks import check_callback_url
-from matteflow.workers.client import AdoptError
+from matteflow.workers.client import AdoptError, SingleResult
 
 from .context import WebContext, web_context
 from .errors import ApiError
@@ -317,7 +317,7 @@ def _chosen_items(field: str | None, total: int) -> list[int] | None:
     return chosen
 
 
-# Images named by URL instead of sent (web/fetch.py): repeatable on /jobs, once on /matte.
+# Images named by URL instead of sent (matteflow/fetch.py): repeatable on /jobs, once on /matte.
 URL_FIELD = "image_url"
 
 
@@ -458,23 +458,9 @@ def matte_one() -> Response:
         raise ApiError(400, "no_file", f"send one image in the multipart field 'file' (or its URL in '{URL_FIELD}')")
     if len(uploads) + len(urls) > 1:
         raise ApiError(400, "too_many_files", "this endpoint takes one image; use POST /api/v1/jobs for several")
-    with ExitStack() as fetched:
-        if urls:
-            # One image, read here while the call waits: a refusal answers 400, an origin giving nothing 422.
-            name, body = fetch_image(urls[0], ctx.settings, spool_dir=ctx.settings.storage_dir / "tmp")
-            data: IO[bytes] = fetched.enter_context(body)
-        else:
-            name, data = uploads[0]
-            metrics.UPLOAD_BYTES_TOTAL.inc(stream_size(data))
-        return _matte_response(ctx, name, data, options, resolved, backdrop)
-
-
-def _matte_response(
-    ctx: WebContext, name: str, data: IO[bytes], options: MatteOptions, resolved: Resolved, backdrop: IO[bytes] | None
-) -> Response:
-    """Run one image on a worker and answer with the result (or a ZIP of it and its mask)."""
-    # Each call waiting on its worker holds a request thread: at most matte_max_in_flight at once, so jobs,
-    # the page and the probes always have threads. Beyond that: 503 at once, with when to come back.
+    # Each call waiting (on its image URL, then on its worker) holds a request thread: at most
+    # matte_max_in_flight at once, so jobs, the page and the probes always have threads. Beyond that: 503 at
+    # once, with when to come back.
     if not ctx.matte_slots.acquire(blocking=False):
         raise ApiError(
             503,
@@ -484,7 +470,26 @@ def _matte_response(
             retry_after_s=MATTE_RETRY_AFTER_S,
         )
     try:
-        single = ctx.jobs.matte_one_result(
+        with ExitStack() as fetched:
+            if urls:
+                # One image, read here while the call waits: a refusal answers 400, an origin giving nothing 422.
+                name, body = fetch_image(urls[0], ctx.settings, spool_dir=ctx.settings.storage_dir / "tmp")
+                data: IO[bytes] = fetched.enter_context(body)
+            else:
+                name, data = uploads[0]
+                metrics.UPLOAD_BYTES_TOTAL.inc(stream_size(data))
+            single = _run_single(ctx, name, data, options, backdrop)
+    finally:
+        ctx.matte_slots.release()
+    return _matte_response(name, single, options, resolved)
+
+
+def _run_single(
+    ctx: WebContext, name: str, data: IO[bytes], options: MatteOptions, backdrop: IO[bytes] | None
+) -> SingleResult:
+    """One image through a worker (as a one-item job), waited for; 504 when none finished it in time."""
+    try:
+        return ctx.jobs.matte_one_result(
             data, name, options, timeout=ctx.settings.single_image_timeout_s, backdrop=backdrop
         )
     except TimeoutError as exc:
@@ -494,8 +499,10 @@ def _matte_response(
             f"no worker finished the image within {ctx.settings.single_image_timeout_s:g} s; "
             "check that workers are running (GET /readyz?workers=1)",
         ) from exc
-    finally:
-        ctx.matte_slots.release()
+
+
+def _matte_response(name: str, single: SingleResult, options: MatteOptions, resolved: Resolved) -> Response:
+    """The answer of /matte: the result image (or a ZIP of it and its mask), named as the upload."""
     stem = PurePosixPath(name).stem
     download_name = f"{stem}.{options.extension}"
     if single.mask is not None:
