@@ -8,9 +8,9 @@ from urllib.parse import SplitResult, urlsplit
 from matteflow.core.errors import InvalidOptionError, shown
 
 
-def split_http_url(url: str, field: str, max_chars: int) -> SplitResult:
+def split_http_url(url: str, field: str, max_chars: int, credentials_hint: str = "") -> SplitResult:
     """``url`` split, if it is an http(s) URL with a host, no credentials and at most ``max_chars``; else
-    :class:`InvalidOptionError` naming ``field``."""
+    :class:`InvalidOptionError` naming ``field`` (``credentials_hint``: what to do instead of credentials)."""
     if len(url) > max_chars:
         raise InvalidOptionError(f"{field} is longer than {max_chars} characters")
     try:
@@ -21,7 +21,7 @@ def split_http_url(url: str, field: str, max_chars: int) -> SplitResult:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidOptionError(f"{field} must be an http(s) URL with a host, got {shown(url)}")
     if parts.username or parts.password:
-        raise InvalidOptionError(f"{field} must not carry credentials")
+        raise InvalidOptionError(f"{field} must not carry credentials{credentials_hint}")
     return parts
 
 

@@ -46,7 +46,7 @@ def check_callback_url(url: str, settings: Settings) -> str:
     if not hosts:
         raise InvalidOptionError("callbacks are off on this server (MATTEFLOW_CALLBACK_HOSTS is empty)")
     url = url.strip()
-    parts = split_http_url(url, "callback_url", MAX_CALLBACK_URL_CHARS)
+    parts = split_http_url(url, "callback_url", MAX_CALLBACK_URL_CHARS, ": sign with MATTEFLOW_CALLBACK_SECRET")
     if not host_listed(parts, hosts):
         raise InvalidOptionError(
             f"callback_url's host {parts.hostname!r} is not one this server may call (MATTEFLOW_CALLBACK_HOSTS)"
