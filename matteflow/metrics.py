@@ -55,21 +55,27 @@ if os.environ.get(_MULTIPROC_ENV):
 STAGES = ("decode", "inference", "postprocess", "encode")
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
+
+def _outcome_counter(name: str, documentation: str, outcomes: tuple[str, ...]) -> Counter:
+    """A counter by ``outcome`` with every outcome exported at 0 from the start: a series born at 1 has no
+    increase() to show, so the first of a kind (a callback given up, a fetch refused) would slip past alerts."""
+    counter = Counter(name, documentation, ["outcome"])
+    for outcome in outcomes:
+        counter.labels(outcome=outcome)
+    return counter
+
+
 JOBS_TOTAL = Counter("matteflow_jobs_total", "Jobs by the state they reached.", ["state"])
 ITEMS_TOTAL = Counter("matteflow_items_total", "Images by the state they reached.", ["state"])
 TASK_RETRIES_TOTAL = Counter("matteflow_task_retries_total", "Task retries after a transient error.")
-# Sent again by the reconciler (workers/reconcile.py), by why. A steady rate of lease_expired means workers
-# die or hang mid-item (OOM kills, preemption, a stuck GPU); stalled means task messages were lost.
-CALLBACKS_TOTAL = Counter(
+CALLBACK_OUTCOMES = ("delivered", "retried", "gave_up")
+CALLBACKS_TOTAL = _outcome_counter(
     "matteflow_callbacks_total",
     "Deliveries of job-finished callbacks by outcome: delivered, retried (non-2xx, timeout, refused), gave_up.",
-    ["outcome"],
+    CALLBACK_OUTCOMES,
 )
-CALLBACK_OUTCOMES = ("delivered", "retried", "gave_up")
-# Every outcome exported at 0 from the start: a series born at 1 has no increase() to show, so the first
-# callback ever given up would slip past MatteflowCallbacksGivingUp.
-for _outcome in CALLBACK_OUTCOMES:
-    CALLBACKS_TOTAL.labels(outcome=_outcome)
+# Sent again by the reconciler (workers/reconcile.py), by why. A steady rate of lease_expired means workers
+# die or hang mid-item (OOM kills, preemption, a stuck GPU); stalled means task messages were lost.
 RESENT_TOTAL = Counter(
     "matteflow_resent_total",
     "Work the reconciler sent again: images whose lease expired or whose job stalled, a lost finalize, or a "
@@ -104,17 +110,14 @@ RESULT_CONFIDENCE = Histogram(
 )
 UPLOAD_BYTES_TOTAL = Counter("matteflow_upload_bytes_total", "Bytes of images received.")
 # Images named by URL (image_url, matteflow/fetch.py), read by the web process (/matte) and the workers (jobs):
-# fetched, failed (the origin gave no
-# image: an HTTP error, too slow, too large, unreachable) or refused (the guard: a host not listed, a private
-# address, a redirect to one). A rising refused rate is someone probing the guard.
-FETCHES_TOTAL = Counter(
+# fetched, failed (the origin gave no image: an HTTP error, too slow, too large, unreachable) or refused (the
+# guard: a host not listed, a private address, a redirect to one). A rising refused rate is someone probing.
+FETCH_OUTCOMES = ("fetched", "failed", "refused")
+FETCHES_TOTAL = _outcome_counter(
     "matteflow_image_fetches_total",
     "Images named by URL, by outcome: fetched, failed (the origin gave no image), refused (not allowed).",
-    ["outcome"],
+    FETCH_OUTCOMES,
 )
-FETCH_OUTCOMES = ("fetched", "failed", "refused")
-for _outcome in FETCH_OUTCOMES:
-    FETCHES_TOTAL.labels(outcome=_outcome)
 FETCH_BYTES_TOTAL = Counter("matteflow_image_fetch_bytes_total", "Bytes of images read from image URLs.")
 QUEUE_WAIT_SECONDS = Histogram(
     "matteflow_queue_wait_seconds",
