@@ -50,9 +50,9 @@ def finish_settings(options: MatteOptions) -> device_postprocess.FinishSettings:
 def needs_numpy_path(options: MatteOptions) -> bool:
     """Options only the numpy engine implements (issue 16: keep=main, ID photo framing and print sheets,
     file-size limits with their warnings; crops to the subject, output sizes, backdrop photos; edge refinement,
-    a sparse solve on the CPU): those images take :class:`MatteEngine`'s path, same results."""
+    a sparse solve on the CPU; drop shadows): those images take :class:`MatteEngine`'s path, same results."""
     framed = options.id_size is not None or options.sheet or options.crop != "none" or options.output_size is not None
-    cpu_only = options.max_kb is not None or options.background_image or options.refine
+    cpu_only = options.max_kb is not None or options.background_image or options.refine or options.shadow
     return options.keep != "all" or cpu_only or framed
 
 

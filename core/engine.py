@@ -174,10 +174,17 @@ class MatteEngine:
         if options.id_size is not None:
             size = ID_SIZES[options.id_size]
             foreground, alpha, warnings = idphoto.make_id_photo(prepared.rgb, foreground, alpha, size)
+        # A subject the photo's bottom edge cuts (a half-body portrait, a product shot too close) stands on no
+        # floor: a shadow under its cut would look like a shelf, so it gets none, and the caller is told.
+        grounded = not postprocess.touches_bottom(alpha)
         foreground, alpha, frame_warnings = cropping.frame_cutout(
             foreground, alpha, options.crop, options.crop_margin, options.output_size
         )
         warnings += frame_warnings
+        if options.shadow and grounded:
+            foreground, alpha = postprocess.add_drop_shadow(foreground, alpha)
+        elif options.shadow:
+            warnings.append(postprocess.SHADOW_WARNING)
         if options.background_image:
             if backdrop is None:
                 raise ValueError("background_image is set but no backdrop image was given")

@@ -4,8 +4,8 @@ Names match the design contract: ``preset``, ``background``, ``format``, ``alpha
 ``feather``, ``max_side``, ``mask``, ``model``; and ``crop`` (``none``, ``subject`` or ``square``) with
 ``crop_margin`` (percent of the subject's long side), ``keep`` (``all`` or ``main``: only the main person(s)),
 ``id_size`` (a standard ID/passport photo size, :mod:`matteflow.core.idsizes`), ``max_kb`` (an upper bound on
-the output file's size), ``sheet``, ``refine`` (closed-form matting of the edge band). A preset fills
-defaults; explicitly given options override it.
+the output file's size), ``sheet``, ``refine`` (closed-form matting of the edge band), ``shadow`` (a soft drop
+shadow under the subject). A preset fills defaults; explicitly given options override it.
 """
 
 from __future__ import annotations
@@ -104,6 +104,7 @@ OPTION_NAMES = (
     "output_size",
     "background_image",
     "refine",
+    "shadow",
 )
 
 
@@ -123,7 +124,8 @@ class MatteOptions:
     the cut-out is composited over a backdrop photo that travels beside the options (an upload of the job, a
     file given to the CLI), scaled to cover the frame; ``background`` is then ``None``. ``refine`` solves the
     matte's undecided edge band against the photo (closed-form matting, :mod:`matteflow.core.refine`): finer
-    hair and fur, about 0.2-1 s more per photo.
+    hair and fur, about 0.2-1 s more per photo. ``shadow`` lays a soft drop shadow under the subject (on the
+    background colour or photo, or as partial black alpha in a transparent output), as catalogue photos have.
     """
 
     preset: str | None = None
@@ -144,6 +146,7 @@ class MatteOptions:
     output_size: tuple[int, int] | None = None
     background_image: bool = False
     refine: bool = False
+    shadow: bool = False
 
     @property
     def extension(self) -> str:
@@ -329,6 +332,7 @@ def parse_options(
         output_size=parse_output_size(merged.get("output_size")),
         background_image=_parse_bool("background_image", merged.get("background_image", False)),
         refine=_parse_bool("refine", merged.get("refine", False)),
+        shadow=_parse_bool("shadow", merged.get("shadow", False)),
     )
     options = _settle_crop(options, raw)
     if options.sheet and options.id_size is None:

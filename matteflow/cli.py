@@ -80,6 +80,12 @@ def add_option_arguments(parser: argparse.ArgumentParser, model_specs: bool = Fa
         default=None,
         help="solve the edge against the photo (closed-form matting): finer hair and fur, ~0.2-1 s more per image",
     )
+    group.add_argument(
+        "--shadow",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a soft floor shadow under the subject (catalogue style); none where the photo's edge cuts it",
+    )
     group.add_argument("--max-side", type=int, metavar="PX", help="downscale so the long side is at most PX")
     group.add_argument("--mask", action="store_true", default=None, help="also write <stem>_mask.png")
     group.add_argument("--keep", choices=KEEP_CHOICES, help="main: only the main person(s), clutter removed")

@@ -254,6 +254,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     group.add_argument("--erode", type=int, metavar="PX")
     group.add_argument("--feather", action=argparse.BooleanOptionalAction, default=None)
     group.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None, help="finer hair and fur")
+    group.add_argument("--shadow", action=argparse.BooleanOptionalAction, default=None, help="a soft floor shadow")
     group.add_argument("--max-side", type=int, metavar="PX")
     group.add_argument("--mask", action=argparse.BooleanOptionalAction, default=None, help="also keep alpha masks")
     group.add_argument("--keep", choices=["all", "main"], help="main: only the main person(s)")
@@ -280,6 +281,7 @@ def option_fields(args: argparse.Namespace) -> dict[str, str]:
         "erode": args.erode,
         "feather": args.feather,
         "refine": args.refine,
+        "shadow": args.shadow,
         "max_side": args.max_side,
         "mask": args.mask,
         "keep": args.keep,

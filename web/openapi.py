@@ -48,6 +48,13 @@ def _option_properties(default_model: str) -> dict[str, Any]:
         "alpha_threshold": {"type": "integer", "minimum": 0, "maximum": 255, "default": 0},
         "erode": {"type": "integer", "minimum": 0, "maximum": MAX_ERODE, "default": 0},
         "feather": {"type": "boolean", "default": False},
+        "shadow": {
+            "type": "boolean",
+            "default": False,
+            "description": "A soft floor shadow under the subject, as catalogue photos have (on the background, or "
+            "as partial black alpha in a transparent output). None where the photo's bottom edge cuts the subject "
+            "(it stands on no floor).",
+        },
         "refine": {
             "type": "boolean",
             "default": False,

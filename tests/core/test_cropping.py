@@ -10,6 +10,7 @@ from PIL import Image
 
 from matteflow.core.cropping import NO_SUBJECT_WARNING, Box, canvas_box, find_subject_box, frame_cutout
 from matteflow.core.options import parse_options
+from matteflow.core.postprocess import SHADOW_WARNING
 
 from .conftest import encode
 
@@ -136,3 +137,22 @@ def test_a_photo_without_a_subject_is_kept_whole_with_a_warning(shipped_engine) 
     grey = np.full((120, 160, 3), 128, np.uint8)
     result = shipped_engine.process_bytes(encode(Image.fromarray(grey), "PNG"), parse_options(crop="subject"))
     assert (result.width, result.height) == (160, 120) and result.warnings == [NO_SUBJECT_WARNING]
+
+
+def test_a_shadow_falls_under_a_whole_product_and_not_under_a_cut_portrait(shipped_engine) -> None:
+    photo = (DATA / "objects" / "flower.jpg").read_bytes()
+    plain = shipped_engine.process_bytes(photo, parse_options())
+    shaded = shipped_engine.process_bytes(photo, parse_options(shadow=True))
+    alpha_plain = np.asarray(Image.open(io.BytesIO(plain.image)))[:, :, 3].astype(int)
+    alpha_shaded = np.asarray(Image.open(io.BytesIO(shaded.image)))[:, :, 3].astype(int)
+    base = np.flatnonzero((alpha_plain >= 128).any(axis=1))[-1]
+    band = slice(base + 1, min(alpha_plain.shape[0], base + 15))
+    assert shaded.warnings == [] and (alpha_shaded[band] - alpha_plain[band]).max() > 40  # a shadow under it
+    top = np.flatnonzero((alpha_plain >= 128).any(axis=1))[0]
+    assert np.array_equal(alpha_shaded[:top], alpha_plain[:top])  # and none above it
+    # The astronaut is cut by the photo's bottom edge: she stands on no floor, so no shadow, and it is said.
+    portrait = (DATA / "portraits" / "astronaut.jpg").read_bytes()
+    options = {"background": "#ffffff", "format": "png"}
+    cut = shipped_engine.process_bytes(portrait, parse_options(options, shadow=True))
+    assert cut.warnings == [SHADOW_WARNING]
+    assert cut.image == shipped_engine.process_bytes(portrait, parse_options(options)).image

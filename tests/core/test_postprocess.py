@@ -110,3 +110,21 @@ def test_a_backdrop_covers_the_frame_centred_never_stretched() -> None:
     assert np.abs(out[30, 30].astype(int) - [100, 228, 100]).max() <= 1  # half the subject, half the backdrop
     big = pp.cover(backdrop, (800, 100))  # wider than the backdrop: scaled up to cover, then cropped
     assert big.shape == (100, 800, 3)
+
+
+def test_a_drop_shadow_lies_under_the_subject_and_leaves_it_untouched() -> None:
+    h, w = 200, 160
+    yy, xx = np.mgrid[0:h, 0:w]
+    alpha = (((xx - 80) / 40.0) ** 2 + ((yy - 90) / 50.0) ** 2 <= 1.0).astype(np.float32)  # rows 40-140
+    foreground = np.full((h, w, 3), (200, 120, 90), np.uint8)
+    shaded, combined = pp.add_drop_shadow(foreground, alpha)
+    assert np.array_equal(combined[alpha == 1], alpha[alpha == 1])  # opaque subject: as it was
+    assert np.array_equal(shaded[alpha == 1], foreground[alpha == 1])
+    assert combined[:40].max() < 0.01  # nothing above the subject
+    below = combined[141:155, 60:100]
+    assert 0.15 < below.max() <= pp.SHADOW_OPACITY and (shaded[141:155][combined[141:155] < 1] == 0).all()  # black
+    assert combined[141:155, :20].max() < 0.05  # under the subject, not beside it
+    assert pp.touches_bottom(alpha) is False and pp.touches_bottom(np.ones((4, 4), np.float32)) is True
+    empty = np.zeros((h, w), np.float32)
+    same_fg, same_alpha = pp.add_drop_shadow(foreground, empty)
+    assert same_fg is foreground and same_alpha is empty  # no subject: nothing to shade

@@ -182,6 +182,12 @@ def test_a_preset_change_re_renders_without_a_click_and_none_resets(
     reruns = [u for u in posts if u.endswith("/rerun")]
     assert len(uploads) == 1 and 3 <= len(reruns) <= 4, posts
 
+    # The shadow box re-renders with shadow=true (the untrained test model finds no subject to shade).
+    with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/rerun")) as rerun:
+        page.check("#opt-shadow")
+    assert 'name="shadow"\r\n\r\ntrue' in (rerun.value.post_data or "")
+    wait_single(page)
+
 
 # --- items and masks -------------------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@
     erode: 0,
     feather: false,
     refine: false,
+    shadow: false,
     crop: "none",
     crop_margin: 0,
     output_size: "none",
@@ -115,6 +116,7 @@
     $("opt-erode").value = preset.erode ?? 0;
     $("opt-feather").checked = Boolean(preset.feather);
     $("opt-refine").checked = Boolean(preset.refine);
+    $("opt-shadow").checked = Boolean(preset.shadow);
     $("opt-model").value = preset.model || config.defaultModel;
     $("opt-crop").value = preset.crop;
     $("opt-crop-margin").value = preset.crop_margin;
@@ -132,6 +134,7 @@
     $("opt-erode").value = options.erode ?? 0;
     $("opt-feather").checked = Boolean(options.feather);
     $("opt-refine").checked = Boolean(options.refine);
+    $("opt-shadow").checked = Boolean(options.shadow);
     $("opt-max-side").value = options.max_side || "";
     $("opt-mask").checked = Boolean(options.mask);
     $("opt-model").value = options.model || config.defaultModel;
@@ -188,6 +191,7 @@
     entries.push(["feather", $("opt-feather").checked ? "true" : "false"]);
     // Always sent, like feather: unticked under a preset that refines (avatar) must switch it off.
     entries.push(["refine", $("opt-refine").checked ? "true" : "false"]);
+    entries.push(["shadow", $("opt-shadow").checked ? "true" : "false"]);
     const maxSide = $("opt-max-side").value.trim();
     if (maxSide) entries.push(["max_side", maxSide]);
     entries.push(["mask", $("opt-mask").checked ? "true" : "false"]);
