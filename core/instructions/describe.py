@@ -24,6 +24,7 @@ _NAMES_ZH = {
     "crop": "裁切",
     "crop_margin": "主体四周留白",
     "output_size": "输出尺寸",
+    "shadow": "底部阴影",
 }
 _PRESETS_ZH = {"id-photo": "证件照", "ecommerce": "电商", "marketplace": "电商主图：白底方图", "avatar": "头像"}
 _CROPS = {

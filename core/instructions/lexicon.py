@@ -180,6 +180,11 @@ _SETS: dict[tuple[str, ...], dict[str, Any]] = {
     ("毛绒玩具", "宠物", "猫咪", "狗狗", "plush toy", "teddy", "teddy bear", "pet", "pets", "dog", "cat"): {
         "refine": True
     },
+    # A floor shadow under the subject (catalogue photos).
+    ("阴影", "投影", "加阴影", "带阴影", "底部阴影", "地面阴影", "落地阴影"): {"shadow": True},
+    ("shadow", "shadows", "drop shadow", "floor shadow", "cast shadow", "with shadow", "with a shadow"): {
+        "shadow": True
+    },
     # Masks.
     ("蒙版", "遮罩", "掩膜", "掩码", "alpha通道", "透明通道", "mask", "masks", "alpha mask", "matte"): {"mask": True},
     # Clutter: keep only the main person(s).
@@ -210,7 +215,7 @@ _SETS: dict[tuple[str, ...], dict[str, Any]] = {
 }
 
 # Only the yes/no entries can be negated ("不要羽化", "边缘不要太硬"); "no <colour>" stays not understood.
-_NEGATABLE = ("sheet", "feather", "mask", "keep")
+_NEGATABLE = ("sheet", "feather", "mask", "keep", "shadow")
 
 
 def _negated(values: dict[str, Any]) -> dict[str, Any] | None:

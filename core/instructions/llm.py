@@ -65,6 +65,7 @@ def system_prompt() -> str:
         "- alpha_threshold: 0-255 (higher removes more haze); erode: 0-64 pixels (shrinks the edge)\n"
         "- feather: true/false (soft edge); max_side: pixels of the long side; mask: true/false\n"
         "- refine: true when the request asks for fine hair, fur or precise edges (slower)\n"
+        "- shadow: true/false (a soft floor shadow under the subject, catalogue style)\n"
         f"- keep: {' or '.join(KEEP_CHOICES)} (main = keep only the main person, drop clutter)\n"
         "- max_kb: the largest file size in KB\n"
         "- crop: none, subject (trim to the subject) or square (subject centred on a square); crop_margin: 0-100, "
