@@ -8,6 +8,7 @@ from matteflow.core.confidence import WORTH_A_LOOK_BELOW
 from matteflow.core.cropping import MAX_CROP_MARGIN
 from matteflow.core.idsizes import ID_SIZES
 from matteflow.core.options import FORMATS, MAX_ERODE, MAX_SIDE_LIMIT, PRESETS
+from matteflow.fetch import fetching_enabled
 
 from .context import web_context
 
@@ -37,6 +38,8 @@ def index() -> Response:
         # Real ID photo presets for the preset menu, labelled in both languages (instruction.js switches).
         "idPresets": [{"value": size.preset, "en": size.label_en, "zh": size.label_zh} for size in ID_SIZES.values()],
         "resultTtlHours": settings.result_ttl_hours,
+        # A pasted or dropped web address is sent as image_url only where this server reads them.
+        "imageUrls": fetching_enabled(settings),
     }
     response = make_response(render_template("index.html", config=config))
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY

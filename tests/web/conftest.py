@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import shutil
 import struct
+import threading
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from waitress import create_server
 from matteflow.settings import Settings
 from matteflow.web import create_app
 
-from .helpers import serving_in_thread
+from .helpers import Origin, serving_in_thread
 
 # ---------------------------------------------------------------------------------------------------------
 # sample uploads
@@ -187,3 +188,17 @@ def open_page(browser: Any, live_server: Any) -> Iterator[Callable[..., Any]]:
 def page(open_page: Callable[..., Any]) -> Any:
     """The app's page in English."""
     return open_page()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# an image host on this machine (image_url tests; the test settings list 127.0.0.1 in MATTEFLOW_FETCH_HOSTS)
+
+
+@pytest.fixture(scope="module")
+def origin(samples: Any) -> Iterator[Origin]:
+    host = Origin(samples.jpeg)
+    thread = threading.Thread(target=host.server.serve_forever, daemon=True)
+    thread.start()
+    yield host
+    host.server.shutdown()
+    host.server.server_close()

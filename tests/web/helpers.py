@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -50,3 +51,64 @@ def serving_in_thread(server: Any) -> Iterator[str]:
         thread.join(timeout=10)
         server.task_dispatcher.shutdown()
         assert not thread.is_alive(), "the test server did not stop"
+
+
+class Origin:
+    """A small image host: what it serves, and the Host headers it was asked with."""
+
+    def __init__(self, photo: bytes) -> None:
+        self.photo = photo
+        self.hosts: list[str] = []
+        self.flaky_calls = 0
+        origin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                origin.hosts.append(self.headers.get("Host", ""))
+                path = self.path.split("?", 1)[0]
+                if path.startswith("/photos/"):
+                    self._send(200, origin.photo)
+                elif path == "/redirect":
+                    self._redirect("/photos/moved.jpg")
+                elif path == "/loop":
+                    self._redirect("/loop")
+                elif path == "/to-metadata":
+                    self._redirect("http://169.254.169.254/latest/meta-data/")
+                elif path == "/flaky.jpg":
+                    origin.flaky_calls += 1
+                    if origin.flaky_calls == 1:
+                        self._send(503, b"busy, come back")
+                    else:
+                        self._send(200, origin.photo)
+                elif path == "/big.jpg":
+                    self._send(200, origin.photo + bytes(2 * 1024 * 1024))
+                elif path == "/slow.jpg":
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(origin.photo)))
+                    self.end_headers()
+                    self.wfile.write(origin.photo[:100])
+                    self.wfile.flush()
+                    time.sleep(3)
+                    self.wfile.write(origin.photo[100:])
+                else:
+                    self._send(404, b"not here")
+
+            def _send(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _redirect(self, location: str) -> None:
+                self.send_response(302)
+                self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"

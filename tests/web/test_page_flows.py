@@ -291,6 +291,43 @@ def test_copy_puts_the_cut_out_on_the_clipboard_as_png(open_page: Callable[..., 
     assert pasted["types"] == ["image/png"] and pasted["opaque"] and pasted["difference"] < 1
 
 
+PASTE_TEXT_JS = """
+(text) => {
+  const data = new DataTransfer();
+  data.setData("text/plain", text);
+  document.dispatchEvent(new ClipboardEvent("paste", { clipboardData: data, bubbles: true, cancelable: true }));
+}
+"""
+DROP_LINK_JS = """
+([selector, url]) => {
+  const data = new DataTransfer();
+  data.setData("text/uri-list", "# dragged from another page\\r\\n" + url);
+  const target = document.querySelector(selector);
+  target.dispatchEvent(new DragEvent("dragenter", { dataTransfer: data, bubbles: true, cancelable: true }));
+  target.dispatchEvent(new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true }));
+}
+"""
+
+
+def test_a_pasted_or_dropped_web_address_is_cut_out(open_page: Callable[..., Any], origin: Any, samples: Any) -> None:
+    """The test server reads images from 127.0.0.1: a pasted address, or an image dragged from another page
+    (its address), is sent as image_url; the "before" is what the server read."""
+    page = open_page()
+    assert "web address" in page.inner_text("#single-drop-hint")
+    page.evaluate(PASTE_TEXT_JS, f"{origin.url}/photos/from-the-web.jpg")
+    wait_single(page)
+    assert page.get_attribute("#single-download", "download") == "from-the-web_matte.png"
+    page.wait_for_function("() => document.querySelector('#before-img').naturalWidth === 96")
+    assert "input=1" in (page.get_attribute("#before-img", "src") or "")
+    # A dead link: its reason in the page's words, no result.
+    page.evaluate(DROP_LINK_JS, ["#single-drop", f"{origin.url}/gone.jpg"])
+    wait_single(page, "failed")
+    assert "could not be fetched" in page.inner_text("#single-status")
+    # Text that is not an address pastes nothing.
+    page.evaluate(PASTE_TEXT_JS, "just some words")
+    assert page.get_attribute("#single-result", "data-state") == "failed"
+
+
 def test_an_iphone_heic_photo_is_cut_out_though_the_browser_cannot_show_it(
     open_page: Callable[..., Any], samples: Any
 ) -> None:

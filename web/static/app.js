@@ -18,6 +18,9 @@
   const MEDIA_EXTENSIONS = { "image/png": "png", "image/jpeg": "jpg", "image/webp": "webp" };
   // Browsers give pages an image clipboard only over HTTPS or on this machine: elsewhere Copy is not shown.
   const CAN_COPY_IMAGES = Boolean(window.isSecureContext && navigator.clipboard && window.ClipboardItem);
+  // The server reads images by their web address when its operator allows it (MATTEFLOW_FETCH_HOSTS): then a
+  // pasted or dropped address (an image dragged from another site's page) is cut out like a file.
+  const IMAGE_URLS = Boolean(config.imageUrls);
   const RERENDER_DELAY_MS = 450; // options settle this long before a photo is re-rendered
   const SINGLE_TIMEOUT_MS = 10 * 60 * 1000;
   const DEFAULTS = {
@@ -347,8 +350,17 @@
     zone.addEventListener("drop", async (e) => {
       e.preventDefault();
       zone.classList.remove("dragging");
-      onFiles(await filesFromDataTransfer(e.dataTransfer));
+      onFiles(await filesFromDataTransfer(e.dataTransfer), e.dataTransfer);
     });
+  }
+
+  /** The first http(s) address a drop or paste carries (a link or an image dragged from a page, a copied
+      address), when the server reads images by address; else null. */
+  function imageUrlIn(dataTransfer) {
+    if (!IMAGE_URLS || !dataTransfer) return null;
+    const lines = (dataTransfer.getData("text/uri-list") || dataTransfer.getData("text/plain") || "").split(/\r?\n/);
+    const url = lines.map((line) => line.trim()).find((line) => line && !line.startsWith("#"));
+    return url && /^https?:\/\/\S+$/i.test(url) ? url : null;
   }
 
   /** Files of a drop, walking dropped folders (Chrome/Firefox/Safari expose them as entries). */
@@ -555,18 +567,30 @@
   async function processSingle(file) {
     if (!file) return;
     // Sent whatever its type: the server checks the bytes and its reason explains a refusal.
+    const body = new FormData();
+    const name = file.name || "pasted.png";
+    body.append("files", file, name);
+    await startSingle(body, name, URL.createObjectURL(file), "single.processing");
+  }
+
+  /** An image by its web address: the server reads it (the "before" is what it read, once done). */
+  async function processUrl(url) {
+    const body = new FormData();
+    body.append("image_url", url);
+    const name = decodeURIComponent(new URL(url).pathname.split("/").pop() || "") || "image";
+    await startSingle(body, name, null, "single.fetching");
+  }
+
+  async function startSingle(body, name, beforeUrl, busyKey) {
     const request = ++single.request;
     clearTimeout(single.timer);
     leavePhoto();
-    single.name = file.name || "pasted.png";
-    setBefore(URL.createObjectURL(file));
+    single.name = name;
+    setBefore(beforeUrl);
     clearAfter();
-    singleBusy("single.processing");
-
-    const body = new FormData();
-    body.append("files", file, single.name);
+    singleBusy(busyKey);
     body.append("kind", "single");
-    for (const [name, value] of optionEntries()) body.append(name, value);
+    for (const [option, value] of optionEntries()) body.append(option, value);
     let created;
     try {
       created = await postForm("/api/v1/jobs", body);
@@ -579,7 +603,7 @@
     if (request !== single.request) return;
     single.sourceId = created.id;
     HISTORY.setCurrent("single", created.id);
-    await showSingleJob(created.id, request, {});
+    await showSingleJob(created.id, request, { showInput: !beforeUrl });
   }
 
   /** Wait for a one-item job and show its result (or its reason). ``how.applyOptions`` sets the panel to
@@ -609,6 +633,7 @@
       failSingle(item ? itemError(item) : { codes: ["matting_error"], params: {}, message: status.error || "" });
       return;
     }
+    if (how.showInput) setBefore(itemUrl(jobId, 0, "input=1")); // an image by address: what the server read
     let blob;
     let maskBlob = null;
     try {
@@ -766,13 +791,16 @@
     }
   });
   openWithKeyboard($("single-drop"), $("single-input"));
-  setupDropzone($("single-drop"), (files) => {
+  setupDropzone($("single-drop"), (files, dataTransfer) => {
     if (files.length > 1) {
       // Several photos dropped on the single view: they are a batch.
       showTab("batch");
       addBatchFiles(files);
     } else if (files.length === 1) {
       processSingle(files[0]);
+    } else {
+      const url = imageUrlIn(dataTransfer);
+      if (url) processUrl(url);
     }
   });
 
@@ -781,6 +809,13 @@
     const target = e.target;
     if (target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA")) return;
     const files = Array.from(e.clipboardData ? e.clipboardData.files : []).filter(isImageFile);
+    const url = files.length ? null : imageUrlIn(e.clipboardData);
+    if (url) {
+      e.preventDefault();
+      showTab("single");
+      processUrl(url);
+      return;
+    }
     if (!files.length) return;
     e.preventDefault();
     if (activeTab === "batch") addBatchFiles(files);
@@ -1250,6 +1285,7 @@
 
   /* ---------- start ---------- */
 
+  if (IMAGE_URLS) $("single-drop-hint").dataset.i18n = "single.hintUrl";
   I18N.apply();
   refreshLanguageButton();
   updateOptionHints();
