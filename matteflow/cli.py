@@ -134,7 +134,13 @@ def _matte_parser() -> argparse.ArgumentParser:
         prog="matteflow matte",
         description="Remove the background of images, in this process (no server needed).",
     )
-    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        type=input_source,
+        metavar="INPUT",
+        help="image files, folders, or http(s) addresses of images (read by this process)",
+    )
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR", help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="redo images whose output already exists")
     parser.add_argument(
@@ -156,19 +162,37 @@ def _matte_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# An input: a file or folder, or the web address of an image (a str that starts with http:// or https://).
+Source = Path | str
+
+
+def input_source(text: str) -> Source:
+    """A command-line input as given: an image's web address stays a string (a Path would fold its ``//``)."""
+    return text if is_url(text) else Path(text)
+
+
+def is_url(source: Source) -> bool:
+    return isinstance(source, str) and source.startswith(("http://", "https://"))
+
+
 @dataclass(frozen=True)
 class MatteTask:
-    source: Path
+    source: Source
     target: Path
     mask_target: Path | None
 
 
-def iter_input_files(inputs: Sequence[Path]) -> Iterator[tuple[Path, Path]]:
-    """Yield (file, its path relative to the output folder's root) for files and folders (recursively)."""
+def iter_input_files(inputs: Sequence[Source]) -> Iterator[tuple[Source, Path]]:
+    """Yield (file or address, its path relative to the output folder's root) for files, folders
+    (recursively) and images' web addresses (named as the address's last part)."""
     from .core.imageio import is_image_name
+    from .fetch import name_of
+    from .urls import split_http_url
 
     for item in inputs:
-        if item.is_dir():
+        if isinstance(item, str):
+            yield item, Path(name_of(split_http_url(item, "input", 2000)))
+        elif item.is_dir():
             for path in sorted(item.rglob("*")):
                 if path.is_file() and is_image_name(path):
                     yield path, path.relative_to(item)
@@ -186,7 +210,7 @@ class TaskNamer:
         self._tasks: dict[Path, MatteTask] = {}
         self._taken: set[Path] = set()
 
-    def task_for(self, source: Path, relative: Path) -> MatteTask:
+    def task_for(self, source: Source, relative: Path) -> MatteTask:
         if source in self._tasks:
             return self._tasks[source]
         stem = relative.with_suffix("")
@@ -205,7 +229,9 @@ def is_done(task: MatteTask, newer_than_source: bool = False) -> bool:
     outputs = [task.target] + ([task.mask_target] if task.mask_target is not None else [])
     try:
         written = min(path.stat().st_mtime for path in outputs)
-        return not newer_than_source or written >= task.source.stat().st_mtime
+        if not newer_than_source or is_url(task.source):
+            return True
+        return written >= Path(task.source).stat().st_mtime
     except OSError:
         return False
 
@@ -299,20 +325,20 @@ def run_matte(argv: Sequence[str]) -> int:
         parser.error("--jobs must be 0 (automatic) or more")
     jobs = args.jobs or (os.cpu_count() or 1) + 1
 
-    folders = [path for path in args.inputs if path.is_dir()]
+    folders = [path for path in args.inputs if isinstance(path, Path) and path.is_dir()]
     if args.watch and not folders:
         parser.error("--watch needs an input folder to watch")
     namer = TaskNamer(args.output, options.extension, options.mask)
     watch = _start_watch(folders, args.output) if args.watch else None
     tasks = [namer.task_for(source, relative) for source, relative in iter_input_files(args.inputs)]
     if watch is not None:
-        tasks = [t for t in tasks if not is_inside(t.source, args.output)]
+        tasks = [t for t in tasks if is_url(t.source) or not is_inside(Path(t.source), args.output)]
     # In a hot folder an input rewritten since its output was made is done again.
     pending = [t for t in tasks if args.overwrite or not is_done(t, newer_than_source=watch is not None)]
     skipped = len(tasks) - len(pending)
     if watch is not None:
         # One still being copied in when the run starts waits until it has settled, like any arrival.
-        copying = {t for t in pending if watch.is_changing(t.source)}
+        copying = {t for t in pending if not is_url(t.source) and watch.is_changing(Path(t.source))}
         pending = [t for t in pending if t not in copying]
         tasks = [t for t in tasks if t not in copying]
     if not tasks and watch is None:
@@ -333,7 +359,7 @@ def run_matte(argv: Sequence[str]) -> int:
         return 1
     engine = MatteEngine(models, max_pixels=settings.max_pixels)
     failures = 0
-    unsure: list[Path] = []  # inputs whose cut-out the model was not sure of (appended from the pool's threads)
+    unsure: list[Source] = []  # inputs whose cut-out the model was not sure of (appended from the pool's threads)
     report = MatteReport(args.report, options.to_dict(), tasks) if args.report else None
     if report is not None:
         todo = set(pending)
@@ -342,10 +368,7 @@ def run_matte(argv: Sequence[str]) -> int:
                 report.add(task, "skipped")
 
     def process(task: MatteTask) -> None:
-        try:
-            data = task.source.read_bytes()
-        except OSError as exc:
-            raise MattingError(f"cannot read: {exc.strerror or exc}") from None
+        data = read_source(task.source, settings)
         result = engine.process_bytes(data, options, backdrop)
         for warning in result.warnings:
             progress.write(f"matteflow: warning: {task.source}: {warning}", file=sys.stderr)
@@ -395,11 +418,33 @@ def run_matte(argv: Sequence[str]) -> int:
     if report is not None:
         report.write(write_atomic)
     if unsure:
-        print(unsure_summary(sorted(unsure), started - failures, WORTH_A_LOOK_BELOW), file=sys.stderr)
+        print(unsure_summary(sorted(unsure, key=str), started - failures, WORTH_A_LOOK_BELOW), file=sys.stderr)
     if failures:
         print(f"matteflow: {failures} of {skipped + started} images failed", file=sys.stderr)
         return 1
     return 0
+
+
+def read_source(source: Source, settings: Settings) -> bytes:
+    """An input's bytes: a file read, or an image's web address fetched. On the user's own machine every
+    address they name is theirs to read (a local server included), within the usual size and time limits."""
+    from .core.errors import MattingError
+
+    if not is_url(source):
+        try:
+            return Path(source).read_bytes()
+        except OSError as exc:
+            raise MattingError(f"cannot read: {exc.strerror or exc}") from None
+    from .fetch import FetchRefused, ImageFetchError, fetch_image
+    from .urls import split_http_url
+
+    host = split_http_url(str(source), "input", 2000).hostname or ""
+    try:
+        _, body = fetch_image(str(source), settings.replace(fetch_hosts=f"{host},*"))
+    except (FetchRefused, ImageFetchError) as exc:
+        raise MattingError(str(exc)) from None
+    with body:
+        return body.read()
 
 
 def is_inside(path: Path, folder: Path) -> bool:
@@ -447,7 +492,7 @@ def _stop_on_signals() -> threading.Event:
     return stopping
 
 
-def unsure_summary(unsure: list[Path], done: int, below: float, named: int = 3) -> str:
+def unsure_summary(unsure: list[Source], done: int, below: float, named: int = 3) -> str:
     """One closing line for the cut-outs the model was not sure of: how many, the first few, what to do."""
     names = ", ".join(str(path) for path in unsure[:named]) + (", ..." if len(unsure) > named else "")
     return (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -121,3 +122,30 @@ def test_a_background_image_is_put_behind_every_cut_out(photo_folder: Path, tmp_
         refused = run_cli("matte", photo, "-o", str(tmp_path / "no"), *extra)
         assert refused.returncode == 2 and message in refused.stderr and "Traceback" not in refused.stderr
     assert not (tmp_path / "no").exists()
+
+
+def test_web_addresses_among_the_inputs(photo_folder: Path, tmp_path: Path) -> None:
+    """An image's address is read by the CLI itself (a local server is the user's to read), named after the
+    address's last part; a dead one fails alone with its reason."""
+    import threading
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(photo_folder)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        out, report = tmp_path / "out", tmp_path / "report.json"
+        result = run_cli("matte", f"{base}/a.jpg", f"{base}/missing.jpg", "-o", str(out), "-q", "--report", str(report))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"{base}/missing.jpg: could not fetch the image" in result.stderr and "HTTP 404" in result.stderr
+    assert Image.open(out / "a.png").size == (120, 90)
+    entries = {entry["name"]: entry["state"] for entry in json.loads(report.read_text())["items"]}
+    assert entries == {f"{base}/a.jpg": "done", f"{base}/missing.jpg": "failed"}

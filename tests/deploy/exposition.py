@@ -12,8 +12,9 @@ from matteflow import metrics
 from matteflow.settings import Settings
 
 # Exported by more than one kind of process on purpose: images failing the web's intake check are counted
-# by the web, the others by the workers, and queries sum them. Everything else has exactly one source.
-SHARED = {"matteflow_items_total"}
+# by the web, the others by the workers; image URLs are read by the web for /matte and by the workers for
+# jobs. They are counters, and queries sum them. Everything else has exactly one source.
+SHARED = {"matteflow_items_total", "matteflow_image_fetches_total", "matteflow_image_fetch_bytes_total"}
 
 
 def sample_names(text: str) -> set[str]:
