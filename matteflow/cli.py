@@ -167,8 +167,18 @@ Source = Path | str
 
 
 def input_source(text: str) -> Source:
-    """A command-line input as given: an image's web address stays a string (a Path would fold its ``//``)."""
-    return text if is_url(text) else Path(text)
+    """A command-line input as given: an image's web address stays a string (a Path would fold its ``//``);
+    a malformed address is a usage error."""
+    if not is_url(text):
+        return Path(text)
+    from .core.errors import InvalidOptionError
+    from .urls import split_http_url
+
+    try:
+        split_http_url(text, "an input address", 2000)
+    except InvalidOptionError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def is_url(source: Source) -> bool:

@@ -149,3 +149,5 @@ def test_web_addresses_among_the_inputs(photo_folder: Path, tmp_path: Path) -> N
     assert Image.open(out / "a.png").size == (120, 90)
     entries = {entry["name"]: entry["state"] for entry in json.loads(report.read_text())["items"]}
     assert entries == {f"{base}/a.jpg": "done", f"{base}/missing.jpg": "failed"}
+    malformed = run_cli("matte", "https://", "-o", str(out))
+    assert malformed.returncode == 2 and "must be an http(s) URL with a host" in malformed.stderr

@@ -577,7 +577,12 @@
   async function processUrl(url) {
     const body = new FormData();
     body.append("image_url", url);
-    const name = decodeURIComponent(new URL(url).pathname.split("/").pop() || "") || "image";
+    let name = "image";
+    try {
+      name = decodeURIComponent(new URL(url).pathname.split("/").pop() || "") || name;
+    } catch (err) {
+      // Not a parsable address or name: the server says what is wrong with it; the name stays "image".
+    }
     await startSingle(body, name, null, "single.fetching");
   }
 
