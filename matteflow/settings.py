@@ -149,9 +149,9 @@ class Settings:
     public_url: str = ""
     callback_timeout_s: float = 10.0
     callback_max_attempts: int = 8
-    # Images named by URL (image_url, web/fetch.py): the hosts the intake may read them from (comma-separated
-    # host, host:port or .domain; "*" = any host whose addresses are all public; empty: image URLs are off),
-    # and how long one image may take to arrive.
+    # Images named by URL (image_url, matteflow/fetch.py): the hosts the web and workers may read them from
+    # (comma-separated host, host:port or .domain; "*" = any host whose addresses are all public; empty: image
+    # URLs are off), and how long one image may take to arrive.
     fetch_hosts: str = ""
     fetch_timeout_s: float = 20.0
 
