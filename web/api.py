@@ -43,6 +43,7 @@ MATTE_RETRY_AFTER_S = 2
 # Response headers of POST /matte: the model that ran and the result's confidence (see the OpenAPI document).
 MODEL_HEADER = "X-MatteFlow-Model"
 CONFIDENCE_HEADER = "X-MatteFlow-Confidence"
+WARNINGS_HEADER = "X-MatteFlow-Warnings"
 
 # Truthy spellings for boolean query parameters (``?mask=1``, ``?download=true``).
 _TRUE = ("1", "true", "yes", "on")
@@ -119,9 +120,10 @@ def _item_view(job_id: str, item: dict[str, Any], with_mask: bool) -> dict[str, 
         "name": item.get("name"),
         "state": item.get("state"),
         "error": item.get("error"),
-        # Which network made the result (auto resolved) and how sure it was: set once the item is done.
+        # Which network made the result (auto resolved), how sure it was, and what it could not do as asked.
         "model": item.get("model"),
         "confidence": item.get("confidence"),
+        "warnings": item.get("warnings") or [],
         "result_url": url_for("api.get_item", job_id=job_id, index=index) if done else None,
         "mask_url": url_for("api.get_item", job_id=job_id, index=index, mask=1) if done and with_mask else None,
     }
@@ -520,6 +522,8 @@ def _matte_response(name: str, single: SingleResult, options: MatteOptions, reso
         response.headers[MODEL_HEADER] = single.model
     if single.confidence is not None:
         response.headers[CONFIDENCE_HEADER] = f"{single.confidence:.4f}"
+    if single.warnings:
+        response.headers[WARNINGS_HEADER] = json.dumps(list(single.warnings))  # ASCII: a header
     if resolved.interpretation is not None:
         # The options the instruction became travel in a header too (ASCII JSON).
         response.headers["X-MatteFlow-Options"] = json.dumps(options.to_dict())

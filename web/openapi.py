@@ -193,6 +193,12 @@ def _schemas() -> dict[str, Any]:
                     "maximum": 1,
                     "description": "How sure the model was of this cut-out; below 0.5 is worth a look.",
                 },
+                "warnings": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "What the engine could not do as asked for a done item (English): a crop with no "
+                    "subject found, a shadow under a subject the photo's edge cuts, a file size limit not met.",
+                },
                 "result_url": {"type": "string", "nullable": True},
                 "mask_url": {"type": "string", "nullable": True},
                 "error_code": {
@@ -689,6 +695,11 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                                 "X-MatteFlow-Confidence": {
                                     "description": "How sure the model was of this cut-out, 0 to 1.",
                                     "schema": {"type": "number"},
+                                },
+                                "X-MatteFlow-Warnings": {
+                                    "description": "Only when there are some: what the engine could not do as asked "
+                                    "(a JSON list of English sentences, ASCII-escaped), as an item's warnings.",
+                                    "schema": {"type": "string"},
                                 },
                             },
                             "content": {

@@ -52,6 +52,7 @@ class SingleResult:
     model: str | None
     confidence: float | None
     mask: bytes | None = None  # the 8-bit alpha mask PNG when options.mask
+    warnings: tuple[str, ...] = ()  # what the engine warned of (a crop with no subject, a shadow with no floor)
 
 
 class AdoptError(Exception):
@@ -216,10 +217,10 @@ class JobClient:
             found = self.item_result(job_id, 0)
             if found is None:
                 raise MattingError("the result vanished from storage")
-            model, confidence = self.store.item_result_info(job_id, 0)
+            model, confidence, warnings = self.store.item_result_info(job_id, 0)
             mask = self.mask_result(job_id, 0) if options.mask else None
             mask_bytes = mask.read_bytes() if mask is not None else None
-            return SingleResult(found[0].read_bytes(), found[1], model, confidence, mask_bytes)
+            return SingleResult(found[0].read_bytes(), found[1], model, confidence, mask_bytes, tuple(warnings))
         finally:
             self.delete_job(job_id)
 
@@ -310,7 +311,7 @@ class JobClient:
         item = source["items"][from_item]
         model, confidence = item.get("model"), item.get("confidence")
         if model is not None and confidence is not None:
-            self.store.record_result(job_id, index, model, confidence)
+            self.store.record_result(job_id, index, model, confidence, item.get("warnings") or ())
         if not self.store.mark_zip_stale(job_id):  # deleted meanwhile
             raise AdoptError(404, "job_not_found", "the batch was deleted meanwhile")
         self.celery.send_task(

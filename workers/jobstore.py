@@ -172,6 +172,7 @@ _RECORD_RESULT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+if ARGV[4] == '' then redis.call('HDEL', KEYS[4], ARGV[1]) else redis.call('HSET', KEYS[4], ARGV[1], ARGV[4]) end
 return 1
 """
 
@@ -347,9 +348,9 @@ class JobStore:
     def get(self, job_id: str) -> dict[str, Any] | None:
         """The job as the JSON API shows it (see docs/internal-api.md), or None for an unknown id."""
         pipe = self.redis.pipeline(transaction=True)
-        for suffix in ("", "state", "name", "error", "model", "confidence"):
+        for suffix in ("", "state", "name", "error", "model", "confidence", "warnings"):
             pipe.hgetall(_job_key(job_id, suffix))
-        raw_job, states, names, errors, models, confidences = pipe.execute()
+        raw_job, states, names, errors, models, confidences, warnings = pipe.execute()
         if not raw_job:
             return None
         job = {_text(k): _text(v) for k, v in raw_job.items()}
@@ -358,6 +359,7 @@ class JobStore:
         errors = {int(k): _text(v) for k, v in errors.items()}
         models = {int(k): _text(v) for k, v in models.items()}
         confidences = {int(k): float(v) for k, v in confidences.items()}
+        warnings = {int(k): json.loads(v) for k, v in warnings.items()}
         items = [
             {
                 "index": i,
@@ -366,6 +368,7 @@ class JobStore:
                 "error": errors.get(i),
                 "model": models.get(i),
                 "confidence": confidences.get(i),
+                "warnings": warnings.get(i, []),
             }
             for i in range(int(job["total"]))
         ]
@@ -428,13 +431,18 @@ class JobStore:
         etype, message = pipe.execute()
         return (_text(etype) if etype else "", _text(message) if message else "")
 
-    def item_result_info(self, job_id: str, index: int) -> tuple[str | None, float | None]:
-        """(model that ran, confidence) of a done item; None for what was not recorded."""
+    def item_result_info(self, job_id: str, index: int) -> tuple[str | None, float | None, list[str]]:
+        """(model that ran, confidence, warnings) of a done item; None (or no warnings) for what was not
+        recorded."""
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hget(_job_key(job_id, "model"), index)
-        pipe.hget(_job_key(job_id, "confidence"), index)
-        model, confidence = pipe.execute()
-        return (_text(model) if model else None, float(confidence) if confidence is not None else None)
+        for suffix in ("model", "confidence", "warnings"):
+            pipe.hget(_job_key(job_id, suffix), index)
+        model, confidence, warnings = pipe.execute()
+        return (
+            _text(model) if model else None,
+            float(confidence) if confidence is not None else None,
+            json.loads(warnings) if warnings else [],
+        )
 
     def attempts(self, job_id: str, index: int) -> int:
         value = self.redis.hget(_job_key(job_id, "attempts"), index)
@@ -484,12 +492,17 @@ class JobStore:
         args = [index, state, error, error_type or "MattingError", time.time(), EVENTS_TTL_S]
         return int(self._end(keys=keys, args=args))
 
-    def record_result(self, job_id: str, index: int, model: str, confidence: float) -> None:
-        """Note which model made an item's result and how confident it is; call before ending it done (a
+    def record_result(
+        self, job_id: str, index: int, model: str, confidence: float, warnings: Sequence[str] = ()
+    ) -> None:
+        """Note which model made an item's result, how confident it is and what the engine warned of (a crop
+        with no subject, a shadow with no floor, a size limit not met); call before ending it done (a
         redelivered duplicate writes the same facts again, which is harmless). A job deleted meanwhile stays
         deleted: nothing is written for it."""
-        keys = [_job_key(job_id), _job_key(job_id, "model"), _job_key(job_id, "confidence")]
-        self._record(keys=keys, args=[index, model, f"{confidence:.4f}"])
+        keys = [_job_key(job_id, s) for s in ("", "model", "confidence", "warnings")]
+        self._record(
+            keys=keys, args=[index, model, f"{confidence:.4f}", json.dumps(list(warnings)) if warnings else ""]
+        )
 
     def finish_job(self, job_id: str, zip_name: str = "", state: str = "done", error: str = "") -> int:
         """Mark the job done (every item ended) or failed (it could not run). 1 if this call did it, 0 if it
@@ -575,7 +588,7 @@ class JobStore:
     def delete(self, job_id: str) -> bool:
         """Remove every key of the job. True if it existed."""
         suffixes = ("", "state", "name", "stored", "url", "error", "etype", "attempts", "events", "model")
-        suffixes += ("confidence", "owner", "lease", "holder")
+        suffixes += ("confidence", "warnings", "owner", "lease", "holder")
         keys = [_job_key(job_id, s) for s in suffixes]
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(*keys)

@@ -220,7 +220,7 @@ class ChunkRunner:
                     else:
                         self._transient(index, attempt, exc)
                     continue
-                self.store.record_result(self.job_id, index, result.model, result.confidence)
+                self.store.record_result(self.job_id, index, result.model, result.confidence, result.warnings)
                 self._end(index, "done")
                 metrics.RESULT_CONFIDENCE.labels(model=result.model).observe(result.confidence)
                 for stage, seconds in result.timings.items():

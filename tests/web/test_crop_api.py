@@ -7,8 +7,10 @@ the photo, so a square crop is the photo centred on a square of its long side.""
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
+import numpy as np
 import pytest
 from flask.testing import FlaskClient
 from PIL import Image
@@ -111,3 +113,26 @@ def test_the_page_sets_the_crop_from_the_marketplace_preset_and_renders_a_square
         timeout=RESULT_TIMEOUT_MS,
     )
     assert page.is_visible("#before-img") and page.is_visible("#compare-range")
+
+
+def test_what_the_engine_could_not_do_is_said(client: FlaskClient, worker: Any, samples: Any) -> None:
+    """A size limit no quality meets: the result still comes, with the engine's warning on the item and in a
+    header of /matte (the worker used to drop warnings; only the CLI printed them)."""
+    noise = np.random.default_rng(3).integers(0, 256, (300, 300, 3), dtype=np.uint8)  # noise does not compress
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, format="PNG")
+    photo = buffer.getvalue()
+    fields = {"max_kb": "1", "format": "png"}  # transparent: the noise shows through the fog of the test model
+    response = client.post("/api/v1/jobs", data={"files": [(io.BytesIO(photo), "a.png")], **fields})
+    job = wait_for_job(client, response.get_json()["status_url"])
+    (item,) = job["items"]
+    assert item["state"] == "done" and len(item["warnings"]) == 1 and "PNG is lossless" in item["warnings"][0]
+    one = client.post("/api/v1/matte", data={"file": (io.BytesIO(photo), "a.png"), **fields})
+    assert one.status_code == 200 and json.loads(one.headers["X-MatteFlow-Warnings"]) == item["warnings"]
+    plain = client.post("/api/v1/matte", data={"file": (io.BytesIO(samples.jpeg), "a.jpg")})
+    assert "X-MatteFlow-Warnings" not in plain.headers
+    done = wait_for_job(
+        client,
+        client.post("/api/v1/jobs", data={"files": [(io.BytesIO(samples.jpeg), "b.jpg")]}).get_json()["status_url"],
+    )
+    assert done["items"][0]["warnings"] == []
