@@ -32,7 +32,7 @@ from .instructions import llm_config
 from .jobindex import MAX_LISTED, JobIndex, parse_api_keys, request_owner
 from .openapi import build_openapi
 from .page import expired_page, wants_html
-from .reasons import reason_for
+from .reasons import reason_for, warning_codes
 from .uploads import read_resolved_options, read_uploads, refuse_nameless_parts, stream_size
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -124,6 +124,7 @@ def _item_view(job_id: str, item: dict[str, Any], with_mask: bool) -> dict[str, 
         "model": item.get("model"),
         "confidence": item.get("confidence"),
         "warnings": item.get("warnings") or [],
+        "warning_codes": warning_codes(item.get("warnings") or []),
         "result_url": url_for("api.get_item", job_id=job_id, index=index) if done else None,
         "mask_url": url_for("api.get_item", job_id=job_id, index=index, mask=1) if done and with_mask else None,
     }

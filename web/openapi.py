@@ -197,7 +197,17 @@ def _schemas() -> dict[str, Any]:
                     "type": "array",
                     "items": {"type": "string"},
                     "description": "What the engine could not do as asked for a done item (English): a crop with no "
-                    "subject found, a shadow under a subject the photo's edge cuts, a file size limit not met.",
+                    "subject found, a shadow under a subject the photo's edge cuts, a file size limit not met, an ID "
+                    "photo's face not found or tilted.",
+                },
+                "warning_codes": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {"code": {"type": "string", "nullable": True}, "params": {"type": "object"}},
+                    },
+                    "description": "Beside warnings, in order: a stable code and its numbers for each (code null for "
+                    "a sentence without one), so clients can say them in their own language.",
                 },
                 "result_url": {"type": "string", "nullable": True},
                 "mask_url": {"type": "string", "nullable": True},

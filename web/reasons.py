@@ -65,3 +65,37 @@ def reason_for(error_type: str | None, message: str | None) -> tuple[str | None,
 def _number(value: str) -> Any:
     digits = value.replace(",", "")
     return int(digits) if re.fullmatch(r"-?\d+", digits) else value
+
+
+# The engine's warnings on a done item (English sentences from core: cropping, postprocess, idphoto, imageio),
+# as stable codes and numbers for the page (i18n keys ``warn.<code>``); tests/web/test_i18n.py pins each shape.
+_WARNINGS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"^no subject found to crop to"), "no_subject"),
+    (re.compile(r"^no shadow: "), "no_shadow"),
+    (re.compile(r"^PNG is lossless: the smallest is (?P<kb>[\d,]+) KB, over the (?P<limit>[\d,]+) KB"), "png_too_big"),
+    (re.compile(r"^even at quality 10 the file is (?P<kb>[\d,]+) KB, over the (?P<limit>[\d,]+) KB"), "file_too_big"),
+    (re.compile(r"^(?P<count>\d+) faces found"), "many_faces"),
+    (re.compile(r"^the head is tilted by about (?P<degrees>\d+) degrees"), "head_tilted"),
+    (re.compile(r"^the face is small \((?P<px>\d+) px wide\)"), "small_face"),
+    (re.compile(r"^the top of the head is cut off"), "head_cut"),
+    (re.compile(r"^the chin is cut off"), "chin_cut"),
+    (re.compile(r"^the person is cut by the photo's side edge"), "side_cut"),
+    (re.compile(r"^no face found"), "no_face"),
+    (re.compile(r"^no person found in the photo"), "no_person"),
+    (re.compile(r"^the head is small in the photo: scaled up (?P<scale>[\d.]+)x"), "small_head"),
+)
+
+
+def warning_codes(warnings: list[str]) -> list[dict[str, Any]]:
+    """``[{"code", "params"}]`` beside an item's English warnings (``code`` None for a shape not known here:
+    a client shows that one as it is)."""
+    coded = []
+    for text in warnings:
+        for pattern, code in _WARNINGS:
+            found = pattern.match(text)
+            if found:
+                coded.append({"code": code, "params": {k: _number(v) for k, v in found.groupdict().items()}})
+                break
+        else:
+            coded.append({"code": None, "params": {}})
+    return coded

@@ -127,6 +127,9 @@ def test_what_the_engine_could_not_do_is_said(client: FlaskClient, worker: Any, 
     job = wait_for_job(client, response.get_json()["status_url"])
     (item,) = job["items"]
     assert item["state"] == "done" and len(item["warnings"]) == 1 and "PNG is lossless" in item["warnings"][0]
+    assert [c["code"] for c in item["warning_codes"]] == ["png_too_big"] and item["warning_codes"][0]["params"][
+        "limit"
+    ] == 1
     one = client.post("/api/v1/matte", data={"file": (io.BytesIO(photo), "a.png"), **fields})
     assert one.status_code == 200 and json.loads(one.headers["X-MatteFlow-Warnings"]) == item["warnings"]
     plain = client.post("/api/v1/matte", data={"file": (io.BytesIO(samples.jpeg), "a.jpg")})

@@ -52,3 +52,41 @@ def test_every_error_code_has_words() -> None:
     for language in ("en", "zh"):
         missing = sorted(code for code in codes if f"err.{code}" not in strings(language))
         assert not missing, (language, missing)
+
+
+def test_every_warning_code_has_words() -> None:
+    codes = {code for _, code in reasons._WARNINGS}
+    for language in ("en", "zh"):
+        missing = sorted(code for code in codes if f"warn.{code}" not in strings(language))
+        assert not missing, (language, missing)
+
+
+def test_the_engine_warnings_have_codes() -> None:
+    """Pins core's warning sentences: a reworded one must fail here, not fall back to English on the page."""
+    import numpy as np
+
+    from matteflow.core.cropping import NO_SUBJECT_WARNING
+    from matteflow.core.idphoto import locate_head
+    from matteflow.core.imageio import encode_image_within
+    from matteflow.core.postprocess import SHADOW_WARNING
+
+    noise = np.random.default_rng(0).integers(0, 256, (200, 200, 3), dtype=np.uint8)
+    _, _, png = encode_image_within(noise, "png", 1024)
+    _, _, jpeg = encode_image_within(noise, "jpeg", 1024)
+    blob = np.zeros((200, 160), np.float32)
+    blob[60:, 50:110] = 1.0  # a person-shaped blob without a face
+    grey = np.full((200, 160, 3), 128, np.uint8)
+    _, head = locate_head(grey, blob)
+    _, nobody = locate_head(grey, np.zeros_like(blob))
+    sentences = [NO_SUBJECT_WARNING, SHADOW_WARNING, png, jpeg, *head, *nobody]
+    coded = reasons.warning_codes(sentences)
+    expected = ["no_subject", "no_shadow", "png_too_big", "file_too_big", "no_face", "no_person"]
+    assert [c["code"] for c in coded] == expected
+    assert coded[2]["params"]["limit"] == 1 and coded[2]["params"]["kb"] > 1
+    tilted = "the head is tilted by about 12 degrees: ID photos need it level"
+    small = "the head is small in the photo: scaled up 2.5x, the ID photo will be soft"
+    assert reasons.warning_codes([tilted, small, "something new"]) == [
+        {"code": "head_tilted", "params": {"degrees": 12}},
+        {"code": "small_head", "params": {"scale": "2.5"}},
+        {"code": None, "params": {}},
+    ]

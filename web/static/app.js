@@ -434,6 +434,7 @@
     timer: null,
     urls: { before: null, after: null, mask: null },
     afterBlob: null, // the result's bytes, for Copy
+    warnings: [], // the shown result's warnings: [{text, code, params}]
     status: { key: "", vars: null, error: null },
   };
   let singleCheck = null; // {confidence, model} of the shown result when it is worth a second look
@@ -442,12 +443,19 @@
     single.status = { key, vars, error: error || null };
     renderSingleStatus();
   }
+  /** One of an item's warnings in the page's language: by its code where the server gave one, else as sent. */
+  function warningText({ text, code, params }) {
+    return code && I18N.has(`warn.${code}`) ? t(`warn.${code}`, params) : text;
+  }
+
   function renderSingleStatus() {
     const el = $("single-status");
     const { key, vars, error } = single.status;
     if (error) el.textContent = `${t("error.prefix")}: ${errorText(error)}`;
     else el.textContent = key ? t(key, vars) : "";
     if (!error && key && singleCheck) el.textContent += " · " + t("result.check");
+    // What the engine could not do as asked (no shadow, no face found...), in the page's language.
+    if (!error && key) for (const warning of single.warnings) el.textContent += " · " + warningText(warning);
     el.classList.toggle("error", Boolean(error));
     el.classList.toggle("warn", !error && Boolean(singleCheck));
     $("single-result").dataset.check = singleCheck ? "true" : "false";
@@ -529,6 +537,7 @@
     $("single-mask").classList.add("hidden");
     $("single-copy").classList.add("hidden");
     singleCheck = null;
+    single.warnings = [];
     setSingleStatus(key);
   }
 
@@ -670,6 +679,8 @@
       maskLink.download = `${stem(single.name)}_mask.png`;
     }
     singleCheck = needsCheck(item.confidence) ? { confidence: item.confidence, model: item.model } : null;
+    const codes = item.warning_codes || [];
+    single.warnings = (item.warnings || []).map((text, i) => ({ text, ...(codes[i] || {}) }));
     finishSingle("done");
     setSingleStatus("single.done", {
       seconds: ((performance.now() - started) / 1000).toFixed(1),
@@ -748,6 +759,7 @@
     setBefore(null);
     clearAfter();
     singleCheck = null;
+    single.warnings = [];
     $("single-result").classList.add("hidden");
     $("single-drop").classList.remove("compact");
     $("single-input").value = "";
