@@ -309,6 +309,17 @@ DROP_LINK_JS = """
 """
 
 
+def test_a_batch_items_warnings_show_in_its_large_view(open_page: Callable[..., Any], samples: Any) -> None:
+    """The untrained test network finds no person, so a 二寸 ID photo warns; the large view says so in 中文."""
+    page = open_page(locale="zh-CN")
+    page.select_option("#opt-preset", "id-2inch")
+    run_batch(page, [{"name": "me.jpg", "mimeType": "image/jpeg", "buffer": samples.jpeg}])
+    page.locator("#batch-grid .item").nth(0).locator(".item-open").click()
+    page.wait_for_selector("#viewer[open]")
+    reason = page.inner_text("#viewer-reason")
+    assert "照片中未找到人物" in reason and "no person" not in reason
+
+
 def test_a_pasted_or_dropped_web_address_is_cut_out(open_page: Callable[..., Any], origin: Any, samples: Any) -> None:
     """The test server reads images from 127.0.0.1: a pasted address, or an image dragged from another page
     (its address), is sent as image_url; the "before" is what the server read."""

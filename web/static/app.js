@@ -443,6 +443,12 @@
     single.status = { key, vars, error: error || null };
     renderSingleStatus();
   }
+  /** An item's warnings: [{text, code, params}] (the English sentence, and its code where the server gave one). */
+  function itemWarnings(item) {
+    const codes = item.warning_codes || [];
+    return (item.warnings || []).map((text, i) => ({ text, ...(codes[i] || {}) }));
+  }
+
   /** One of an item's warnings in the page's language: by its code where the server gave one, else as sent. */
   function warningText({ text, code, params }) {
     return code && I18N.has(`warn.${code}`) ? t(`warn.${code}`, params) : text;
@@ -679,8 +685,7 @@
       maskLink.download = `${stem(single.name)}_mask.png`;
     }
     singleCheck = needsCheck(item.confidence) ? { confidence: item.confidence, model: item.model } : null;
-    const codes = item.warning_codes || [];
-    single.warnings = (item.warnings || []).map((text, i) => ({ text, ...(codes[i] || {}) }));
+    single.warnings = itemWarnings(item);
     finishSingle("done");
     setSingleStatus("single.done", {
       seconds: ((performance.now() - started) / 1000).toFixed(1),
@@ -1105,7 +1110,9 @@
     $("viewer-name").textContent = item.name;
     $("viewer-badge").textContent = t("state." + item.state);
     $("viewer").dataset.state = item.state;
-    $("viewer-reason").textContent = item.state === "failed" ? errorText(itemError(item)) : "";
+    // A failed item's reason, or what a done one could not do as asked (no shadow, no face found...).
+    $("viewer-reason").textContent =
+      item.state === "failed" ? errorText(itemError(item)) : itemWarnings(item).map(warningText).join(" · ");
     // A doubtful result offers the other network for this one photo (a re-run of this item alone).
     const other = item.state === "done" && needsCheck(item.confidence) && !retry ? otherModelOf(item.model) : null;
     const button = $("viewer-try-model");
