@@ -176,12 +176,12 @@ class MatteEngine:
             foreground, alpha, warnings = idphoto.make_id_photo(prepared.rgb, foreground, alpha, size)
         # A subject the photo's bottom edge cuts (a half-body portrait, a product shot too close) stands on no
         # floor: a shadow under its cut would look like a shelf, so it gets none, and the caller is told.
-        grounded = not postprocess.touches_bottom(alpha)
+        grounded = options.shadow and not postprocess.touches_bottom(alpha)
         foreground, alpha, frame_warnings = cropping.frame_cutout(
             foreground, alpha, options.crop, options.crop_margin, options.output_size
         )
         warnings += frame_warnings
-        if options.shadow and grounded:
+        if grounded:
             foreground, alpha = postprocess.add_drop_shadow(foreground, alpha)
         elif options.shadow:
             warnings.append(postprocess.SHADOW_WARNING)

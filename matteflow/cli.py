@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .settings import Settings, SettingsError
+from .urls import is_url
 
 if TYPE_CHECKING:
     import numpy as np
@@ -172,17 +173,14 @@ def input_source(text: str) -> Source:
     if not is_url(text):
         return Path(text)
     from .core.errors import InvalidOptionError
+    from .fetch import MAX_URL_CHARS
     from .urls import split_http_url
 
     try:
-        split_http_url(text, "an input address", 2000)
+        split_http_url(text, "an input address", MAX_URL_CHARS)
     except InvalidOptionError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
-
-
-def is_url(source: Source) -> bool:
-    return isinstance(source, str) and source.startswith(("http://", "https://"))
 
 
 @dataclass(frozen=True)
@@ -196,12 +194,11 @@ def iter_input_files(inputs: Sequence[Source]) -> Iterator[tuple[Source, Path]]:
     """Yield (file or address, its path relative to the output folder's root) for files, folders
     (recursively) and images' web addresses (named as the address's last part)."""
     from .core.imageio import is_image_name
-    from .fetch import name_of
-    from .urls import split_http_url
+    from .fetch import ImageUrl
 
     for item in inputs:
         if isinstance(item, str):
-            yield item, Path(name_of(split_http_url(item, "input", 2000)))
+            yield item, Path(ImageUrl(item).name)
         elif item.is_dir():
             for path in sorted(item.rglob("*")):
                 if path.is_file() and is_image_name(path):
@@ -445,10 +442,11 @@ def read_source(source: Source, settings: Settings) -> bytes:
             return Path(source).read_bytes()
         except OSError as exc:
             raise MattingError(f"cannot read: {exc.strerror or exc}") from None
-    from .fetch import FetchRefused, ImageFetchError, fetch_image
-    from .urls import split_http_url
+    from urllib.parse import urlsplit
 
-    host = split_http_url(str(source), "input", 2000).hostname or ""
+    from .fetch import FetchRefused, ImageFetchError, fetch_image
+
+    host = urlsplit(str(source)).hostname or ""  # checked when the command line was read (input_source)
     try:
         _, body = fetch_image(str(source), settings.replace(fetch_hosts=f"{host},*"))
     except (FetchRefused, ImageFetchError) as exc:

@@ -39,7 +39,7 @@ import urllib3
 
 from matteflow import metrics
 from matteflow.core.errors import InputError
-from matteflow.files import sanitize_name
+from matteflow.files import SPOOL_IN_MEMORY_BYTES, sanitize_name
 from matteflow.settings import Settings
 from matteflow.urls import host_listed, listed_hosts, split_http_url
 
@@ -47,7 +47,6 @@ MAX_URL_CHARS = 2000
 MAX_REDIRECTS = 3
 CONNECT_TIMEOUT_S = 5.0
 CHUNK_BYTES = 64 * 1024
-SPOOL_IN_MEMORY_BYTES = 256 * 1024  # a larger body goes to a temporary file
 USER_AGENT = "MatteFlow-Fetch/1 (+image_url)"
 ANY_PUBLIC_HOST = "*"
 RESOLVE_THREADS = 16  # a job's distinct hosts looked up at once at intake

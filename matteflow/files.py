@@ -18,6 +18,8 @@ _UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"|?*;\\/]+')
 _MAX_NAME = 120
 _INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
 COPY_BUFFER_BYTES = 1024 * 1024  # streams are copied to storage this much at a time
+# An upload or a fetched image larger than this spills from memory to a temporary file on the storage volume.
+SPOOL_IN_MEMORY_BYTES = 256 * 1024
 
 
 def sanitize_name(name: str | None, fallback: str = "image") -> str:

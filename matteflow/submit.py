@@ -30,6 +30,7 @@ from matteflow.core.options import FORMAT_ALIASES, FORMATS, PRESETS, parse_optio
 from matteflow.core.registry import MODEL_ALIASES, MODEL_NAMES
 from matteflow.files import temp_file_beside
 from matteflow.settings import Settings
+from matteflow.urls import is_url
 
 # Connect quickly, but give a large upload or a busy server time to answer.
 CONNECT_TIMEOUT_S = 10.0
@@ -102,10 +103,6 @@ class SubmitError(Exception):
 class Upload:
     name: str
     path: Path
-
-
-def is_url(raw: str) -> bool:
-    return raw.startswith(("http://", "https://"))
 
 
 def collect_inputs(inputs: list[str]) -> list[Upload]:

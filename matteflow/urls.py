@@ -8,6 +8,11 @@ from urllib.parse import SplitResult, urlsplit
 from matteflow.core.errors import InvalidOptionError, shown
 
 
+def is_url(value: object) -> bool:
+    """Whether a command-line input names an image by its web address rather than a file."""
+    return isinstance(value, str) and value.startswith(("http://", "https://"))
+
+
 def split_http_url(url: str, field: str, max_chars: int, credentials_hint: str = "") -> SplitResult:
     """``url`` split, if it is an http(s) URL with a host, no credentials and at most ``max_chars``; else
     :class:`InvalidOptionError` naming ``field`` (``credentials_hint``: what to do instead of credentials)."""

@@ -22,12 +22,9 @@ from werkzeug.formparser import FormDataParser
 from matteflow.core.errors import shown
 from matteflow.core.instructions import LlmConfig, Resolved, resolve_options
 from matteflow.core.registry import DEFAULT_MODEL
-from matteflow.files import sanitize_name
+from matteflow.files import SPOOL_IN_MEMORY_BYTES, sanitize_name
 
 from .errors import ApiError
-
-# A file part larger than this goes to a temporary file on the storage volume, not to memory.
-SPOOL_IN_MEMORY_BYTES = 256 * 1024
 
 
 class SpoolingRequest(Request):
