@@ -10,7 +10,8 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import PurePosixPath
 from typing import IO, Any
 
@@ -26,7 +27,7 @@ from matteflow.files import sanitize_name
 from matteflow.workers.callbacks import check_callback_url
 from matteflow.workers.client import AdoptError, SingleResult
 
-from .context import WebContext, web_context
+from .context import web_context
 from .errors import ApiError
 from .instructions import llm_config
 from .jobindex import MAX_LISTED, JobIndex, parse_api_keys, request_owner
@@ -450,7 +451,6 @@ def delete_job(job_id: str) -> Response:
 
 @bp.post("/matte")
 def matte_one() -> Response:
-    ctx = web_context()
     refuse_nameless_parts(request.form, request.files)
     backdrop, implied = _backdrop_upload()
     resolved = _request_options(_without(request.args, URL_FIELD), _without(request.form, URL_FIELD), implied)
@@ -461,9 +461,18 @@ def matte_one() -> Response:
         raise ApiError(400, "no_file", f"send one image in the multipart field 'file' (or its URL in '{URL_FIELD}')")
     if len(uploads) + len(urls) > 1:
         raise ApiError(400, "too_many_files", "this endpoint takes one image; use POST /api/v1/jobs for several")
-    # Each call waiting (on its image URL, then on its worker) holds a request thread: at most
-    # matte_max_in_flight at once, so jobs, the page and the probes always have threads. Beyond that: 503 at
-    # once, with when to come back.
+    with single_image_slot(), ExitStack() as stack:
+        name, data = open_image(stack, uploads[0] if uploads else None, urls[0] if urls else None)
+        single = run_single(name, data, options, backdrop)
+    return _matte_response(name, single, options, resolved)
+
+
+@contextmanager
+def single_image_slot() -> Iterator[None]:
+    """Hold one of the deployment's single-image slots while a call waits (on its image URL, then on its
+    worker): each such call holds a request thread, so at most ``matte_max_in_flight`` at once leaves threads
+    for jobs, the page and the probes. Beyond that: 503 at once, with when to come back."""
+    ctx = web_context()
     if not ctx.matte_slots.acquire(blocking=False):
         raise ApiError(
             503,
@@ -473,24 +482,26 @@ def matte_one() -> Response:
             retry_after_s=MATTE_RETRY_AFTER_S,
         )
     try:
-        with ExitStack() as fetched:
-            if urls:
-                # One image, read here while the call waits: a refusal answers 400, an origin giving nothing 422.
-                name, body = fetch_image(urls[0], ctx.settings, spool_dir=ctx.settings.storage_dir / "tmp")
-                data: IO[bytes] = fetched.enter_context(body)
-            else:
-                name, data = uploads[0]
-                metrics.UPLOAD_BYTES_TOTAL.inc(stream_size(data))
-            single = _run_single(ctx, name, data, options, backdrop)
+        yield
     finally:
         ctx.matte_slots.release()
-    return _matte_response(name, single, options, resolved)
 
 
-def _run_single(
-    ctx: WebContext, name: str, data: IO[bytes], options: MatteOptions, backdrop: IO[bytes] | None
-) -> SingleResult:
+def open_image(stack: ExitStack, upload: tuple[str, IO[bytes]] | None, url: str | None) -> tuple[str, IO[bytes]]:
+    """A single-image call's image as (name, stream): the upload, or what ``url`` gave (read here, inside the
+    call's slot; a refusal answers 400, an origin giving nothing 422). The fetched body closes with ``stack``."""
+    if url is not None:
+        name, body = fetch_image(url, web_context().settings, spool_dir=web_context().settings.storage_dir / "tmp")
+        return name, stack.enter_context(body)
+    if upload is None:
+        raise ValueError("open_image needs an upload or a URL")
+    metrics.UPLOAD_BYTES_TOTAL.inc(stream_size(upload[1]))
+    return upload
+
+
+def run_single(name: str, data: IO[bytes], options: MatteOptions, backdrop: IO[bytes] | None) -> SingleResult:
     """One image through a worker (as a one-item job), waited for; 504 when none finished it in time."""
+    ctx = web_context()
     try:
         return ctx.jobs.matte_one_result(
             data, name, options, timeout=ctx.settings.single_image_timeout_s, backdrop=backdrop
@@ -502,6 +513,19 @@ def _run_single(
             f"no worker finished the image within {ctx.settings.single_image_timeout_s:g} s; "
             "check that workers are running (GET /readyz?workers=1)",
         ) from exc
+
+
+def result_headers(single: SingleResult) -> dict[str, str]:
+    """What the item JSON says of a batch item, as headers of an answer whose body is the image: the model
+    that ran, its confidence and the engine's warnings."""
+    headers = {}
+    if single.model:
+        headers[MODEL_HEADER] = single.model
+    if single.confidence is not None:
+        headers[CONFIDENCE_HEADER] = f"{single.confidence:.4f}"
+    if single.warnings:
+        headers[WARNINGS_HEADER] = json.dumps(list(single.warnings))  # ASCII: a header
+    return headers
 
 
 def _matte_response(name: str, single: SingleResult, options: MatteOptions, resolved: Resolved) -> Response:
@@ -518,13 +542,7 @@ def _matte_response(name: str, single: SingleResult, options: MatteOptions, reso
         response = send_file(buffer, mimetype="application/zip", as_attachment=True, download_name=f"{stem}.zip")
     else:
         response = send_file(io.BytesIO(single.image), mimetype=single.media_type, download_name=download_name)
-    # The image is the body, so what the item JSON says of a batch item travels as headers here.
-    if single.model:
-        response.headers[MODEL_HEADER] = single.model
-    if single.confidence is not None:
-        response.headers[CONFIDENCE_HEADER] = f"{single.confidence:.4f}"
-    if single.warnings:
-        response.headers[WARNINGS_HEADER] = json.dumps(list(single.warnings))  # ASCII: a header
+    response.headers.update(result_headers(single))
     if resolved.interpretation is not None:
         # The options the instruction became travel in a header too (ASCII JSON).
         response.headers["X-MatteFlow-Options"] = json.dumps(options.to_dict())

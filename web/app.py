@@ -8,7 +8,7 @@ from matteflow import metrics
 from matteflow.settings import Settings
 from matteflow.workers.client import JobClient
 
-from . import api, instructions, observability, page
+from . import api, compat, instructions, observability, page
 from .context import EXTENSION_KEY, WebContext, matte_in_flight_bound
 from .errors import register_error_handlers
 from .uploads import SpoolingRequest
@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None, job_client: JobClient | None = 
     app.register_blueprint(api.bp)
     app.register_blueprint(instructions.bp)
     app.register_blueprint(observability.bp)
+    compat.register(app)
     register_error_handlers(app)
     observability.install_request_metrics(app)
 

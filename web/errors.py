@@ -8,9 +8,10 @@ parsing an oversize body, and core's input errors all answer the same way — ne
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
@@ -89,53 +90,73 @@ def status_for_core_error(exc: MattingError) -> tuple[int, str]:
     return 500, "matting_error"
 
 
-def register_error_handlers(app: Flask) -> None:
-    """Install the single error mapping on ``app``."""
+@dataclass(frozen=True)
+class ErrorReply:
+    """What any failure answers, before it is shaped into a body: the API's JSON here, another service's
+    error format on the compatibility endpoints (``web/compat``)."""
 
-    @app.errorhandler(ApiError)
-    def _api_error(exc: ApiError) -> Response:
-        response = error_response(exc.status, exc.code, exc.message, **exc.extra)
-        if exc.retry_after_s is not None:
-            response.headers["Retry-After"] = str(exc.retry_after_s)
-        return response
+    status: int
+    code: str
+    message: str
+    extra: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
 
-    @app.errorhandler(MattingError)
-    def _core_error(exc: MattingError) -> Response:
+
+def reply_for(exc: Exception) -> ErrorReply:
+    """The one mapping from an exception raised while answering a request to its status, code and message."""
+    if isinstance(exc, ApiError):
+        headers = {} if exc.retry_after_s is None else {"Retry-After": str(exc.retry_after_s)}
+        return ErrorReply(exc.status, exc.code, exc.message, dict(exc.extra), headers)
+    if isinstance(exc, MattingError):
         status, code = status_for_core_error(exc)
         if status >= 500:
             log.error("matting failed: %s", exc)
         # A finer stable reason (image_empty, image_too_large...) with its numbers, for translated messages.
         reason, params = reason_for(type(exc).__name__, str(exc))
         extra = {"reason": reason, "params": params} if reason else {}
-        return error_response(status, code, str(exc) or code, **extra)
+        return ErrorReply(status, code, str(exc) or code, extra)
+    if isinstance(exc, HTTPException):
+        return _http_reply(exc)
+    # A bug or an outage (e.g. Redis down), never the caller's fault: log the traceback, answer JSON.
+    if isinstance(exc, (RedisError, KombuOperationalError)):
+        log.error("redis unavailable: %s", exc)
+        return ErrorReply(503, "unavailable", "the job store (Redis) is not reachable; try again later")
+    log.exception("unhandled error")
+    return ErrorReply(500, "internal_error", "internal server error")
 
-    @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> Response:
-        status = exc.code or 500
-        code = HTTP_CODES.get(status, (exc.name or "error").lower().replace(" ", "_"))
-        message = exc.description or exc.name or code
-        valid_methods = getattr(exc, "valid_methods", None) or []
-        if status == 404:
-            message = f"no such URL: {shown(request.path)} (the API is described at /api/v1/openapi.json)"
-        elif status == 405:
-            message = (
-                f"{shown(request.method)} is not allowed on {shown(request.path)}; allowed: {', '.join(valid_methods)}"
-            )
-        extra = {}
-        if status == 413:
-            limit_mb = app.config.get("MAX_CONTENT_LENGTH", 0) // (1024 * 1024)
-            message = upload_limit_message(limit_mb)
-            extra = {"limit_mb": limit_mb}
-        response = error_response(status, code, message, **extra)
-        if status == 405 and valid_methods:
-            response.headers["Allow"] = ", ".join(valid_methods)
-        return response
+
+def _http_reply(exc: HTTPException) -> ErrorReply:
+    status = exc.code or 500
+    code = HTTP_CODES.get(status, (exc.name or "error").lower().replace(" ", "_"))
+    message = exc.description or exc.name or code
+    valid_methods = getattr(exc, "valid_methods", None) or []
+    headers: dict[str, str] = {}
+    if status == 404:
+        message = f"no such URL: {shown(request.path)} (the API is described at /api/v1/openapi.json)"
+    elif status == 405:
+        message = (
+            f"{shown(request.method)} is not allowed on {shown(request.path)}; allowed: {', '.join(valid_methods)}"
+        )
+        if valid_methods:
+            headers["Allow"] = ", ".join(valid_methods)
+    extra = {}
+    if status == 413:
+        limit_mb = current_app.config.get("MAX_CONTENT_LENGTH", 0) // (1024 * 1024)
+        message = upload_limit_message(limit_mb)
+        extra = {"limit_mb": limit_mb}
+    return ErrorReply(status, code, message, extra, headers)
+
+
+def json_error(reply: ErrorReply) -> Response:
+    """The API's JSON error body for ``reply``, with its headers."""
+    response = error_response(reply.status, reply.code, reply.message, **reply.extra)
+    response.headers.update(reply.headers)
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Install the single error mapping on ``app``: every exception, answered as :func:`reply_for` says."""
 
     @app.errorhandler(Exception)
-    def _unexpected(exc: Exception) -> Response:
-        # A bug or an outage (e.g. Redis down), never the caller's fault: log the traceback, answer JSON.
-        if isinstance(exc, (RedisError, KombuOperationalError)):
-            log.error("redis unavailable: %s", exc)
-            return error_response(503, "unavailable", "the job store (Redis) is not reachable; try again later")
-        log.exception("unhandled error")
-        return error_response(500, "internal_error", "internal server error")
+    def _any_error(exc: Exception) -> Response:
+        return json_error(reply_for(exc))

@@ -295,6 +295,8 @@ def _schemas() -> dict[str, Any]:
 
 def build_openapi(settings: Settings) -> dict[str, Any]:
     """The OpenAPI 3.0 document of this server."""
+    from .compat.docs import compat_paths  # the compat endpoints run through web.api, which imports this module
+
     options = _option_properties(settings.default_model)
     job_id = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
     image_content = {
@@ -787,6 +789,7 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                     },
                 }
             },
+            **compat_paths(),
             "/metrics": {
                 "get": {
                     "summary": "Prometheus metrics",
