@@ -137,10 +137,17 @@ def _matte_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "inputs",
-        nargs="+",
+        nargs="*",
         type=input_source,
         metavar="INPUT",
         help="image files, folders, or http(s) addresses of images (read by this process)",
+    )
+    parser.add_argument(
+        "--from",
+        dest="input_lists",
+        action="append",
+        metavar="FILE",
+        help="also the inputs listed in FILE, one per line ('-': standard input; # comments)",
     )
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR", help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="redo images whose output already exists")
@@ -181,6 +188,17 @@ def input_source(text: str) -> Source:
     except InvalidOptionError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def _listed_sources(parser: argparse.ArgumentParser, lists: list[str] | None) -> list[Source]:
+    """The inputs of the ``--from`` files, read as command-line inputs are (a bad line is a usage error)."""
+    from .inputlist import listed_inputs
+
+    try:
+        listed = listed_inputs(lists)
+        return [input_source(line) for line in listed]
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        parser.error(str(exc))
 
 
 @dataclass(frozen=True)
@@ -309,6 +327,12 @@ def run_matte(argv: Sequence[str]) -> int:
 
     parser = _matte_parser()
     args = parser.parse_args(argv)
+    args.inputs = [*args.inputs, *_listed_sources(parser, args.input_lists)]
+    if not args.inputs:
+        if args.input_lists:
+            print(f"matteflow: error: no inputs listed in --from {', '.join(args.input_lists)}", file=sys.stderr)
+            return 1
+        parser.error("give at least one INPUT (a file, folder or image address) or --from FILE")
     settings = Settings.from_env()
     people_spec = settings.model
     if args.model is not None and is_model_file_spec(args.model):

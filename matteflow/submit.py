@@ -29,6 +29,7 @@ from matteflow.core.imageio import is_image_name
 from matteflow.core.options import FORMAT_ALIASES, FORMATS, PRESETS, parse_options
 from matteflow.core.registry import MODEL_ALIASES, MODEL_NAMES
 from matteflow.files import temp_file_beside
+from matteflow.inputlist import listed_inputs
 from matteflow.settings import Settings
 from matteflow.urls import is_url
 
@@ -230,8 +231,15 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         description="Send images to a MatteFlow server as one batch job and download the results ZIP.",
     )
     parser.add_argument(
+        "--from",
+        dest="input_lists",
+        action="append",
+        metavar="FILE",
+        help="also the inputs listed in FILE, one per line ('-': standard input; # comments)",
+    )
+    parser.add_argument(
         "inputs",
-        nargs="+",
+        nargs="*",
         metavar="INPUT",
         help="image files, folders (searched recursively) or http(s) URLs (the server reads those itself, if its "
         "MATTEFLOW_FETCH_HOSTS allows)",
@@ -330,6 +338,15 @@ def main(argv: list[str]) -> int:
         return 2
     parser = build_parser(settings)
     args = parser.parse_args(argv)
+    try:
+        args.inputs = [*args.inputs, *listed_inputs(args.input_lists)]
+    except ValueError as exc:
+        parser.error(str(exc))
+    if not args.inputs:
+        if args.input_lists:
+            print(f"matteflow submit: no inputs listed in --from {', '.join(args.input_lists)}", file=sys.stderr)
+            return 1
+        parser.error("give at least one INPUT (a file, folder or URL) or --from FILE")
     try:
         fields = option_fields(args)
     except InvalidOptionError as exc:

@@ -151,3 +151,42 @@ def test_web_addresses_among_the_inputs(photo_folder: Path, tmp_path: Path) -> N
     assert entries == {f"{base}/a.jpg": "done", f"{base}/missing.jpg": "failed"}
     malformed = run_cli("matte", "https://", "-o", str(out))
     assert malformed.returncode == 2 and "must be an http(s) URL with a host" in malformed.stderr
+
+
+def test_inputs_listed_in_a_file_and_on_standard_input(photo_folder: Path, tmp_path: Path) -> None:
+    """``--from FILE`` / ``--from -``: one input per line as a pipeline writes them (comments and blank lines
+    skipped), beside the inputs on the command line."""
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# tonight's photos\n\n{photo_folder / 'a.jpg'}\n  {photo_folder / 'nested'}  \r\n")
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "matteflow", "matte", "--from", str(listing), "--from", "-", "-o", str(out), "-q"],
+        input=f"{photo_folder / 'b.png'}\n",
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.rglob("*.png")) == ["a.png", "b.png", "c.png"]
+
+    nothing = subprocess.run(
+        [sys.executable, "-m", "matteflow", "matte", "--from", "-", "-o", str(out)],
+        input="# no inputs today\n",
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=240,
+    )
+    assert nothing.returncode == 1 and "no inputs listed in --from -" in nothing.stderr
+    for bad, words in (
+        ([], "give at least one INPUT"),
+        (["--from", str(tmp_path / "nope.txt")], "cannot read: No such file"),
+        (["--from", str(photo_folder / "a.jpg")], "is not UTF-8 text"),
+    ):
+        usage = run_cli("matte", *bad, "-o", str(out))
+        assert usage.returncode == 2 and words in usage.stderr, usage.stderr
+    bad_line = tmp_path / "bad.txt"
+    bad_line.write_text("https://\n")
+    usage = run_cli("matte", "--from", str(bad_line), "-o", str(out))
+    assert usage.returncode == 2 and "must be an http(s) URL with a host" in usage.stderr

@@ -89,6 +89,24 @@ def test_submit_unreachable_server_is_one_line(samples: Any, tmp_path: Path, cap
     assert not (tmp_path / "r.zip").exists()
 
 
+def test_submit_inputs_listed_in_a_file(live_server: Any, samples: Any, tmp_path: Path, capsys: Any) -> None:
+    first, second = tmp_path / "first.jpg", tmp_path / "second.png"
+    first.write_bytes(samples.jpeg)
+    second.write_bytes(samples.png)
+    listing = tmp_path / "feed.txt"
+    listing.write_text(f"# product feed\n{first}\n\n{second}\n")
+    out = tmp_path / "r.zip"
+    assert main(["--from", str(listing), "--server", live_server.url, "-o", str(out), "--no-progress"]) == 0
+    with zipfile.ZipFile(out) as archive:
+        assert set(archive.namelist()) == {"first.png", "second.png", "manifest.json"}
+    listing.write_text("# nothing today\n")
+    assert main(["--from", str(listing), "-o", str(out)]) == 1
+    assert "no inputs listed in --from" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["-o", str(out)])
+    assert exit_info.value.code == 2
+
+
 def test_submit_missing_input(tmp_path: Path, capsys: Any) -> None:
     code = main([str(tmp_path / "nope.jpg"), "-o", str(tmp_path / "r.zip")])
     assert code == 1
