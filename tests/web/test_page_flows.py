@@ -314,6 +314,9 @@ def test_a_batch_items_warnings_show_in_its_large_view(open_page: Callable[..., 
     page = open_page(locale="zh-CN")
     page.select_option("#opt-preset", "id-2inch")
     run_batch(page, [{"name": "me.jpg", "mimeType": "image/jpeg", "buffer": samples.jpeg}])
+    card_note = page.locator("#batch-grid .item").nth(0).locator(".reason")
+    assert "照片中未找到人物" in card_note.inner_text()  # on the card itself, in amber (advice, not a failure)
+    assert card_note.evaluate("e => getComputedStyle(e).color") == "rgb(180, 83, 9)"
     page.locator("#batch-grid .item").nth(0).locator(".item-open").click()
     page.wait_for_selector("#viewer[open]")
     reason = page.inner_text("#viewer-reason")
@@ -337,6 +340,32 @@ def test_a_pasted_or_dropped_web_address_is_cut_out(open_page: Callable[..., Any
     # Text that is not an address pastes nothing.
     page.evaluate(PASTE_TEXT_JS, "just some words")
     assert page.get_attribute("#single-result", "data-state") == "failed"
+
+
+def test_a_batch_takes_pasted_and_dropped_addresses_beside_files(
+    open_page: Callable[..., Any], origin: Any, samples: Any
+) -> None:
+    """A column of addresses pasted into the batch tab (a spreadsheet's copy: comments, tabs, words that are
+    not addresses), and links dragged in, become items the workers read; a dead one fails alone."""
+    page = open_page()
+    page.click("#tab-batch")
+    assert "web addresses" in page.inner_text("#batch-drop-hint")
+    listing = f"# feed\n{origin.url}/photos/shoe.jpg\tred shoe\n{origin.url}/gone.jpg\nnot an address\n"
+    page.evaluate(PASTE_TEXT_JS, listing)
+    page.evaluate(DROP_LINK_JS, ["#batch-drop", f"{origin.url}/photos/bag.jpg"])
+    page.evaluate(PASTE_TEXT_JS, f"{origin.url}/photos/shoe.jpg")  # already listed: once
+    page.set_input_files("#batch-input", [{"name": "mine.jpg", "mimeType": "image/jpeg", "buffer": samples.jpeg}])
+    assert page.inner_text("#batch-selection").endswith("3 image addresses")
+    assert page.get_attribute("#tab-batch", "aria-selected") == "true"  # pasting stayed in the batch
+    page.click("#batch-start")
+    page.wait_for_selector("#batch-job[data-state=done]", timeout=RESULT_TIMEOUT_MS)
+    cards = page.locator("#batch-grid .item")
+    states = {
+        cards.nth(i).locator(".item-name").inner_text(): cards.nth(i).get_attribute("data-state") for i in range(4)
+    }
+    assert states == {"mine.jpg": "done", "shoe.jpg": "done", "gone.jpg": "failed", "bag.jpg": "done"}
+    failed = page.locator("#batch-grid .item[data-state=failed] .reason").inner_text()
+    assert "could not be fetched" in failed
 
 
 def test_an_iphone_heic_photo_is_cut_out_though_the_browser_cannot_show_it(

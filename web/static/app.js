@@ -354,13 +354,27 @@
     });
   }
 
-  /** The first http(s) address a drop or paste carries (a link or an image dragged from a page, a copied
-      address), when the server reads images by address; else null. */
+  /** Every http(s) address a drop or paste carries (a link or an image dragged from a page, a copied address,
+      a column of addresses copied from a spreadsheet), when the server reads images by address; else none. */
+  function imageUrlsIn(dataTransfer) {
+    if (!IMAGE_URLS || !dataTransfer) return [];
+    const text = dataTransfer.getData("text/uri-list") || dataTransfer.getData("text/plain") || "";
+    // uri-list comment lines start with "#"; cells of a copied spreadsheet row are tab-separated.
+    const words = text.split(/\r?\n/).filter((line) => !line.trim().startsWith("#")).join(" ").split(/\s+/);
+    return words.filter((word) => /^https?:\/\/\S+$/i.test(word));
+  }
+
   function imageUrlIn(dataTransfer) {
-    if (!IMAGE_URLS || !dataTransfer) return null;
-    const lines = (dataTransfer.getData("text/uri-list") || dataTransfer.getData("text/plain") || "").split(/\r?\n/);
-    const url = lines.map((line) => line.trim()).find((line) => line && !line.startsWith("#"));
-    return url && /^https?:\/\/\S+$/i.test(url) ? url : null;
+    return imageUrlsIn(dataTransfer)[0] || null;
+  }
+
+  /** The file name an image address ends in ("image" when it has none): what the server names its result. */
+  function urlName(url) {
+    try {
+      return decodeURIComponent(new URL(url).pathname.split("/").pop() || "") || "image";
+    } catch (err) {
+      return "image"; // not a parsable address or name: the server says what is wrong with it
+    }
   }
 
   /** Files of a drop, walking dropped folders (Chrome/Firefox/Safari expose them as entries). */
@@ -447,6 +461,12 @@
   function itemWarnings(item) {
     const codes = item.warning_codes || [];
     return (item.warnings || []).map((text, i) => ({ text, ...(codes[i] || {}) }));
+  }
+
+  /** What a card or the large view says under an item: a failed item's reason, or what a done one could not do
+      as asked (no shadow, no face found...; shown in amber: advice, not a failure). */
+  function itemNote(item) {
+    return item.state === "failed" ? errorText(itemError(item)) : itemWarnings(item).map(warningText).join(" · ");
   }
 
   /** One of an item's warnings in the page's language: by its code where the server gave one, else as sent. */
@@ -592,13 +612,7 @@
   async function processUrl(url) {
     const body = new FormData();
     body.append("image_url", url);
-    let name = "image";
-    try {
-      name = decodeURIComponent(new URL(url).pathname.split("/").pop() || "") || name;
-    } catch (err) {
-      // Not a parsable address or name: the server says what is wrong with it; the name stays "image".
-    }
-    await startSingle(body, name, null, "single.fetching");
+    await startSingle(body, urlName(url), null, "single.fetching");
   }
 
   async function startSingle(body, name, beforeUrl, busyKey) {
@@ -831,7 +845,14 @@
     const target = e.target;
     if (target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA")) return;
     const files = Array.from(e.clipboardData ? e.clipboardData.files : []).filter(isImageFile);
-    const url = files.length ? null : imageUrlIn(e.clipboardData);
+    const urls = files.length ? [] : imageUrlsIn(e.clipboardData);
+    if (urls.length && activeTab === "batch") {
+      // A list of addresses pasted into a batch: each becomes an item, read by the workers.
+      e.preventDefault();
+      addBatchUrls(urls);
+      return;
+    }
+    const url = urls[0];
     if (url) {
       e.preventDefault();
       showTab("single");
@@ -850,6 +871,7 @@
   /* ---------- batch ---------- */
 
   let batchFiles = [];
+  let batchUrls = []; // image addresses of the batch (the workers read them)
   let batchNotice = "";
   let job = null; // the last status JSON
   let jobPhase = { key: "", vars: null, error: null };
@@ -860,8 +882,19 @@
     const accepted = fromFolder ? files.filter(isImageFile) : files;
     batchFiles = batchFiles.concat(accepted);
     batchNotice = "";
-    if (batchFiles.length > config.maxFiles) {
-      batchFiles = batchFiles.slice(0, config.maxFiles);
+    if (batchFiles.length + batchUrls.length > config.maxFiles) {
+      batchFiles = batchFiles.slice(0, Math.max(0, config.maxFiles - batchUrls.length));
+      batchNotice = "batch.tooMany";
+    }
+    renderSelection();
+  }
+
+  function addBatchUrls(urls) {
+    const known = new Set(batchUrls);
+    batchUrls = batchUrls.concat(urls.filter((url) => !known.has(url) && known.add(url)));
+    batchNotice = "";
+    if (batchFiles.length + batchUrls.length > config.maxFiles) {
+      batchUrls = batchUrls.slice(0, Math.max(0, config.maxFiles - batchFiles.length));
       batchNotice = "batch.tooMany";
     }
     renderSelection();
@@ -871,19 +904,21 @@
     const total = batchFiles.reduce((sum, file) => sum + file.size, 0);
     // The server refuses a body over its limit (413); say so before a long upload rather than after.
     const tooBig = total > config.maxUploadMb * 1024 * 1024;
-    let text = batchFiles.length
-      ? t("batch.selection", { count: batchFiles.length, size: formatBytes(total) })
-      : t("batch.none");
+    const parts = [];
+    if (batchFiles.length) parts.push(t("batch.selection", { count: batchFiles.length, size: formatBytes(total) }));
+    if (batchUrls.length) parts.push(t("batch.addresses", { count: batchUrls.length }));
+    let text = parts.length ? parts.join(" · ") : t("batch.none");
     if (batchNotice) text += " — " + t(batchNotice, { max: config.maxFiles });
     if (tooBig) text += " — " + t("batch.tooBig", { mb: config.maxUploadMb });
     $("batch-selection").textContent = text;
     $("batch-selection").classList.toggle("error", tooBig);
-    $("batch-start").disabled = batchFiles.length === 0 || tooBig;
+    $("batch-start").disabled = batchFiles.length + batchUrls.length === 0 || tooBig;
   }
 
   function clearBatch() {
     stopPolling();
     batchFiles = [];
+    batchUrls = [];
     batchNotice = "";
     job = null;
     $("batch-input").value = "";
@@ -928,10 +963,12 @@
   }
 
   async function startBatch() {
-    if (!batchFiles.length) return;
+    const total = batchFiles.length + batchUrls.length;
+    if (!total) return;
     stopPolling();
     const body = new FormData();
     for (const file of batchFiles) body.append("files", file, file.name);
+    for (const url of batchUrls) body.append("image_url", url);
     for (const [name, value] of optionEntries()) body.append(name, value);
     $("batch-start").disabled = true;
     showJobPanel();
@@ -952,8 +989,8 @@
       setJobPhase("", null, apiError(answer.body, answer.status));
       return;
     }
-    const names = batchFiles.slice(0, 3).map((file) => file.name);
-    HISTORY.add({ id: answer.body.id, kind: "batch", names, total: batchFiles.length, created: Date.now() });
+    const names = batchFiles.map((file) => file.name).concat(batchUrls.slice(0, 3).map(urlName)).slice(0, 3);
+    HISTORY.add({ id: answer.body.id, kind: "batch", names, total, created: Date.now() });
     HISTORY.setCurrent("batch", answer.body.id);
     refreshHistoryCount();
     pollJob(answer.body.status_url, { id: answer.body.id, errors: 0, lastProgress: Date.now(), finished: -1 });
@@ -1054,7 +1091,7 @@
     open.onclick = () => openViewer(job.id, item, open, job.options);
     card.querySelector(".item-name").textContent = item.name;
     card.querySelector(".badge").textContent = t("state." + item.state);
-    const reason = item.state === "failed" ? errorText(itemError(item)) : "";
+    const reason = itemNote(item);
     card.querySelector(".reason").textContent = reason;
     card.querySelector(".reason").title = reason;
     const check = item.state === "done" && needsCheck(item.confidence);
@@ -1075,7 +1112,10 @@
   $("batch-clear").addEventListener("click", clearBatch);
   openWithKeyboard($("batch-drop"), $("batch-input"));
   openWithKeyboard($("batch-folder-button"), $("batch-folder"));
-  setupDropzone($("batch-drop"), (files) => addBatchFiles(files, false));
+  setupDropzone($("batch-drop"), (files, dataTransfer) => {
+    if (files.length) addBatchFiles(files, false);
+    else addBatchUrls(imageUrlsIn(dataTransfer)); // links dragged from another page
+  });
 
   /* ---------- one result, large ---------- */
 
@@ -1110,9 +1150,7 @@
     $("viewer-name").textContent = item.name;
     $("viewer-badge").textContent = t("state." + item.state);
     $("viewer").dataset.state = item.state;
-    // A failed item's reason, or what a done one could not do as asked (no shadow, no face found...).
-    $("viewer-reason").textContent =
-      item.state === "failed" ? errorText(itemError(item)) : itemWarnings(item).map(warningText).join(" · ");
+    $("viewer-reason").textContent = itemNote(item);
     // A doubtful result offers the other network for this one photo (a re-run of this item alone).
     const other = item.state === "done" && needsCheck(item.confidence) && !retry ? otherModelOf(item.model) : null;
     const button = $("viewer-try-model");
@@ -1309,7 +1347,10 @@
 
   /* ---------- start ---------- */
 
-  if (IMAGE_URLS) $("single-drop-hint").dataset.i18n = "single.hintUrl";
+  if (IMAGE_URLS) {
+    $("single-drop-hint").dataset.i18n = "single.hintUrl";
+    $("batch-drop-hint").dataset.i18n = "batch.hintUrl";
+  }
   I18N.apply();
   refreshLanguageButton();
   updateOptionHints();
