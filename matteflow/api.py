@@ -88,15 +88,17 @@ def remove(
         options = {**options, "background_image": True}
     parsed = resolve_options(options, instruction).options
     engine = engine or get_engine()
-    backdrop = None if background_image is None else _decoded(background_image, engine.max_pixels, "background_image")
+    backdrop = (
+        None if background_image is None else decode_input(background_image, engine.max_pixels, "background_image")
+    )
     if isinstance(image, (bytes, bytearray, memoryview)):
         return engine.process_bytes(bytes(image), parsed, None if backdrop is None else backdrop.rgb).image
-    decoded = _decoded(image, engine.max_pixels, "remove()")
+    decoded = decode_input(image, engine.max_pixels, "remove()")
     pixels, _ = engine.process_array(decoded.rgb, parsed, decoded.alpha, None if backdrop is None else backdrop.rgb)
     return Image.fromarray(pixels) if isinstance(image, Image.Image) else pixels
 
 
-def _decoded(image: bytes | Image.Image | np.ndarray, max_pixels: int, what: str) -> DecodedImage:
+def decode_input(image: bytes | Image.Image | np.ndarray, max_pixels: int, what: str) -> DecodedImage:
     """Any image ``remove()`` takes (the photo or its backdrop) as an upright RGB array plus its own alpha.
     A PIL image goes through the same decoder as bytes (every mode converted the same way)."""
     from .core.imageio import DecodedImage, decode_image

@@ -208,7 +208,7 @@ def test_removebg_reads_image_and_backdrop_urls(client: FlaskClient, origin: Ori
     [
         ("model=sam", "not available here"),
         ("model=u3net", "model must be one of u2net_human_seg"),
-        ("bgc=1,2,3", "bgc must be r,g,b,a"),
+        ("bgc=1,2,3", "must be r,g,b,a"),
         ("bgc=0,0,0,128", "alpha must be 255"),
         ("af=300", "af must be a whole number from 0 to 255"),
         ("ae=-1", "ae must be a whole number 0 or more"),
