@@ -115,6 +115,9 @@ class Settings:
     # Images per task. 0 = auto: gpu_batch_size when the device is CUDA (the worker batches a task's images
     # through the network and the device post-processing), else 1. Resolved when the settings are built.
     task_chunk_size: int = 0
+    # A batch job of at least this many images goes to the bulk lane, served after the batch lane: a batch of
+    # 20 photos does not wait behind someone's 10,000 (workers/queues.py). 0 = one lane for every batch.
+    bulk_batch_from: int = 200
     postprocess: str = "auto"  # auto (torch on a CUDA device, else numpy/OpenCV) | numpy | torch
     encode_processes: int = 0  # encoder processes of a device-post-processing worker (0 = one per core)
     worker_max_memory_mb: int = 2048  # a pool process past this RSS is replaced after its task (0 = no limit)
@@ -165,6 +168,10 @@ class Settings:
             object.__setattr__(self, "default_model", parse_model_name(self.default_model))
         except InvalidOptionError as exc:
             raise SettingsError(f"{PREFIX}DEFAULT_MODEL: {exc}") from None
+        if self.bulk_batch_from < 0:
+            raise SettingsError(
+                f"{PREFIX}BULK_BATCH_FROM must be 0 (off) or a number of images, got {self.bulk_batch_from}"
+            )
         if self.task_chunk_size <= 0:
             chunk = self.gpu_batch_size if str(self.device).startswith("cuda") else 1
             object.__setattr__(self, "task_chunk_size", max(1, chunk))

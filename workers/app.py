@@ -51,7 +51,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # a tenth of the timeout, at most every 10 s.
         "unacked_restore_interval": max(1, min(10, int(vt // 10))),
         "unacked_restore_throttle": 1,
-        # Serve the queues in the order the worker lists them (interactive before batch) instead of kombu's
+        # Serve the queues in the order the worker lists them (interactive, batch, bulk) instead of kombu's
         # default round robin; see queues.py for why lanes are queues rather than message priorities.
         "queue_order_strategy": "priority",
     }
@@ -74,7 +74,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_max_tasks_per_child": settings.worker_max_tasks_per_child or None,
         "worker_max_memory_per_child": memory_kib or None,
         "worker_concurrency": settings.worker_concurrency,
-        # Every send names its queue (queues.queue_for_kind); these are the fall-backs for a send that does not.
+        # Every send names its queue (queues.queue_for_job); these are the fall-backs for a send that does not.
         "task_default_queue": queue_name(settings.worker_queue, "batch"),
         "task_routes": {
             FINALIZE_TASK: {"queue": finalize_queue(settings.worker_queue)},

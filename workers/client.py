@@ -34,7 +34,7 @@ from .queues import (
     broker_queue_length,
     enqueue_headers,
     finalize_queue,
-    queue_for_kind,
+    queue_for_job,
 )
 from .storage import JobFiles, is_valid_job_id
 
@@ -156,7 +156,7 @@ class JobClient:
                     PROCESS_TASK,
                     args=[job_id, chunk],
                     producer=producer,
-                    queue=queue_for_kind(base, kind),
+                    queue=queue_for_job(base, kind, len(items), self.settings.bulk_batch_from),
                     headers=headers,
                 )
         return job_id

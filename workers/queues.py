@@ -4,11 +4,16 @@ submit``, the reconciler), the worker, the queue-metrics exporter and the deploy
 A leaf module: it imports nothing of MatteFlow, Celery or Redis, so ``app``, ``client``, ``reconcile`` and
 ``matteflow.metrics`` can all import it without importing each other.
 
-Why two queues and no message priorities: kombu's Redis transport keeps a prioritised queue as several lists
+Why lanes are queues and not message priorities: kombu's Redis transport keeps a prioritised queue as several lists
 (``<queue>``, ``<queue>\\x06\\x163``, ...), so anything that counts one list (KEDA's redis scaler, an operator's
 ``LLEN``) misses the rest, and a batch sent with priority 6 was invisible to the autoscaler. Each kind of
-work now has its own plain list, named ``<base>.<lane>``; a worker consumes both, interactive first
+work now has its own plain list, named ``<base>.<lane>``; a worker consumes them all in lane order
 (``queue_order_strategy=priority`` in ``app.celery_config``), and every list can be counted with one ``LLEN``.
+
+Why a bulk lane: one FIFO list for every batch made a 20-photo batch wait behind every image of a
+10,000-photo batch sent a minute earlier. Batches of ``Settings.bulk_batch_from`` images or more go to their
+own lane, served when no smaller batch is waiting: small batches overtake big ones, big ones still have the
+whole pool whenever nothing smaller waits (and among themselves stay first come, first served).
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ REZIP_TASK = "matteflow.rezip_batch"  # a done batch's ZIP written again after a
 TASKS_MODULE = "matteflow.workers.tasks"
 
 # Lanes, in the order a worker serves them: someone is waiting on an interactive task (one-image
-# `POST /matte`, a batch's ZIP), while batch items only need throughput.
+# `POST /matte`, a batch's ZIP), while batch items only need throughput, and the images of big batches
+# (bulk) can wait for the small ones.
 INTERACTIVE = "interactive"
 BATCH = "batch"
-LANES = (INTERACTIVE, BATCH)
+BULK = "bulk"
+LANES = (INTERACTIVE, BATCH, BULK)
 
 # A message header with the wall-clock time of the send, so the exporter can tell how long the oldest task
 # has waited and a worker how long each task did (Celery's protocol carries no send time of its own).
@@ -50,9 +57,17 @@ def consumed_queues(base: str) -> tuple[str, ...]:
     return tuple(queue_name(base, lane) for lane in LANES)
 
 
-def queue_for_kind(base: str, kind: str) -> str:
-    """Where a job's image tasks go: a one-image request (``single``) is interactive, anything else batch."""
-    return queue_name(base, INTERACTIVE if kind == "single" else BATCH)
+def lane_for_job(kind: str, total: int, bulk_from: int) -> str:
+    """The lane of a job's image tasks: a one-image request (``single``) is interactive; a batch of at least
+    ``bulk_from`` images (0: never) is bulk; any other batch is batch."""
+    if kind == "single":
+        return INTERACTIVE
+    return BULK if 0 < bulk_from <= total else BATCH
+
+
+def queue_for_job(base: str, kind: str, total: int, bulk_from: int) -> str:
+    """Where a job's image tasks go (:func:`lane_for_job`)."""
+    return queue_name(base, lane_for_job(kind, total, bulk_from))
 
 
 def finalize_queue(base: str) -> str:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,13 +40,13 @@ from .queues import (
     broker_queue_length,
     enqueue_headers,
     finalize_queue,
-    queue_for_kind,
+    queue_for_job,
 )
 from .storage import TRASH_PREFIX, JobFiles, is_valid_job_id, remove_tree
 
 log = logging.getLogger(__name__)
 
-SendTask = Callable[[str, list[Any], str], object]  # (task name, args, job kind)
+SendTask = Callable[[str, list[Any], Mapping[str, str]], object]  # (task name, args, the job's fields)
 
 # A finalize message is sent again at most this often per job (it may sit behind other work in the queue).
 FINALIZE_RESEND_S = 60.0
@@ -63,7 +63,7 @@ def requeue_expired_leases(settings: Settings, store: JobStore, send_task: SendT
             continue
         fields = store.job_fields(job_id) or {}
         for chunk in chunked(items, settings.task_chunk_size):
-            send_task(PROCESS_TASK, [job_id, chunk], fields.get("kind", "batch"))
+            send_task(PROCESS_TASK, [job_id, chunk], fields)
         requeued[job_id] = items
         metrics.RESENT_TOTAL.labels(reason="lease_expired").inc(len(items))
         log.warning("job %s items %s: lease expired (worker dead or hung): sent again", job_id, items)
@@ -81,7 +81,7 @@ class SweepReport:
 
 
 def reconcile_once(settings: Settings, store: JobStore, send_task: SendTask, now: float | None = None) -> SweepReport:
-    """One sweep over open and expired jobs. ``send_task(name, args, kind)`` enqueues a task."""
+    """One sweep over open and expired jobs. ``send_task(name, args, job_fields)`` enqueues a task."""
     now = time.time() if now is None else now
     report = SweepReport()
     busy: list[bool] = []
@@ -101,7 +101,7 @@ def reconcile_once(settings: Settings, store: JobStore, send_task: SendTask, now
         if int(fields["done"]) + int(fields["failed"]) >= int(fields["total"]):
             # Its finalize message was lost: send it again (once per FINALIZE_RESEND_S), a worker writes the ZIP.
             if store.try_lock(f"finalize-sent:{job_id}", FINALIZE_RESEND_S):
-                send_task(FINALIZE_TASK, [job_id], fields.get("kind", "batch"))
+                send_task(FINALIZE_TASK, [job_id], fields)
                 report.finalized.append(job_id)
                 metrics.RESENT_TOTAL.labels(reason="finalize").inc()
         elif now - float(fields["updated_at"]) > settings.job_stale_after_s and not queue_busy():
@@ -109,7 +109,7 @@ def reconcile_once(settings: Settings, store: JobStore, send_task: SendTask, now
             states = store.item_states(job_id).items()
             open_items = sorted(i for i, state in states if state not in ENDED and i not in leased)
             for chunk in chunked(open_items, settings.task_chunk_size):
-                send_task(PROCESS_TASK, [job_id, chunk], fields.get("kind", "batch"))
+                send_task(PROCESS_TASK, [job_id, chunk], fields)
             store.touch(job_id)
             if open_items:
                 report.resent[job_id] = open_items
@@ -123,10 +123,11 @@ def reconcile_once(settings: Settings, store: JobStore, send_task: SendTask, now
     for job_id in store.pending_callbacks():
         # An ended job whose notice was never sent (a worker killed between finishing it and sending) or
         # whose notice was lost with its worker: sent again, once per NOTIFY_RESEND_S.
-        if store.job_fields(job_id) is None:
+        fields = store.job_fields(job_id)
+        if fields is None:
             store.end_callback(job_id, "gone")
         elif claim_notice(store, job_id):
-            send_task(NOTIFY_TASK, [job_id], "batch")
+            send_task(NOTIFY_TASK, [job_id], fields)
             report.notified.append(job_id)
     for job_id in store.stale_zips(marked_before=now - REZIP_RESEND_S):
         # Its rebuild message was lost (or is still waiting behind other work): sent again, once per window.
@@ -134,7 +135,7 @@ def reconcile_once(settings: Settings, store: JobStore, send_task: SendTask, now
         if fields is None or fields["state"] != "done":
             store.forget_stale_zip(job_id)
         elif store.try_lock(f"rezip-sent:{job_id}", REZIP_RESEND_S):
-            send_task(REZIP_TASK, [job_id], fields.get("kind", "batch"))
+            send_task(REZIP_TASK, [job_id], fields)
             report.rezipped.append(job_id)
             metrics.RESENT_TOTAL.labels(reason="rezip").inc()
     cutoff = now - settings.result_ttl_hours * 3600
@@ -181,10 +182,13 @@ class ReconcilerThread(threading.Thread):
         self.settings: Settings = app.settings
         self._stop_event = threading.Event()
 
-    def _send(self, name: str, args: list[Any], kind: str) -> object:
+    def _send(self, name: str, args: list[Any], job: Mapping[str, str]) -> object:
         base = self.settings.worker_queue
-        on_finalize_queue = name in (FINALIZE_TASK, NOTIFY_TASK, REZIP_TASK)
-        queue = finalize_queue(base) if on_finalize_queue else queue_for_kind(base, kind)
+        if name in (FINALIZE_TASK, NOTIFY_TASK, REZIP_TASK):
+            queue = finalize_queue(base)
+        else:  # image tasks go back to their job's lane
+            kind, total = job.get("kind", "batch"), int(job.get("total", 0))
+            queue = queue_for_job(base, kind, total, self.settings.bulk_batch_from)
         return self.app.send_task(name, args=args, queue=queue, headers=enqueue_headers())
 
     def run(self) -> None:

@@ -148,7 +148,7 @@ def test_running_web_apps_serve_their_metrics_and_no_queue_gauges(redis_client, 
     from matteflow.web import create_app
     from matteflow.workers.queues import consumed_queues
 
-    interactive, batch = consumed_queues("matteflow")
+    interactive, batch, bulk = consumed_queues("matteflow")
     redis_client.rpush(batch, *[b"m"] * 300)
     settings = Settings(redis_url=redis_url, storage_dir=tmp_path)
     for _ in range(2):
@@ -167,4 +167,4 @@ def test_running_web_apps_serve_their_metrics_and_no_queue_gauges(redis_client, 
         for s in f.samples
         if s.name == "matteflow_queue_length"
     }
-    assert queue == {interactive: 0.0, batch: 300.0}
+    assert queue == {interactive: 0.0, batch: 300.0, bulk: 0.0}

@@ -117,7 +117,7 @@ def test_metric_names_follow_house_rules() -> None:
 
 
 def test_queue_registry_counts_each_lane_and_the_work_in_flight(redis_client) -> None:
-    interactive, batch = consumed_queues("matteflow")
+    interactive, batch, _bulk = consumed_queues("matteflow")
     redis_client.rpush(batch, *[b"m"] * 3)
     redis_client.rpush(interactive, b"m")
     redis_client.rpush("matteflow", b"m")  # not a queue of this design: not reported
@@ -164,7 +164,7 @@ def test_oldest_age_is_read_from_the_oldest_message(redis_client) -> None:
 
     from matteflow.workers.queues import ENQUEUED_AT_HEADER
 
-    interactive, batch = consumed_queues("matteflow")
+    interactive, batch, _bulk = consumed_queues("matteflow")
     now = time.time()
     for age in (90, 30, 5):  # sent oldest first, as a producer would
         redis_client.lpush(batch, json.dumps({"body": "", "headers": {ENQUEUED_AT_HEADER: now - age}}))
@@ -178,18 +178,20 @@ def test_queue_registry_counts_what_the_client_really_sends(redis_client, redis_
     KEDA, tests/deploy/test_k8s.py) counts, and in no other Redis list: no kombu priority sub-lists."""
     from matteflow.core.options import parse_options
 
-    settings = Settings(redis_url=redis_url, storage_dir=tmp_path, worker_queue="matteflow")
+    settings = Settings(redis_url=redis_url, storage_dir=tmp_path, worker_queue="matteflow", bulk_batch_from=5)
     client = JobClient(settings, redis_client)
     client.create_job([(f"p{i}.jpg", make_jpeg(seed=i)) for i in range(5)], parse_options({}), kind="batch")
+    client.create_job([(f"q{i}.jpg", make_jpeg(seed=i)) for i in range(4)], parse_options({}), kind="batch")
     client.create_job([("one.jpg", make_jpeg(seed=9))], parse_options({}), kind="single")
     client.create_job([("bad.jpg", b"not an image")], parse_options({}), kind="batch")  # only its finalisation
-    interactive, batch = consumed_queues("matteflow")
+    interactive, batch, bulk = consumed_queues("matteflow")
     registry = metrics.queue_registry(settings, redis_client=redis_client)
-    assert sample_value(registry, "matteflow_queue_length", queue=batch) == 5
+    assert sample_value(registry, "matteflow_queue_length", queue=bulk) == 5  # a batch of bulk_batch_from images
+    assert sample_value(registry, "matteflow_queue_length", queue=batch) == 4
     assert sample_value(registry, "matteflow_queue_length", queue=interactive) == 2
     lists = {key.decode() for key in redis_client.scan_iter() if redis_client.type(key) == b"list"}
-    assert lists == {interactive, batch}, lists
-    assert client.queue_length() == 7
+    assert lists == {interactive, batch, bulk}, lists
+    assert client.queue_length() == 11
     # every message carries its send time, so the exporter can say how long work has waited
     assert 0 <= sample_value(registry, "matteflow_queue_oldest_age_seconds", queue=batch) < 60
 

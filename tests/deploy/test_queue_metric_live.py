@@ -118,7 +118,7 @@ def test_autoscaler_counts_a_queued_batch_and_a_real_worker_drains_it_interactiv
         for s in f.samples
         if s.name == "matteflow_queue_wait_seconds_count"
     }
-    interactive, batch = consumed_queues(base)
+    interactive, batch, _bulk = consumed_queues(base)
     assert waits.get(batch) == BATCH and waits.get(interactive, 0) >= SINGLES, waits
     runs = {
         (s.labels["task"], s.labels["state"]): s.value

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -124,7 +124,7 @@ def test_the_reconciler_sends_a_lost_notice_again(
     store.redis.sadd(CALLBACKS_KEY, job_id)
     store.redis.delete(f"mf:lock:notify-sent:{job_id}")
 
-    def send(name: str, args: list[object], kind: str) -> object:
+    def send(name: str, args: list[object], job: Mapping[str, str]) -> object:
         return job_client.celery.send_task(name, args=args, queue=finalize_queue(job_client.settings.worker_queue))
 
     tokens: list[str | None] = []

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -134,7 +134,7 @@ def test_a_replacement_marked_while_the_archive_was_written_keeps_the_job_marked
 
     sent: list[tuple[str, list[object]]] = []
 
-    def send(name: str, args: list[object], kind: str) -> object:
+    def send(name: str, args: list[object], job: Mapping[str, str]) -> object:
         sent.append((name, args))
         return None
 

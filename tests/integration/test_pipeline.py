@@ -8,7 +8,7 @@ import os
 import re
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,7 @@ from matteflow.workers.client import JobClient
 from matteflow.workers.jobstore import JOBS_KEY
 from matteflow.workers.processing import ChunkRunner
 from matteflow.workers.procs import WorkerProcess
-from matteflow.workers.queues import PROCESS_TASK, queue_for_kind
+from matteflow.workers.queues import PROCESS_TASK, queue_for_job
 from matteflow.workers.reconcile import reconcile_once
 from matteflow.workers.storage import JobFiles
 
@@ -67,6 +67,22 @@ def test_batch_of_20_completes_with_a_zip(celery_worker, job_client: JobClient, 
     result_path, media_type = job_client.item_result(job_id, 3)
     assert media_type == "image/png" and Image.open(result_path).size == (96, 128)
     assert Image.open(job_client.mask_result(job_id, 3)).mode == "L"
+
+
+def test_a_small_batch_overtakes_a_big_one_sent_before_it(
+    celery_worker, job_client: JobClient, make_jpeg: Callable
+) -> None:
+    """Batches of bulk_batch_from images or more wait in the bulk lane, served after smaller batches: a
+    2-photo batch sent after a 30-photo one ends while the big one is still running, and both end whole."""
+    client = JobClient(job_client.settings.replace(bulk_batch_from=10), job_client.redis)
+    photos = [(f"big{i}.jpg", make_jpeg(width=320, height=240, seed=i)) for i in range(30)]
+    big = client.create_job(photos, parse_options({}))
+    small = client.create_job([(f"small{i}.jpg", make_jpeg(seed=100 + i)) for i in range(2)], parse_options({}))
+    assert wait_for_job(client, small, 120)["done"] == 2
+    overtaken = client.get_job(big)
+    assert overtaken is not None and overtaken["done"] + overtaken["failed"] < 30, "the big batch ended first"
+    finished = wait_for_job(client, big, 300)
+    assert finished["state"] == "done" and finished["done"] == 30
 
 
 def test_a_bad_image_among_good_ones_fails_alone(celery_worker, job_client: JobClient, make_jpeg: Callable) -> None:
@@ -225,11 +241,11 @@ def test_the_reconciler_resends_items_whose_messages_were_lost(
 ) -> None:
     sent: list[list[object]] = []
 
-    def send(name: str, args: list[object], kind: str) -> object:
+    def send(name: str, args: list[object], job: Mapping[str, str]) -> object:
         sent.append(args)
-        return job_client.celery.send_task(
-            name, args=args, queue=queue_for_kind(job_client.settings.worker_queue, kind)
-        )
+        settings = job_client.settings
+        queue = queue_for_job(settings.worker_queue, job["kind"], int(job["total"]), settings.bulk_batch_from)
+        return job_client.celery.send_task(name, args=args, queue=queue)
 
     # Hold the sweep lock, so the worker's own reconciler stays out of this sweep.
     tokens: list[str] = []
