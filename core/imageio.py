@@ -16,7 +16,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import IO
+from typing import IO, Any
 
 import cv2
 import numpy as np
@@ -240,17 +240,52 @@ def _transform_to_srgb(icc: bytes, mode: str) -> ImageCms.ImageCmsTransform | No
         return None
 
 
+# nclx (ISO/IEC 23091-2) codes a HEIF photo may give its colour by instead of an ICC profile. Primaries 1 (BT.709,
+# sRGB's) and 2 (unspecified) need no conversion; PQ and HLG transfers are HDR, which would need tone mapping,
+# not a profile: such photos are taken as they are. The other transfers are drawn with the curve of their
+# display (sRGB's for 1, 6, 13, 14 and 15), so only the primaries move.
+_NCLX_SRGB_PRIMARIES = (1, 2)
+_NCLX_HDR_TRANSFERS = (16, 18)
+_NCLX_GAMMAS = {4: 2.2, 5: 2.8, 8: 1.0}
+
+
+@functools.lru_cache(maxsize=16)
+def _nclx_icc(primaries: tuple[tuple[float, float], ...], white: tuple[float, float], transfer: int) -> bytes:
+    from .iccprofile import SRGB_CURVE, colorants_d50, rgb_profile
+
+    curve = _NCLX_GAMMAS.get(transfer, SRGB_CURVE)
+    return rgb_profile(f"nclx primaries {primaries}", colorants_d50(primaries, white), curve)
+
+
+def _nclx_profile(nclx: dict[str, Any] | None) -> bytes | None:
+    """An ICC profile standing for a HEIF photo's nclx colour (None: nothing to convert, or HDR)."""
+    if not nclx or nclx.get("color_primaries") in _NCLX_SRGB_PRIMARIES:
+        return None
+    if nclx.get("transfer_characteristics") in _NCLX_HDR_TRANSFERS:
+        log.debug("HDR (PQ/HLG) nclx colour: taken as it is")
+        return None
+    try:
+        primaries = tuple(
+            (float(nclx[f"color_primary_{c}_x"]), float(nclx[f"color_primary_{c}_y"])) for c in ("red", "green", "blue")
+        )
+        white = (float(nclx["color_primary_white_x"]), float(nclx["color_primary_white_y"]))
+        return _nclx_icc(primaries, white, int(nclx.get("transfer_characteristics") or 2))
+    except (KeyError, TypeError, ValueError, ZeroDivisionError, np.linalg.LinAlgError):
+        log.debug("nclx colour without usable chromaticities: taken as sRGB")
+        return None
+
+
 def _to_srgb(image: Image.Image) -> Image.Image:
-    """The image converted from its embedded ICC profile to sRGB (RGB/RGBA/CMYK/L images; others, and untagged
-    or sRGB-tagged images, are returned as they are)."""
-    icc = image.info.get("icc_profile")
+    """The image converted to sRGB from its embedded ICC profile, or from a HEIF photo's nclx colour (RGB/RGBA/
+    CMYK/L images; others, and untagged or sRGB images, are returned as they are)."""
+    icc = image.info.get("icc_profile") or _nclx_profile(image.info.get("nclx_profile"))
     if not icc or image.mode not in _CMS_MODES:
         return image
     transform = _transform_to_srgb(bytes(icc), image.mode)
     if transform is None:
         return image
     converted = transform.apply(image)
-    converted.info = {k: v for k, v in image.info.items() if k != "icc_profile"}
+    converted.info = {k: v for k, v in image.info.items() if k not in ("icc_profile", "nclx_profile")}
     return converted
 
 

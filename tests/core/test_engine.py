@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
+from matteflow.core import iccprofile as icc
 from matteflow.core.engine import MatteEngine, make_network_input
 from matteflow.core.errors import InvalidImageError, ModelError
 from matteflow.core.model import load_model
 from matteflow.core.options import parse_options
 
-from . import icc
 from .conftest import encode
 
 

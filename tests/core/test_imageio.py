@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
+from matteflow.core import iccprofile as icc
 from matteflow.core.errors import ImageTooLargeError, InvalidImageError
 from matteflow.core.imageio import decode_image, encode_image, encode_mask, probe_image, read_image
 
-from . import icc
 from .conftest import encode
 
 LIMIT = 10_000_000
@@ -188,6 +188,46 @@ def test_srgb_tagged_photos_are_left_byte_for_byte(portrait_rgb: np.ndarray) -> 
         assert np.array_equal(rgb, portrait_rgb)
         decoded = decode_image(encode(Image.fromarray(rgba), "PNG", icc_profile=profile), LIMIT)
         assert np.array_equal(decoded.rgb, portrait_rgb)
+
+
+# A Display P3 photo as an Android phone's HEIC gives it: nclx codes (primaries 12, sRGB transfer), no ICC.
+P3_PRIMARIES = ((0.68, 0.32), (0.265, 0.69), (0.15, 0.06))
+D65_WHITE = (0.3127, 0.329)
+
+
+def _heic_with_nclx(pixels: Image.Image, primaries: int, transfer: int) -> bytes:
+    tagged = pixels.copy()
+    tagged.info["nclx_profile"] = {
+        "color_primaries": primaries,
+        "transfer_characteristics": transfer,
+        "matrix_coefficients": 6,
+        "full_range_flag": 1,
+    }
+    return encode(tagged, "HEIF", quality=-1, save_nclx_profile=True)  # quality -1: lossless
+
+
+def test_heic_colour_given_by_nclx_is_converted_like_its_icc_twin() -> None:
+    srgb = _saturated_srgb()
+    p3_icc = icc.rgb_profile("Display P3", icc.colorants_d50(P3_PRIMARIES, D65_WHITE), icc.SRGB_CURVE)
+    p3 = _encoded_in(p3_icc, srgb)
+    assert np.abs(np.asarray(p3, int) - srgb.astype(int)).max() > 20  # taken as sRGB it would be off
+    by_nclx = read_image(_heic_with_nclx(p3, primaries=12, transfer=13), LIMIT)
+    by_icc = read_image(encode(p3, "HEIF", quality=-1, icc_profile=p3_icc), LIMIT)
+    assert np.abs(by_nclx.astype(int) - by_icc.astype(int)).max() <= 1
+    assert np.abs(by_nclx.astype(int) - srgb.astype(int)).mean() < 2.5
+
+
+def test_colorants_of_srgb_primaries_are_srgbs() -> None:
+    colorants = icc.colorants_d50(((0.64, 0.33), (0.30, 0.60), (0.15, 0.06)), D65_WHITE)
+    assert np.allclose(colorants, icc.SRGB_COLORANTS, atol=2e-4)
+
+
+@pytest.mark.parametrize(("primaries", "transfer"), [(1, 13), (2, 2), (9, 16), (9, 18)])
+def test_nclx_srgb_unspecified_or_hdr_is_taken_as_it_is(primaries: int, transfer: int) -> None:
+    """BT.709 and unspecified primaries are sRGB's; PQ/HLG would need tone mapping, not a profile."""
+    srgb = _saturated_srgb()
+    decoded = read_image(_heic_with_nclx(Image.fromarray(srgb), primaries, transfer), LIMIT)
+    assert np.abs(decoded.astype(int) - srgb.astype(int)).max() <= 2  # the lossless coder's own rounding
 
 
 def test_a_broken_or_mismatched_profile_costs_nothing(portrait_rgb: np.ndarray) -> None:

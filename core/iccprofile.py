@@ -1,9 +1,13 @@
-"""Build small ICC v2 matrix/TRC profiles for tests: Pillow can only create sRGB, Lab and XYZ profiles, and no
-profile files can be downloaded here. The layout follows ICC.1:2001-04 (header, tag table, tags 4-byte aligned)."""
+"""Small ICC v2 matrix/TRC profiles: Pillow can only create sRGB, Lab and XYZ profiles. The decoder builds
+one for a HEIF photo whose colour is given by an ``nclx`` box (primaries and transfer code) instead of an ICC
+profile, so it is converted to sRGB like a tagged photo; tests build Adobe RGB, sRGB-equivalent and gray
+profiles with it. The layout follows ICC.1:2001-04 (header, tag table, tags 4-byte aligned)."""
 
 from __future__ import annotations
 
 import struct
+
+import numpy as np
 
 # Adobe RGB (1998): colorants adapted to D50 and the 563/256 gamma, as in Adobe's own profile.
 ADOBE_RGB_COLORANTS = ((0.60974, 0.31111, 0.01947), (0.20528, 0.62567, 0.06087), (0.14919, 0.06322, 0.74457))
@@ -77,3 +81,26 @@ def gray_profile(name: str = "Linear gray test profile", gamma: float = 1.0) -> 
     tags = [(b"desc", _description(name)), (b"wtpt", _xyz(D50)), (b"cprt", b"text" + bytes(4) + b"none\0")]
     tags.append((b"kTRC", _curve(gamma)))
     return _profile(b"GRAY", tags)
+
+
+# Bradford cone response matrix (ICC.1 Annex E): chromatic adaptation of a profile's colorants to D50.
+_BRADFORD = np.array([[0.8951, 0.2664, -0.1614], [-0.7502, 1.7135, 0.0367], [0.0389, -0.0685, 1.0296]])
+D50_XYZ = np.array(D50)
+
+
+def _xyz_of(x: float, y: float) -> np.ndarray:
+    return np.array([x / y, 1.0, (1.0 - x - y) / y])
+
+
+def colorants_d50(
+    primaries: tuple[tuple[float, float], tuple[float, float], tuple[float, float]], white: tuple[float, float]
+) -> tuple[tuple[float, float, float], ...]:
+    """The D50-adapted XYZ colorants (red, green, blue) of RGB primaries and a white point given as CIE xy, as
+    an ICC matrix profile stores them."""
+    corners = np.stack([_xyz_of(*xy) for xy in primaries], axis=1)
+    white_xyz = _xyz_of(*white)
+    to_xyz = corners * np.linalg.solve(corners, white_xyz)  # each primary scaled so R = G = B = 1 is the white
+    cone_ratio = (_BRADFORD @ D50_XYZ) / (_BRADFORD @ white_xyz)
+    adapt = np.linalg.inv(_BRADFORD) @ np.diag(cone_ratio) @ _BRADFORD
+    adapted = adapt @ to_xyz
+    return tuple(tuple(float(v) for v in adapted[:, i]) for i in range(3))
