@@ -67,6 +67,7 @@ def image_of(data: bytes) -> Image.Image:
         ({"image_file_b64": "aGVsbG8=", "shadow_colour": "red"}, "unknown_parameter", "'shadow_colour'"),
         ({"image_file_b64": "aGVsbG8="}, "failed_to_read_image", "not a supported image"),
         ({"image_url": "http://10.1.2.3/photo.jpg"}, "invalid_image_url", "MATTEFLOW_FETCH_HOSTS"),
+        ({"image_file": "text where a file belongs"}, "invalid_image_file", "must be sent as a file"),
     ],
 )
 def test_removebg_refuses_bad_requests_in_removebg_words(

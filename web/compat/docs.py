@@ -49,6 +49,8 @@ def _removebg_errors() -> dict[str, Any]:
         "400": {"description": "Bad input or parameters, with remove.bg's error codes.", "content": body},
         "403": {"description": "A key this server does not have (where it has MATTEFLOW_API_KEYS).", "content": body},
         "429": {"description": "Every single-image slot is taken: retry after Retry-After seconds.", "content": body},
+        "503": {"description": "The job store (Redis) is unreachable (unavailable).", "content": body},
+        "504": {"description": "No worker finished the image in time (timeout).", "content": body},
     }
 
 
@@ -59,7 +61,13 @@ def _rembg_query(with_url: bool) -> list[dict[str, Any]]:
 
 def compat_paths() -> dict[str, Any]:
     png = {"image/png": {"schema": _BINARY}}
-    rembg_errors = {"400": {"description": "Bad input or parameters (MatteFlow's JSON error)."}}
+    rembg_errors = {
+        "400": {"description": "Bad parameters, no image, an image URL this server may not read."},
+        "413": {"description": "A body over MATTEFLOW_MAX_UPLOAD_MB, or an image over MATTEFLOW_MAX_PIXELS."},
+        "422": {"description": "Not a decodable image, or the URL gave no image (image_fetch_failed)."},
+        "503": {"description": "Every single-image slot is taken (busy, with Retry-After), or Redis is down."},
+        "504": {"description": "No worker finished the image in time."},
+    }
     return {
         "/v1.0/removebg": {
             "post": {

@@ -191,6 +191,11 @@ def _crop_margin(value: str) -> str:
 
 def _check_unsupported(params: dict[str, str]) -> None:
     refuse_unknown(params, KNOWN, "remove.bg")
+    for name in ("image_file", "bg_image_file"):
+        if name in params:  # text where a file belongs (a form field, a JSON member)
+            raise _refuse(
+                f"invalid_{name}", f"{name} must be sent as a file (multipart); base64 text goes in image_file_b64"
+            )
     for name, defaults in DEFAULT_ONLY.items():
         if name in params and params[name].strip().lower() not in defaults:
             raise _refuse(
