@@ -21,8 +21,8 @@ from PIL import Image, ImageCms
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from matteflow.core.iccprofile import rgb_profile  # noqa: E402
 from matteflow.core.imageio import decode_image  # noqa: E402  (registers the HEIC plugin)
-from tests.core.icc import rgb_profile  # noqa: E402
 
 SIZES = {"1080p": (1920, 1080), "12 MP": (4032, 3024)}
 PHOTO = ROOT / "tests" / "data" / "people" / "000000060623.jpg"

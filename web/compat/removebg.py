@@ -326,12 +326,7 @@ def _check_key() -> None:
 
 
 def _answer(single: SingleResult, answer: str, channels: str, params: dict[str, str]) -> Response:
-    assert single.mask is not None  # always asked for (see _options)
-    with Image.open(io.BytesIO(single.mask)) as mask:
-        width, height = mask.size
-        # The subject's box as a crop to it finds it (its faint haze and stray specks left out).
-        subject = find_subject_box(np.asarray(mask.convert("L"), dtype=np.float32) / 255.0)
-    box = (subject.left, subject.top, subject.right, subject.bottom) if subject else (0, 0, 0, 0)
+    width, height, box = _foreground(single)
     if answer == "zip":
         body, media = _zip(single), "application/zip"
     elif channels == "alpha":
@@ -353,6 +348,16 @@ def _answer(single: SingleResult, answer: str, channels: str, params: dict[str, 
     if subject and params.get("type_level", "1") != "none":
         response.headers["X-Type"] = subject
     return response
+
+
+def _foreground(single: SingleResult) -> tuple[int, int, tuple[int, int, int, int]]:
+    """The result's size and the subject's box in it (left, top, right, bottom; zeros when none), found as a
+    crop to the subject finds it: its faint haze and stray specks left out."""
+    assert single.mask is not None  # always asked for (see _options)
+    with Image.open(io.BytesIO(single.mask)) as mask:
+        width, height = mask.size
+        subject = find_subject_box(np.asarray(mask.convert("L"), dtype=np.float32) / 255.0)
+    return width, height, (subject.left, subject.top, subject.right, subject.bottom) if subject else (0, 0, 0, 0)
 
 
 def _as_jpeg(png: bytes) -> bytes:
