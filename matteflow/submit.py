@@ -13,6 +13,7 @@ import io
 import os
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +101,20 @@ class SubmitError(Exception):
     """A failure to report as one line (server unreachable, refused request, timeout)."""
 
 
+class TransientError(SubmitError):
+    """A failure worth another try: no connection, no answer in time, a proxy's 502/503/504, a busy server."""
+
+
+# Answers a later try may not get: a gateway that lost the server, a busy server (503 + Retry-After), a job
+# whose first request (same Idempotency-Key) is still being created (409).
+TRANSIENT_STATUSES = (409, 502, 503, 504)
+# Tries of each request before the error is reported (--retries), and the first wait between them (doubling,
+# at most RETRY_MAX_S; a Retry-After from the server wins when it is longer): 1 + 2 + 4 + 8 s by default.
+ATTEMPTS = 5
+RETRY_BASE_S = 1.0
+RETRY_MAX_S = 30.0
+
+
 @dataclass(frozen=True)
 class Upload:
     name: str
@@ -144,9 +159,10 @@ def _api_error(response: requests.Response) -> str:
 class ApiClient:
     """Thin wrapper over the JSON API: one session, absolute URLs, errors as :class:`SubmitError`."""
 
-    def __init__(self, server: str) -> None:
+    def __init__(self, server: str, attempts: int = ATTEMPTS) -> None:
         self.server = server.rstrip("/") + "/"
         self.session = requests.Session()
+        self.attempts = max(1, attempts)
 
     def url(self, path: str) -> str:
         return urljoin(self.server, path.lstrip("/"))
@@ -155,54 +171,91 @@ class ApiClient:
         try:
             return self.session.request(method, self.url(path), timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S), **kwargs)
         except requests.ConnectionError as exc:
-            raise SubmitError(f"cannot reach the server at {self.server} ({type(exc).__name__})") from exc
+            raise TransientError(f"cannot reach the server at {self.server} ({type(exc).__name__})") from exc
         except requests.Timeout as exc:
-            raise SubmitError(f"the server at {self.server} did not answer in time") from exc
+            raise TransientError(f"the server at {self.server} did not answer in time") from exc
         except requests.RequestException as exc:  # a malformed URL, too many redirects, ...
             raise SubmitError(f"request to {self.server} failed: {exc}") from exc
+
+    def _checked(self, response: requests.Response, expected: int, what: str) -> requests.Response:
+        """``response`` when it has the ``expected`` status; else the error, transient where a retry may do."""
+        if response.status_code == expected:
+            return response
+        error = TransientError if response.status_code in TRANSIENT_STATUSES else SubmitError
+        failure = error(f"{what}: {_api_error(response)}")
+        failure.retry_after = response.headers.get("Retry-After")  # type: ignore[attr-defined]
+        raise failure
+
+    def retrying(self, attempt: Callable[[], Any]) -> Any:
+        """``attempt()`` until it does not fail transiently, at most ``self.attempts`` times, waiting longer
+        each time (or as the server's Retry-After says); the last failure is raised."""
+        for number in range(1, self.attempts + 1):
+            try:
+                return attempt()
+            except TransientError as exc:
+                if number == self.attempts:
+                    raise
+                wait = min(RETRY_MAX_S, RETRY_BASE_S * 2 ** (number - 1))
+                asked = getattr(exc, "retry_after", None)
+                if asked and str(asked).isdigit():
+                    wait = max(wait, min(RETRY_MAX_S, float(asked)))
+                print(f"matteflow submit: {exc}; trying again in {wait:g} s", file=sys.stderr)
+                time.sleep(wait)
+        raise AssertionError("unreachable")
 
     def create_job(
         self, uploads: list[Upload], fields: list[tuple[str, str]], progress: bool, backdrop: Path | None = None
     ) -> dict[str, Any]:
-        """POST the job: ``fields`` are (name, value) pairs (a name may repeat: ``image_url``)."""
+        """POST the job: ``fields`` are (name, value) pairs (a name may repeat: ``image_url``). Sent again when
+        the answer does not arrive, with the same ``Idempotency-Key``: the server gives the job the first try
+        created instead of making a second one."""
         parts = [("files", u.name, u.path) for u in uploads]
         if backdrop is not None:
             parts.append(("background_image", backdrop.name, backdrop))
-        with tqdm(unit="B", unit_scale=True, desc="uploading", disable=not progress, file=sys.stderr) as bar:
-            body = MultipartStream(fields, parts, bar.update)
-            bar.total = len(body)
-            with body:
-                response = self._request(
-                    "POST",
-                    "/api/v1/jobs",
-                    data=body,
-                    headers={"Content-Type": body.content_type},
-                )
-        if response.status_code != 202:
-            raise SubmitError(f"the server refused the job: {_api_error(response)}")
-        return response.json()
+        key = uuid.uuid4().hex
+
+        def attempt() -> dict[str, Any]:
+            with tqdm(unit="B", unit_scale=True, desc="uploading", disable=not progress, file=sys.stderr) as bar:
+                body = MultipartStream(fields, parts, bar.update)
+                bar.total = len(body)
+                with body:
+                    response = self._request(
+                        "POST",
+                        "/api/v1/jobs",
+                        data=body,
+                        headers={"Content-Type": body.content_type, "Idempotency-Key": key},
+                    )
+            return self._checked(response, 202, "the server refused the job").json()
+
+        return self.retrying(attempt)
 
     def job_status(self, status_url: str) -> dict[str, Any]:
-        response = self._request("GET", status_url)
-        if response.status_code != 200:
-            raise SubmitError(f"cannot read the job status: {_api_error(response)}")
-        return response.json()
+        """The job's status; a blip (no connection, a gateway error) is tried again, not the end of the wait."""
+        return self.retrying(
+            lambda: self._checked(self._request("GET", status_url), 200, "cannot read the job status").json()
+        )
 
     def download(self, url: str, out: Path) -> None:
-        """Stream ``url`` to ``out`` through a temp file, so a broken download never leaves a partial ZIP."""
-        response = self._request("GET", url, stream=True)
-        if response.status_code != 200:
-            raise SubmitError(f"cannot download the results: {_api_error(response)}")
+        """Stream ``url`` to ``out`` through a temp file, so a broken download never leaves a partial ZIP; one
+        that breaks off is started again."""
         out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = temp_file_beside(out, ".part")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                for chunk in response.iter_content(DOWNLOAD_CHUNK):
-                    handle.write(chunk)
-            os.replace(tmp, out)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+
+        def attempt() -> None:
+            response = self._checked(self._request("GET", url, stream=True), 200, "cannot download the results")
+            fd, tmp = temp_file_beside(out, ".part")
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    for chunk in response.iter_content(DOWNLOAD_CHUNK):
+                        handle.write(chunk)
+                os.replace(tmp, out)
+            except requests.RequestException as exc:
+                Path(tmp).unlink(missing_ok=True)
+                raise TransientError(f"the download broke off ({type(exc).__name__})") from exc
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+
+        self.retrying(attempt)
 
 
 def wait_for_job(client: ApiClient, status_url: str, timeout_s: float, poll_s: float, progress: bool) -> dict[str, Any]:
@@ -249,6 +302,14 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the job (default 3600)")
     parser.add_argument("--poll-interval", type=float, default=1.0, help="seconds between status checks")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=ATTEMPTS,
+        metavar="N",
+        help=f"tries of each request when the connection drops or a gateway fails (default {ATTEMPTS}); the "
+        "job is sent again with the same Idempotency-Key, so it is never created twice",
+    )
     group = parser.add_argument_group("matting options (as in the API)")
     group.add_argument("--preset", choices=list(PRESETS))
     group.add_argument("--model", choices=[*MODEL_NAMES, *MODEL_ALIASES], help="default auto")
@@ -309,7 +370,7 @@ def option_fields(args: argparse.Namespace) -> dict[str, str]:
 
 def run(args: argparse.Namespace, fields: dict[str, str]) -> int:
     uploads = collect_inputs(args.inputs)
-    client = ApiClient(args.server)
+    client = ApiClient(args.server, attempts=args.retries)
     progress = not args.no_progress
     backdrop = Path(args.background_image) if args.background_image else None
     if backdrop is not None and not backdrop.is_file():
@@ -353,6 +414,8 @@ def main(argv: list[str]) -> int:
         parser.error(str(exc))
     if args.timeout <= 0 or args.poll_interval <= 0:
         parser.error("--timeout and --poll-interval must be positive")
+    if args.retries < 1:
+        parser.error("--retries must be 1 or more")
     try:
         return run(args, fields)
     except (SubmitError, OSError) as exc:  # OSError: an input unreadable or the output not writable

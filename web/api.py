@@ -27,6 +27,7 @@ from matteflow.files import sanitize_name
 from matteflow.workers.callbacks import check_callback_url
 from matteflow.workers.client import AdoptError, SingleResult
 
+from . import idempotency
 from .context import web_context
 from .errors import ApiError
 from .instructions import llm_config
@@ -206,8 +207,28 @@ def _backdrop_upload() -> tuple[IO[bytes] | None, dict[str, str]]:
 
 @bp.post("/jobs")
 def create_job() -> tuple[Response, int, dict[str, str]]:
-    ctx = web_context()
     owner = _owner()
+    raw_key = request.headers.get(idempotency.HEADER)
+    if raw_key is None:
+        return _create_job(owner)
+    # A retried request (its answer lost on the way) gets the job the first one created, never a second.
+    key = idempotency.check_key(raw_key)
+    keys = idempotency.IdempotencyKeys(web_context().jobs.redis, web_context().settings.result_ttl_hours * 3600)
+    digest = idempotency.request_fingerprint(request)
+    answer = keys.claim(owner, key, digest)
+    if answer is not None:
+        return jsonify(answer), 202, {"Location": answer["status_url"], idempotency.REPLAYED_HEADER: "true"}
+    try:
+        response, status, headers = _create_job(owner)
+    except BaseException:
+        keys.release(owner, key, digest)
+        raise
+    keys.finish(owner, key, digest, response.get_json())
+    return response, status, headers
+
+
+def _create_job(owner: str | None) -> tuple[Response, int, dict[str, str]]:
+    ctx = web_context()
     kind = request.form.get("kind") or request.args.get("kind") or "batch"
     if kind not in _KINDS:
         raise ApiError(400, "invalid_option", f"kind must be one of {', '.join(_KINDS)}, got {kind!r}")

@@ -383,6 +383,17 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                     "with its reason and the rest of the batch runs.",
                     "operationId": "createJob",
                     "security": api_key,
+                    "parameters": [
+                        {
+                            "name": "Idempotency-Key",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                            "description": "Send a job again under the same key (a UUID) when its answer was lost: "
+                            "the answer the first request got comes back (Idempotent-Replayed: true) and no second "
+                            "job is made. Kept 24 h, per API key; the same key with another request is 422.",
+                        }
+                    ],
                     "requestBody": {
                         "required": True,
                         "content": {
@@ -448,11 +459,22 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                         },
                         "400": _error(
                             "No files and no image_url (no_files), too many (too_many_files), an image_url this "
-                            f"server may not read (url_not_allowed). {bad_form}"
+                            "server may not read (url_not_allowed), an Idempotency-Key that is not 1-255 printable "
+                            f"ASCII characters (invalid_idempotency_key). {bad_form}"
                         ),
                         "401": bad_key,
+                        "409": {
+                            **_error(
+                                "The first request with this Idempotency-Key is still creating its job "
+                                "(idempotency_key_in_progress): retry after Retry-After seconds."
+                            ),
+                            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                        },
                         "413": too_large,
-                        "422": bad_backdrop,
+                        "422": _error(
+                            "The background image is not a decodable image (invalid_image); or this "
+                            "Idempotency-Key was used for a different request (idempotency_key_reused)."
+                        ),
                         "503": unavailable,
                     },
                 },

@@ -5,13 +5,17 @@ from __future__ import annotations
 import io
 import json
 import socket
+import threading
 import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from PIL import Image
 
+from matteflow import submit
 from matteflow.submit import main
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker")]
@@ -76,17 +80,91 @@ def test_submit_sends_a_background_image(live_server: Any, samples: Any, tmp_pat
     assert missing != 0 and "--background-image" in capsys.readouterr().err
 
 
-def test_submit_unreachable_server_is_one_line(samples: Any, tmp_path: Path, capsys: Any) -> None:
+def test_submit_unreachable_server_is_one_line(samples: Any, tmp_path: Path, capsys: Any, monkeypatch: Any) -> None:
+    monkeypatch.setattr(submit, "RETRY_BASE_S", 0.05)
     image = tmp_path / "a.jpg"
     image.write_bytes(samples.jpeg)
     with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    code = main([str(image), "--server", f"http://127.0.0.1:{port}", "-o", str(tmp_path / "r.zip")])
-    last_line = capsys.readouterr().err.strip().splitlines()[-1]
+    code = main([str(image), "--server", f"http://127.0.0.1:{port}", "-o", str(tmp_path / "r.zip"), "--retries", "2"])
+    lines = capsys.readouterr().err.strip().splitlines()
     assert code == 1
-    assert last_line.startswith("matteflow submit: cannot reach the server")
+    assert lines[-1].startswith("matteflow submit: cannot reach the server")  # after one more try
+    assert sum("trying again in" in line for line in lines) == 1
     assert not (tmp_path / "r.zip").exists()
+
+
+class LossyGateway:
+    """A gateway in front of the live server that loses answers: the first job request is passed on (the
+    server creates the job), then the connection is dropped before the answer reaches the client, as a
+    proxy restart or a broken mobile link does; a status poll meets a 502 once. Everything else passes."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.created: list[str] = []  # job ids the server answered, in order
+        self.dropped = self.gateway_errors = 0
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _relay(self, method: str) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if method == "GET" and "/api/v1/jobs/" in self.path and not gateway.gateway_errors:
+                    gateway.gateway_errors += 1
+                    self.send_error(502, "upstream went away")
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                answer = requests.request(method, gateway.upstream + self.path, data=body, headers=headers, timeout=60)
+                if method == "POST" and self.path == "/api/v1/jobs" and answer.status_code == 202:
+                    gateway.created.append(answer.json()["id"])
+                    if not gateway.dropped:
+                        gateway.dropped += 1
+                        self.close_connection = True  # the job exists, the client never hears of it
+                        return
+                self.send_response(answer.status_code)
+                for name in ("Content-Type", "Location", "Retry-After", "Idempotent-Replayed"):
+                    if name in answer.headers:
+                        self.send_header(name, answer.headers[name])
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                self._relay("GET")
+
+            def do_POST(self) -> None:  # noqa: N802
+                self._relay("POST")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+def test_submit_retries_a_lost_answer_without_creating_a_second_job(
+    live_server: Any, samples: Any, tmp_path: Path, capsys: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(submit, "RETRY_BASE_S", 0.05)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        (photos / f"p{i}.jpg").write_bytes(samples.jpeg)
+    gateway = LossyGateway(live_server.url)
+    threading.Thread(target=gateway.server.serve_forever, daemon=True).start()
+    out = tmp_path / "r.zip"
+    try:
+        code = main([str(photos), "--server", gateway.url, "-o", str(out), "--no-progress", "--poll-interval", "0.2"])
+    finally:
+        gateway.server.shutdown()
+        gateway.server.server_close()
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert gateway.dropped == 1 and gateway.gateway_errors == 1 and "trying again" in err
+    # The retry carried the same Idempotency-Key: the server answered with the job it had made, not a new one.
+    assert len(gateway.created) == 2 and len(set(gateway.created)) == 1
+    with zipfile.ZipFile(out) as archive:
+        assert set(archive.namelist()) == {"p0.png", "p1.png", "p2.png", "manifest.json"}
 
 
 def test_submit_inputs_listed_in_a_file(live_server: Any, samples: Any, tmp_path: Path, capsys: Any) -> None:
