@@ -27,6 +27,8 @@ API_CODES = {
     "no_zip",
     "item_not_found",
     "url_not_allowed",
+    "idempotency_key_in_progress",
+    "idempotency_key_reused",
 }
 
 

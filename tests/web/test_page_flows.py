@@ -368,6 +368,41 @@ def test_a_batch_takes_pasted_and_dropped_addresses_beside_files(
     assert "could not be fetched" in failed
 
 
+def test_a_batch_whose_upload_broke_off_is_not_created_twice(browser: Any, live_server: Any, samples: Any) -> None:
+    """The server creates the job, the answer never arrives (the connection dies): the page says so, and the
+    user's second click sends the same Idempotency-Key, so the server gives back the job it made: one job."""
+    context = browser.new_context(locale="en-US")  # its own context: the broken connection is logged on purpose
+    page = context.new_page()
+    keys: list[str] = []
+    created: list[str] = []
+
+    def lose_the_first_answer(route: Any) -> None:
+        keys.append(route.request.headers.get("idempotency-key", ""))
+        answer = route.fetch()  # the server gets the request and creates the job
+        created.append(answer.json()["id"])
+        if len(created) == 1:
+            route.abort("connectionreset")  # ... and the page never hears of it
+        else:
+            route.fulfill(response=answer)
+
+    page.route(
+        "**/api/v1/jobs",
+        lambda route: lose_the_first_answer(route) if route.request.method == "POST" else route.fallback(),
+    )
+    try:
+        page.goto(live_server.url + "/")
+        page.click("#tab-batch")
+        page.set_input_files("#batch-input", [{"name": "once.jpg", "mimeType": "image/jpeg", "buffer": samples.jpeg}])
+        page.click("#batch-start")
+        page.wait_for_selector("#batch-job[data-state=failed]", timeout=RESULT_TIMEOUT_MS)
+        page.click("#batch-start")  # the user tries again
+        page.wait_for_selector("#batch-job[data-state=done]", timeout=RESULT_TIMEOUT_MS)
+    finally:
+        context.close()
+    assert len(keys) == 2 and keys[0] and keys[0] == keys[1]
+    assert len(created) == 2 and created[0] == created[1]  # the same job both times: not created twice
+
+
 def test_an_iphone_heic_photo_is_cut_out_though_the_browser_cannot_show_it(
     open_page: Callable[..., Any], samples: Any
 ) -> None:

@@ -940,11 +940,12 @@
     el.classList.toggle("error", Boolean(error));
   }
 
-  function uploadJob(body, onProgress) {
+  function uploadJob(body, onProgress, idempotencyKey) {
     // XMLHttpRequest, not fetch: it reports upload progress, which matters for a few hundred MB of photos.
     return new Promise((resolve, reject) => {
       const xhr = new XMLHttpRequest();
       xhr.open("POST", "/api/v1/jobs");
+      xhr.setRequestHeader("Idempotency-Key", idempotencyKey);
       xhr.responseType = "json";
       xhr.upload.addEventListener("progress", (e) => {
         if (e.lengthComputable) onProgress(Math.round((100 * e.loaded) / e.total));
@@ -962,6 +963,25 @@
     setProgress(0);
   }
 
+  /** The Idempotency-Key of a batch upload: a new one per batch, but the same one when the same batch is sent
+      again after its upload broke off, so a job the server created before the connection died comes back
+      instead of running every photo twice. */
+  let batchKey = null;
+  function batchKeyFor(entries) {
+    const what = JSON.stringify([
+      batchFiles.map((file) => [file.name, file.size, file.lastModified]),
+      batchUrls,
+      entries,
+    ]);
+    if (!batchKey || batchKey.what !== what) batchKey = { what, key: newKey() };
+    return batchKey.key;
+  }
+  function newKey() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID(); // HTTPS and localhost only
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
   async function startBatch() {
     const total = batchFiles.length + batchUrls.length;
     if (!total) return;
@@ -969,14 +989,16 @@
     const body = new FormData();
     for (const file of batchFiles) body.append("files", file, file.name);
     for (const url of batchUrls) body.append("image_url", url);
-    for (const [name, value] of optionEntries()) body.append(name, value);
+    const entries = optionEntries();
+    for (const [name, value] of entries) body.append(name, value);
+    const key = batchKeyFor(entries);
     $("batch-start").disabled = true;
     showJobPanel();
     $("batch-job").dataset.state = "uploading";
     setJobPhase("batch.uploading", { percent: 0 });
     let answer;
     try {
-      answer = await uploadJob(body, (percent) => setJobPhase("batch.uploading", { percent }));
+      answer = await uploadJob(body, (percent) => setJobPhase("batch.uploading", { percent }), key);
     } catch (err) {
       $("batch-start").disabled = false;
       $("batch-job").dataset.state = "failed";
@@ -989,6 +1011,7 @@
       setJobPhase("", null, apiError(answer.body, answer.status));
       return;
     }
+    batchKey = null; // created: the next batch is a new one, even with the same photos
     const names = batchFiles.map((file) => file.name).concat(batchUrls.slice(0, 3).map(urlName)).slice(0, 3);
     HISTORY.add({ id: answer.body.id, kind: "batch", names, total, created: Date.now() });
     HISTORY.setCurrent("batch", answer.body.id);
