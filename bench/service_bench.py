@@ -81,7 +81,9 @@ def pool_rss(service: psutil.Process) -> int:
 class Service:
     """``matteflow up`` in a subprocess with its own storage, Redis port and web port."""
 
-    def __init__(self, storage: Path, args: argparse.Namespace, count: int) -> None:
+    def __init__(
+        self, storage: Path, args: argparse.Namespace, count: int, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.redis_port, self.web_port = free_port(), free_port()
         self.base = f"http://127.0.0.1:{self.web_port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("MATTEFLOW_")}
@@ -96,6 +98,7 @@ class Service:
             MATTEFLOW_MAX_UPLOAD_MB=str(max(200, count)),  # ~0.5 MB per 1080p JPEG
             MATTEFLOW_LOG_LEVEL="WARNING",
         )
+        env.update(extra_env or {})
         if args.pool:
             env["MATTEFLOW_WORKER_POOL"] = args.pool
         if args.concurrency:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .inputlist import add_input_list_argument
 from .settings import Settings, SettingsError
 from .urls import is_url
 
@@ -142,13 +143,7 @@ def _matte_parser() -> argparse.ArgumentParser:
         metavar="INPUT",
         help="image files, folders, or http(s) addresses of images (read by this process)",
     )
-    parser.add_argument(
-        "--from",
-        dest="input_lists",
-        action="append",
-        metavar="FILE",
-        help="also the inputs listed in FILE, one per line ('-': standard input; # comments)",
-    )
+    add_input_list_argument(parser)
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR", help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="redo images whose output already exists")
     parser.add_argument(

@@ -6,6 +6,7 @@ command line."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -32,3 +33,14 @@ def listed_inputs(names: list[str] | None) -> list[str]:
         except ValueError as exc:
             raise ValueError(f"--from {exc}") from None
     return found
+
+
+def add_input_list_argument(parser: argparse.ArgumentParser) -> None:
+    """``--from FILE`` (repeatable), read by :func:`listed_inputs` from ``args.input_lists``."""
+    parser.add_argument(
+        "--from",
+        dest="input_lists",
+        action="append",
+        metavar="FILE",
+        help="also the inputs listed in FILE, one per line ('-': standard input; # comments)",
+    )

@@ -30,7 +30,7 @@ from matteflow.core.imageio import is_image_name
 from matteflow.core.options import FORMAT_ALIASES, FORMATS, PRESETS, parse_options
 from matteflow.core.registry import MODEL_ALIASES, MODEL_NAMES
 from matteflow.files import temp_file_beside
-from matteflow.inputlist import listed_inputs
+from matteflow.inputlist import add_input_list_argument, listed_inputs
 from matteflow.settings import Settings
 from matteflow.urls import is_url
 
@@ -283,13 +283,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
         prog="matteflow submit",
         description="Send images to a MatteFlow server as one batch job and download the results ZIP.",
     )
-    parser.add_argument(
-        "--from",
-        dest="input_lists",
-        action="append",
-        metavar="FILE",
-        help="also the inputs listed in FILE, one per line ('-': standard input; # comments)",
-    )
+    add_input_list_argument(parser)
     parser.add_argument(
         "inputs",
         nargs="*",
