@@ -196,6 +196,30 @@ def _listed_sources(parser: argparse.ArgumentParser, lists: list[str] | None) ->
         parser.error(str(exc))
 
 
+# ``-o`` naming an image file (and not an existing folder): the one input's cut-out is written there, in the
+# format its suffix says (as rembg's ``i``), instead of into a folder of that name.
+OUTPUT_FILE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
+
+
+def _output_file(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Path | None:
+    """The output file ``-o`` names, with ``args.format`` set from its suffix; None when it names a folder."""
+    from .core.options import FORMAT_ALIASES
+
+    suffix_format = OUTPUT_FILE_FORMATS.get(args.output.suffix.lower())
+    if suffix_format is None or args.output.is_dir():
+        return None
+    one_input = len(args.inputs) == 1 and not (isinstance(args.inputs[0], Path) and args.inputs[0].is_dir())
+    if args.watch or not one_input:
+        parser.error(
+            f"-o {args.output} names an image file: give exactly one input image, or name a folder for several"
+        )
+    asked = FORMAT_ALIASES.get(args.format, args.format) if args.format else None
+    if asked is not None and asked != suffix_format:
+        parser.error(f"--format {args.format} does not match the output file {args.output}")
+    args.format = suffix_format
+    return args.output
+
+
 @dataclass(frozen=True)
 class MatteTask:
     source: Source
@@ -328,6 +352,7 @@ def run_matte(argv: Sequence[str]) -> int:
             print(f"matteflow: error: no inputs listed in --from {', '.join(args.input_lists)}", file=sys.stderr)
             return 1
         parser.error("give at least one INPUT (a file, folder or image address) or --from FILE")
+    output_file = _output_file(parser, args)
     settings = Settings.from_env()
     people_spec = settings.model
     if args.model is not None and is_model_file_spec(args.model):
@@ -357,10 +382,14 @@ def run_matte(argv: Sequence[str]) -> int:
     namer = TaskNamer(args.output, options.extension, options.mask)
     watch = _start_watch(folders, args.output) if args.watch else None
     tasks = [namer.task_for(source, relative) for source, relative in iter_input_files(args.inputs)]
+    if output_file is not None:  # the file named is written, whatever is there (as the user asked)
+        mask_file = output_file.with_name(f"{output_file.stem}_mask.png") if options.mask else None
+        tasks = [MatteTask(args.inputs[0], output_file, mask_file)]
     if watch is not None:
         tasks = [t for t in tasks if is_url(t.source) or not is_inside(Path(t.source), args.output)]
     # In a hot folder an input rewritten since its output was made is done again.
-    pending = [t for t in tasks if args.overwrite or not is_done(t, newer_than_source=watch is not None)]
+    overwrite = args.overwrite or output_file is not None
+    pending = [t for t in tasks if overwrite or not is_done(t, newer_than_source=watch is not None)]
     skipped = len(tasks) - len(pending)
     if watch is not None:
         # One still being copied in when the run starts waits until it has settled, like any arrival.

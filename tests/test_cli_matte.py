@@ -190,3 +190,25 @@ def test_inputs_listed_in_a_file_and_on_standard_input(photo_folder: Path, tmp_p
     bad_line.write_text("https://\n")
     usage = run_cli("matte", "--from", str(bad_line), "-o", str(out))
     assert usage.returncode == 2 and "must be an http(s) URL with a host" in usage.stderr
+
+
+def test_an_output_named_like_an_image_is_that_file(photo_folder: Path, tmp_path: Path) -> None:
+    """``-o cut.png`` with one input writes cut.png (as rembg's ``i``), in the format of its suffix; it used to
+    make a folder called cut.png. An existing folder of that name is still a folder."""
+    result = run_cli("matte", str(photo_folder / "a.jpg"), "-o", str(tmp_path / "cut.webp"), "--mask", "-q")
+    assert result.returncode == 0, result.stderr
+    cut = Image.open(tmp_path / "cut.webp")
+    assert cut.format == "WEBP" and cut.mode == "RGBA" and cut.size == (120, 90)
+    assert Image.open(tmp_path / "cut_mask.png").mode == "L"
+    again = run_cli("matte", str(photo_folder / "b.png"), "-o", str(tmp_path / "cut.webp"), "-q")
+    assert again.returncode == 0 and "skipped" not in again.stderr  # the file named is written again
+    (tmp_path / "looks.png").mkdir()
+    assert run_cli("matte", str(photo_folder / "a.jpg"), "-o", str(tmp_path / "looks.png"), "-q").returncode == 0
+    assert (tmp_path / "looks.png" / "a.png").is_file()
+    for bad, words in (
+        ([str(photo_folder / "a.jpg"), str(photo_folder / "b.png")], "give exactly one input image"),
+        ([str(photo_folder)], "give exactly one input image"),
+        ([str(photo_folder / "a.jpg"), "--format", "jpeg"], "does not match the output file"),
+    ):
+        usage = run_cli("matte", *bad, "-o", str(tmp_path / "one.png"))
+        assert usage.returncode == 2 and words in usage.stderr, usage.stderr
