@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import binascii
+import hashlib
 import io
+import json
 import os
 import sys
 import time
@@ -29,7 +31,7 @@ from matteflow.core.errors import InvalidOptionError
 from matteflow.core.imageio import is_image_name
 from matteflow.core.options import FORMAT_ALIASES, FORMATS, PRESETS, parse_options
 from matteflow.core.registry import MODEL_ALIASES, MODEL_NAMES
-from matteflow.files import temp_file_beside
+from matteflow.files import temp_file_beside, write_atomic
 from matteflow.inputlist import add_input_list_argument, listed_inputs
 from matteflow.settings import Settings
 from matteflow.urls import is_url
@@ -229,6 +231,18 @@ class ApiClient:
 
         return self.retrying(attempt)
 
+    def job_found(self, status_url: str) -> bool:
+        """Whether the server still has the job (False once it expired or was deleted: 404)."""
+
+        def attempt() -> bool:
+            response = self._request("GET", status_url)
+            if response.status_code in (404, 410):
+                return False
+            self._checked(response, 200, "cannot read the job status")
+            return True
+
+        return self.retrying(attempt)
+
     def job_status(self, status_url: str) -> dict[str, Any]:
         """The job's status; a blip (no connection, a gateway error) is tried again, not the end of the wait."""
         return self.retrying(
@@ -362,6 +376,51 @@ def option_fields(args: argparse.Namespace) -> dict[str, str]:
     return fields
 
 
+class JobState:
+    """``<output>.job.json``: the job a run created, kept until its ZIP is on disk, so running the same command
+    again after an interruption (Ctrl-C, ``--timeout``, a laptop that slept) waits for that job instead of
+    uploading everything again. Only a run of the same request (same server, inputs by path, size and
+    modification time, options) takes it over; the file goes once the ZIP is written."""
+
+    def __init__(self, output: Path, server: str, request: list[Any]) -> None:
+        self.path = output.with_name(output.name + ".job.json")
+        self.server = server
+        self.request = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+
+    def load(self) -> dict[str, Any] | None:
+        try:
+            saved = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+        same = isinstance(saved, dict) and saved.get("server") == self.server and saved.get("request") == self.request
+        return saved.get("job") if same and isinstance(saved.get("job"), dict) else None
+
+    def save(self, job: dict[str, Any]) -> None:
+        write_atomic(self.path, json.dumps({"server": self.server, "request": self.request, "job": job}).encode())
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _request_of(uploads: list[Upload], fields: list[tuple[str, str]], backdrop: Path | None) -> list[Any]:
+    """What a run sends, for :class:`JobState`: each file by path, size and modification time, and the fields."""
+    files = [*((u.name, u.path) for u in uploads), *(() if backdrop is None else (("backdrop", backdrop),))]
+    described = [[name, str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns] for name, path in files]
+    return [described, sorted(fields)]
+
+
+def _resumable(client: ApiClient, state: JobState) -> dict[str, Any] | None:
+    """The job an interrupted run of the same request left, if the server still has it."""
+    job = state.load()
+    if job is None:
+        return None
+    if not client.job_found(job["status_url"]):  # expired or deleted on the server: start again
+        state.clear()
+        return None
+    print(f"matteflow submit: resuming job {job['id']} (already sent; {state.path.name})", file=sys.stderr)
+    return job
+
+
 def run(args: argparse.Namespace, fields: dict[str, str]) -> int:
     uploads = collect_inputs(args.inputs)
     client = ApiClient(args.server, attempts=args.retries)
@@ -370,13 +429,20 @@ def run(args: argparse.Namespace, fields: dict[str, str]) -> int:
     if backdrop is not None and not backdrop.is_file():
         raise SubmitError(f"--background-image {backdrop}: no such file")
     urls = [("image_url", raw) for raw in args.inputs if is_url(raw)]
-    created = client.create_job(uploads, list(fields.items()) + urls, progress, backdrop)
+    sent = list(fields.items()) + urls
+    state = JobState(args.output, client.server, _request_of(uploads, sent, backdrop))
+    created = _resumable(client, state)
+    if created is None:
+        created = client.create_job(uploads, sent, progress, backdrop)
+        state.save({k: created[k] for k in ("id", "status_url", "results_url")})
     if created.get("instruction"):
         print(f"matteflow: {created['instruction']['explanation']}", file=sys.stderr)
     status = wait_for_job(client, created["status_url"], args.timeout, args.poll_interval, progress)
     if status["state"] == "failed":
+        state.clear()
         raise SubmitError(f"the job failed on the server: {status.get('error') or 'no reason given'}")
     client.download(created["results_url"], args.output)
+    state.clear()
     for item in status["items"]:
         if item["state"] == "failed":
             print(f"failed: {item['name']}: {item.get('error') or 'no reason given'}", file=sys.stderr)

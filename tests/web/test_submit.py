@@ -205,3 +205,45 @@ def test_submit_bad_option_is_a_usage_error(tmp_path: Path, bad: list[str]) -> N
     with pytest.raises(SystemExit) as exit_info:
         main([str(tmp_path), "-o", str(tmp_path / "r.zip"), *bad])
     assert exit_info.value.code == 2
+
+
+def test_an_interrupted_submit_resumes_its_job_instead_of_sending_it_again(
+    live_server: Any, samples: Any, tmp_path: Path, capsys: Any, monkeypatch: Any
+) -> None:
+    """Ctrl-C while waiting leaves <output>.job.json; the same command again waits for that job (nothing is
+    uploaded twice); another request (other options) does not take it over."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        (photos / f"p{i}.jpg").write_bytes(samples.jpeg)
+    out = tmp_path / "r.zip"
+    command = [str(photos), "--server", live_server.url, "-o", str(out), "--no-progress", "--poll-interval", "0.2"]
+    jobs_before = {p.name for p in live_server.settings.jobs_dir.iterdir()}
+
+    def interrupted(*args: Any) -> dict[str, Any]:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(submit, "wait_for_job", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            main(command)
+    state = out.with_name("r.zip.job.json")
+    assert state.is_file() and not out.exists()
+    created = {p.name for p in live_server.settings.jobs_dir.iterdir()} - jobs_before
+    assert len(created) == 1
+
+    assert main(command) == 0, capsys.readouterr().err
+    assert "resuming job" in capsys.readouterr().err
+    assert {p.name for p in live_server.settings.jobs_dir.iterdir()} - jobs_before == created  # no second job
+    with zipfile.ZipFile(out) as archive:
+        assert set(archive.namelist()) == {"p0.png", "p1.png", "manifest.json"}
+    assert not state.exists()  # done: the next run is a new job
+
+    with monkeypatch.context() as patched:
+        patched.setattr(submit, "wait_for_job", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            main(command)
+    assert main([*command, "--format", "webp"]) == 0  # another request: a new job, not the saved one
+    assert "resuming job" not in capsys.readouterr().err
+    with zipfile.ZipFile(out) as archive:
+        assert "p0.webp" in archive.namelist()
