@@ -285,7 +285,7 @@ def wait_for_job(client: ApiClient, status_url: str, timeout_s: float, poll_s: f
                 finished = status["done"] + status["failed"]
                 raise SubmitError(
                     f"timed out after {timeout_s:g} s: {finished} of {status['total']} images finished; "
-                    f"the job goes on at {client.url(status_url)}"
+                    f"the job goes on at {client.url(status_url)}; the same command again waits for it"
                 )
             time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
             status = client.job_status(status_url)
