@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import PurePosixPath
 from typing import IO, Any
@@ -205,13 +205,21 @@ def _backdrop_upload() -> tuple[IO[bytes] | None, dict[str, str]]:
     return parts[0][1], {BACKDROP_FIELD: "true"}
 
 
+JobAnswer = tuple[Response, int, dict[str, str]]
+
+
 @bp.post("/jobs")
-def create_job() -> tuple[Response, int, dict[str, str]]:
+def create_job() -> JobAnswer:
     owner = _owner()
+    return _idempotent(owner, lambda: _create_job(owner))
+
+
+def _idempotent(owner: str | None, create: Callable[[], JobAnswer]) -> JobAnswer:
+    """``create()`` the job, unless the request carries an Idempotency-Key a finished request already used: a
+    retried request (its answer lost on the way) gets the job the first one created, never a second."""
     raw_key = request.headers.get(idempotency.HEADER)
     if raw_key is None:
-        return _create_job(owner)
-    # A retried request (its answer lost on the way) gets the job the first one created, never a second.
+        return create()
     key = idempotency.check_key(raw_key)
     keys = idempotency.IdempotencyKeys(web_context().jobs.redis, web_context().settings.result_ttl_hours * 3600)
     digest = idempotency.request_fingerprint(request)
@@ -219,7 +227,7 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     if answer is not None:
         return jsonify(answer), 202, {"Location": answer["status_url"], idempotency.REPLAYED_HEADER: "true"}
     try:
-        response, status, headers = _create_job(owner)
+        response, status, headers = create()
     except BaseException:
         keys.release(owner, key, digest)
         raise
@@ -227,7 +235,7 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     return response, status, headers
 
 
-def _create_job(owner: str | None) -> tuple[Response, int, dict[str, str]]:
+def _create_job(owner: str | None) -> JobAnswer:
     ctx = web_context()
     kind = request.form.get("kind") or request.args.get("kind") or "batch"
     if kind not in _KINDS:
@@ -270,12 +278,17 @@ def _create_job(owner: str | None) -> tuple[Response, int, dict[str, str]]:
 
 
 @bp.post("/jobs/<job_id>/rerun")
-def rerun_job(job_id: str) -> tuple[Response, int, dict[str, str]]:
+def rerun_job(job_id: str) -> JobAnswer:
     """A new job from the stored uploads of ``job_id`` with new options: nothing is uploaded again. A
     background image comes with the request, or is the source job's when the options ask for one. ``items``
-    (indices, comma-separated) runs only those items, in that order (one doubtful photo of a batch)."""
-    ctx = web_context()
+    (indices, comma-separated) runs only those items, in that order (one doubtful photo of a batch). An
+    Idempotency-Key works as on ``POST /jobs``."""
     owner = _owner()
+    return _idempotent(owner, lambda: _rerun_job(job_id, owner))
+
+
+def _rerun_job(job_id: str, owner: str | None) -> JobAnswer:
+    ctx = web_context()
     refuse_nameless_parts(request.form, request.files)
     backdrop, implied = _backdrop_upload()
     callback = _callback_url()

@@ -1,6 +1,6 @@
-"""``Idempotency-Key`` on ``POST /api/v1/jobs``: a client that sends a job again because it never got the answer
-(a dropped connection, a proxy's 502 after the server had created the job) gets the job it already created,
-not a second one with every image done twice.
+"""``Idempotency-Key`` on ``POST /api/v1/jobs`` (and ``.../rerun``): a client that sends a job again because it
+never got the answer (a dropped connection, a proxy's 502 after the server had created the job) gets the job
+it already created, not a second one with every image done twice.
 
 The first request with a key holds it while it creates the job (``pending``, a short lease), then stores its
 answer under the key for ``REPLAY_TTL_S``. A repeat with the same key and the same request gets that answer
@@ -49,9 +49,10 @@ def check_key(raw: str) -> str:
 
 
 def request_fingerprint(req: Request) -> str:
-    """A digest of what a job request asks for (its fields, query and files by name and size): a repeat must
+    """A digest of what a job request asks for (its path, fields, query and files by name and size): a repeat must
     match it. The files' bytes are not hashed: a retry of the same upload has the same names and sizes."""
-    parts: list[tuple[str, ...]] = [("field", k, v) for k, v in req.form.items(multi=True)]
+    parts: list[tuple[str, ...]] = [("path", req.path)]  # a key used on /jobs does not fit a rerun
+    parts += [("field", k, v) for k, v in req.form.items(multi=True)]
     parts += [("query", k, v) for k, v in req.args.items(multi=True)]
     parts += [("file", k, f.filename or "", str(stream_size(f.stream))) for k, f in req.files.items(multi=True)]
     return hashlib.sha256(json.dumps(sorted(parts)).encode()).hexdigest()

@@ -319,9 +319,26 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
         "or one that resolves to a private or local address, is refused with 400 url_not_allowed."
     )
     image_url = {"type": "string", "maxLength": MAX_URL_CHARS, "example": "https://cdn.example.com/p/123.jpg"}
-    bad_backdrop = _error(
+    idempotency_key = {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+        "description": "Send the request again under the same key (a UUID) when its answer was lost: the answer "
+        "the first request got comes back (Idempotent-Replayed: true) and no second job is made. Kept 24 h, per "
+        "API key; the same key with another request is 422.",
+    }
+    key_in_progress = {
+        **_error(
+            "the first request with this Idempotency-Key is still creating its job (idempotency_key_in_progress): "
+            "retry after Retry-After seconds."
+        ),
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    }
+    bad_backdrop_or_key = _error(
         "The background image (file part background_image) is not a decodable image: empty, not an image "
-        "(invalid_image). A bad image among the files is a failed item instead."
+        "(invalid_image); a bad image among the files is a failed item instead. Or this Idempotency-Key was used "
+        "for a different request (idempotency_key_reused)."
     )
     too_large = _error(
         f"Body over {settings.max_upload_mb} MB (MATTEFLOW_MAX_UPLOAD_MB; answered as soon as the Content-Length "
@@ -383,17 +400,7 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                     "with its reason and the rest of the batch runs.",
                     "operationId": "createJob",
                     "security": api_key,
-                    "parameters": [
-                        {
-                            "name": "Idempotency-Key",
-                            "in": "header",
-                            "required": False,
-                            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-                            "description": "Send a job again under the same key (a UUID) when its answer was lost: "
-                            "the answer the first request got comes back (Idempotent-Replayed: true) and no second "
-                            "job is made. Kept 24 h, per API key; the same key with another request is 422.",
-                        }
-                    ],
+                    "parameters": [idempotency_key],
                     "requestBody": {
                         "required": True,
                         "content": {
@@ -463,18 +470,9 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                             f"ASCII characters (invalid_idempotency_key). {bad_form}"
                         ),
                         "401": bad_key,
-                        "409": {
-                            **_error(
-                                "The first request with this Idempotency-Key is still creating its job "
-                                "(idempotency_key_in_progress): retry after Retry-After seconds."
-                            ),
-                            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
-                        },
+                        "409": key_in_progress,
                         "413": too_large,
-                        "422": _error(
-                            "The background image is not a decodable image (invalid_image); or this "
-                            "Idempotency-Key was used for a different request (idempotency_key_reused)."
-                        ),
+                        "422": bad_backdrop_or_key,
                         "503": unavailable,
                     },
                 },
@@ -517,6 +515,7 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                     "source job is left as it is.",
                     "operationId": "rerunJob",
                     "security": api_key,
+                    "parameters": [idempotency_key],
                     "requestBody": {
                         "required": False,
                         "content": {
@@ -548,9 +547,13 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                         "400": _error(bad_form),
                         "401": bad_key,
                         "404": _error("Unknown job id."),
-                        "409": _error("No item of the job has a stored upload (nothing_to_rerun)."),
+                        "409": {
+                            **key_in_progress,
+                            "description": "No item of the job has a stored upload (nothing_to_rerun); or "
+                            + key_in_progress["description"],
+                        },
                         "413": too_large,
-                        "422": bad_backdrop,
+                        "422": bad_backdrop_or_key,
                         "503": unavailable,
                     },
                 },

@@ -82,3 +82,18 @@ def test_keys_are_scoped_by_api_key(web_settings: Settings, job_client: Any, sam
         assert response.status_code == 202 and "Idempotent-Replayed" not in response.headers
         ids.add(response.get_json()["id"])
     assert len(ids) == 2  # two tenants who picked the same key get their own jobs
+
+
+def test_a_repeated_rerun_gets_the_same_job(client: FlaskClient, samples: Any, web_settings: Settings) -> None:
+    source = post_job(client, samples, None).get_json()["id"]
+    before = jobs_in_storage(web_settings)
+    key = str(uuid.uuid4())
+    path = f"/api/v1/jobs/{source}/rerun"
+    first = client.post(path, data={"model": "general"}, headers={"Idempotency-Key": key})
+    again = client.post(path, data={"model": "general"}, headers={"Idempotency-Key": key})
+    assert first.status_code == again.status_code == 202, again.data
+    assert again.get_json()["id"] == first.get_json()["id"] and again.headers["Idempotent-Replayed"] == "true"
+    assert len(jobs_in_storage(web_settings) - before) == 1
+    # The same key on another endpoint is another request.
+    other = post_job(client, samples, key)
+    assert_json_error(other, 422, "idempotency_key_reused")
