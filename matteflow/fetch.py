@@ -241,7 +241,7 @@ def _read_body(
         f"could not fetch the image from {host}: it is larger than the limit of {limit // 2**20} MB "
         "(MATTEFLOW_MAX_UPLOAD_MB)"
     )
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isdecimal() and int(declared) > limit:
         raise ImageFetchError(too_large)
     body = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES, mode="w+b", dir=spool_dir)  # noqa: SIM115
     try:

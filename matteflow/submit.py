@@ -199,7 +199,7 @@ class ApiClient:
                     raise
                 wait = min(RETRY_MAX_S, RETRY_BASE_S * 2 ** (number - 1))
                 asked = getattr(exc, "retry_after", None)
-                if asked and str(asked).isdigit():
+                if asked and str(asked).isdecimal():
                     wait = max(wait, min(RETRY_MAX_S, float(asked)))
                 print(f"matteflow submit: {exc}; trying again in {wait:g} s", file=sys.stderr)
                 time.sleep(wait)

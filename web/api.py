@@ -327,7 +327,7 @@ def adopt_result(job_id: str, index: int) -> tuple[Response, int]:
     if not from_job:
         raise ApiError(400, "invalid_option", "from_job must name the job whose result to use")
     raw_item = (request.form.get("from_item") or request.args.get("from_item") or "0").strip()
-    if not raw_item.isdigit():
+    if not raw_item.isdecimal():  # int() takes every decimal digit; isdigit() also passes "²"
         raise ApiError(400, "invalid_option", f"from_item must be an item index like 0, got {shown(raw_item)}")
     try:  # the client reads both jobs once and answers 404 for an unknown one
         adopted = web_context().jobs.adopt_result(job_id, index, from_job, int(raw_item))

@@ -45,8 +45,9 @@ def test_adopt_is_documented_and_refuses_what_it_cannot_do(client: FlaskClient) 
         "from_job"
         in assert_json_error(client.post(f"/api/v1/jobs/{unknown}/items/0/adopt"), 400, "invalid_option")["message"]
     )
-    bad_item = client.post(f"/api/v1/jobs/{unknown}/items/0/adopt", data={"from_job": unknown, "from_item": "x"})
-    assert "from_item" in assert_json_error(bad_item, 400, "invalid_option")["message"]
+    for raw in ("x", "\u00b2"):  # a superscript two is a digit to str.isdigit, not to int()
+        bad_item = client.post(f"/api/v1/jobs/{unknown}/items/0/adopt", data={"from_job": unknown, "from_item": raw})
+        assert "from_item" in assert_json_error(bad_item, 400, "invalid_option")["message"]
     assert_json_error(
         client.post(f"/api/v1/jobs/{unknown}/items/0/adopt", data={"from_job": unknown}), 404, "job_not_found"
     )

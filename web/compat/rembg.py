@@ -38,7 +38,7 @@ def _int_in(params: Mapping[str, str], name: str, low: int, high: int | None) ->
     if name not in params:
         return
     text = params[name].strip()
-    number = int(text) if text.lstrip("-").isdigit() else None
+    number = _whole(text)
     if number is None or number < low or (high is not None and number > high):
         bound = f"from {low} to {high}" if high is not None else f"{low} or more"
         raise ApiError(400, "invalid_option", f"{name} must be a whole number {bound}, got {shown(text)}")
@@ -46,10 +46,17 @@ def _int_in(params: Mapping[str, str], name: str, low: int, high: int | None) ->
 
 def _background(value: str) -> tuple[int, ...]:
     """rembg's ``bgc`` (``r,g,b,a``) as numbers; their ranges are checked with rembg's Python ``bgcolor``."""
-    parts = [p.strip() for p in value.split(",")]
-    if not all(p.isdigit() for p in parts):
+    numbers = [_whole(p) for p in value.split(",")]
+    if any(n is None for n in numbers):
         raise ApiError(400, "invalid_option", f"bgc must be r,g,b,a with each from 0 to 255, got {shown(value)}")
-    return tuple(int(p) for p in parts)
+    return tuple(n for n in numbers if n is not None)
+
+
+def _whole(text: str) -> int | None:
+    try:
+        return int(text.strip())
+    except ValueError:  # words, "--5", superscript digits
+        return None
 
 
 def _fields(params: Mapping[str, str]) -> dict[str, str]:

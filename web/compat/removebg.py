@@ -180,7 +180,7 @@ def _crop_margin(value: str) -> str:
     (``10%``, or ``0``); margins in pixels or per side have no equivalent here."""
     text = value.strip()
     number = text[:-1].strip() if text.endswith("%") else text
-    if number.isdigit() and (text.endswith("%") or number == "0") and int(number) <= 100:
+    if number.isdecimal() and (text.endswith("%") or number == "0") and int(number) <= 100:
         return number
     raise _refuse(
         "invalid_crop_margin",
