@@ -405,7 +405,10 @@ class JobState:
 def _request_of(uploads: list[Upload], fields: list[tuple[str, str]], backdrop: Path | None) -> list[Any]:
     """What a run sends, for :class:`JobState`: each file by path, size and modification time, and the fields."""
     files = [*((u.name, u.path) for u in uploads), *(() if backdrop is None else (("backdrop", backdrop),))]
-    described = [[name, str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns] for name, path in files]
+    described = []
+    for name, path in files:
+        stat = path.stat()
+        described.append([name, str(path.resolve()), stat.st_size, stat.st_mtime_ns])
     return [described, sorted(fields)]
 
 

@@ -525,12 +525,19 @@ def open_image(stack: ExitStack, upload: tuple[str, IO[bytes]] | None, url: str 
     """A single-image call's image as (name, stream): the upload, or what ``url`` gave (read here, inside the
     call's slot; a refusal answers 400, an origin giving nothing 422). The fetched body closes with ``stack``."""
     if url is not None:
-        name, body = fetch_image(url, web_context().settings, spool_dir=web_context().settings.storage_dir / "tmp")
-        return name, stack.enter_context(body)
+        return fetched_image(stack, url)
     if upload is None:
         raise ValueError("open_image needs an upload or a URL")
     metrics.UPLOAD_BYTES_TOTAL.inc(stream_size(upload[1]))
     return upload
+
+
+def fetched_image(stack: ExitStack, url: str) -> tuple[str, IO[bytes]]:
+    """(name, body) of the image at ``url``, read through the request-forgery guard into the storage volume's
+    spool; the body closes with ``stack``. Raises FetchRefused / ImageFetchError."""
+    settings = web_context().settings
+    name, body = fetch_image(url, settings, spool_dir=settings.storage_dir / "tmp")
+    return name, stack.enter_context(body)
 
 
 def run_single(name: str, data: IO[bytes], options: MatteOptions, backdrop: IO[bytes] | None) -> SingleResult:

@@ -26,10 +26,10 @@ from PIL import Image, ImageColor
 from matteflow.core.cropping import find_subject_box
 from matteflow.core.errors import shown
 from matteflow.core.imageio import probe_image
-from matteflow.fetch import FetchRefused, ImageFetchError, fetch_image
+from matteflow.fetch import FetchRefused, ImageFetchError
 from matteflow.workers.client import SingleResult
 
-from ..api import open_image, result_headers, run_single, single_image_slot
+from ..api import fetched_image, open_image, result_headers, run_single, single_image_slot
 from ..context import web_context
 from ..errors import ApiError, reply_for
 from ..jobindex import parse_api_keys, presented_key, request_owner
@@ -276,14 +276,11 @@ def _backdrop(params: dict[str, str], stack: ExitStack) -> IO[bytes] | None:
     if "bg_image_url" not in params:
         return None
     try:
-        _, body = fetch_image(
-            params["bg_image_url"].strip(), web_context().settings, spool_dir=web_context().settings.storage_dir / "tmp"
-        )
+        return fetched_image(stack, params["bg_image_url"].strip())[1]
     except FetchRefused as exc:
         raise _refuse("invalid_bg_image_url", str(exc)) from None
     except ImageFetchError as exc:
         raise _refuse("failed_bg_download", str(exc)) from None
-    return stack.enter_context(body)
 
 
 @bp.post("/removebg")
