@@ -129,6 +129,9 @@ class Settings:
     # An unfinished job with no progress this long, while the queue is empty, has its unleased open items
     # re-sent (their messages were lost with Redis, or held by a worker that died before starting them).
     job_stale_after_s: float = 60.0
+    # A batch sent in several requests (open=true) that gets no files and is not closed for this long is closed
+    # by the reconciler with the files it has (its sender died or forgot): its images are processed and zipped.
+    open_job_idle_s: float = 3600.0
     # Item leases (workers/leases.py): a running item's lease lasts this long and its worker renews it every
     # third of it; the watchdog looks for expired ones every lease_check_interval_s. A dead or frozen worker's
     # items are back in the queue within item_lease_s + lease_check_interval_s.

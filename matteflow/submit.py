@@ -1,8 +1,10 @@
 """``matteflow submit INPUT... --server URL -o OUT.zip [options]``: the HTTP API's own client.
 
 Uploads files (folders recursively) as one job, follows its progress with a progress bar, and downloads the
-results ZIP. Failures end with one clear line on stderr and exit status 1; usage errors exit 2. Failed items
-are listed one per line and also make the exit status 1, but the ZIP with the other results is still written.
+results ZIP. A folder bigger than one request may carry (the server's ``GET /api/v1/limits``) goes as one open
+job in parts: still one job and one ZIP. Failures end with one clear line on stderr and exit status 1; usage
+errors exit 2. Failed items are listed one per line and also make the exit status 1, but the ZIP with the other
+results is still written.
 """
 
 from __future__ import annotations
@@ -206,28 +208,59 @@ class ApiClient:
         raise AssertionError("unreachable")
 
     def create_job(
-        self, uploads: list[Upload], fields: list[tuple[str, str]], progress: bool, backdrop: Path | None = None
+        self,
+        uploads: list[Upload],
+        fields: list[tuple[str, str]],
+        progress: bool,
+        backdrop: Path | None = None,
+        key: str | None = None,
     ) -> dict[str, Any]:
         """POST the job: ``fields`` are (name, value) pairs (a name may repeat: ``image_url``). Sent again when
-        the answer does not arrive, with the same ``Idempotency-Key``: the server gives the job the first try
-        created instead of making a second one."""
+        the answer does not arrive, with the same ``Idempotency-Key`` (``key``, a new one when None): the
+        server gives the job the first try created instead of making a second one."""
         parts = [("files", u.name, u.path) for u in uploads]
         if backdrop is not None:
             parts.append(("background_image", backdrop.name, backdrop))
-        key = uuid.uuid4().hex
+        return self._post_files("/api/v1/jobs", fields, parts, key or uuid.uuid4().hex, progress, "uploading")
 
+    def add_files(self, files_url: str, uploads: list[Upload], key: str, progress: bool, label: str) -> dict[str, Any]:
+        """POST one more part of an open job (``POST .../files``), safe to send again under its ``key``."""
+        parts = [("files", u.name, u.path) for u in uploads]
+        return self._post_files(files_url, [], parts, key, progress, label)
+
+    def _post_files(
+        self,
+        path: str,
+        fields: list[tuple[str, str]],
+        parts: list[tuple[str, str, Path]],
+        key: str,
+        progress: bool,
+        label: str,
+    ) -> dict[str, Any]:
         def attempt() -> dict[str, Any]:
-            with tqdm(unit="B", unit_scale=True, desc="uploading", disable=not progress, file=sys.stderr) as bar:
+            with tqdm(unit="B", unit_scale=True, desc=label, disable=not progress, file=sys.stderr) as bar:
                 body = MultipartStream(fields, parts, bar.update)
                 bar.total = len(body)
                 with body:
                     response = self._request(
-                        "POST",
-                        "/api/v1/jobs",
-                        data=body,
-                        headers={"Content-Type": body.content_type, "Idempotency-Key": key},
+                        "POST", path, data=body, headers={"Content-Type": body.content_type, "Idempotency-Key": key}
                     )
-            return self._checked(response, 202, "the server refused the job").json()
+            return self._checked(response, 202, "the server refused the files").json()
+
+        return self.retrying(attempt)
+
+    def close_job(self, close_url: str) -> None:
+        """Tell an open job that every part is sent (closing twice is harmless, so it is simply retried)."""
+        self.retrying(lambda: self._checked(self._request("POST", close_url), 200, "cannot close the job"))
+
+    def limits(self) -> dict[str, Any] | None:
+        """The server's ``GET /api/v1/limits``, or None from a server too old to have it."""
+
+        def attempt() -> dict[str, Any] | None:
+            response = self._request("GET", "/api/v1/limits")
+            if response.status_code == 404:
+                return None
+            return self._checked(response, 200, "cannot read the server's limits").json()
 
         return self.retrying(attempt)
 
@@ -376,27 +409,70 @@ def option_fields(args: argparse.Namespace) -> dict[str, str]:
     return fields
 
 
+# A request's body as the server counts it, against max_upload_mb: the files plus their multipart headers and
+# the option fields. A part is filled to this share of the limit, less a fixed allowance.
+PART_SHARE = 0.95
+PART_ALLOWANCE_BYTES = 64 * 1024
+
+
+def split_parts(uploads: list[Upload], max_upload_mb: int, first_extra: int = 0) -> list[list[Upload]]:
+    """``uploads`` in order, in parts that each fit one request under ``max_upload_mb`` (the first also carries
+    ``first_extra`` bytes: the background image). Raises SubmitError for a file no request can carry."""
+    budget = int(max_upload_mb * 1024 * 1024 * PART_SHARE) - PART_ALLOWANCE_BYTES
+    parts: list[list[Upload]] = [[]]
+    size = first_extra
+    for upload in uploads:
+        bytes_ = upload.path.stat().st_size
+        if bytes_ > budget:
+            raise SubmitError(
+                f"{upload.path} is {bytes_ / 1e6:.1f} MB, over what one request may carry to this server "
+                f"({max_upload_mb} MB, MATTEFLOW_MAX_UPLOAD_MB)"
+            )
+        if parts[-1] and size + bytes_ > budget:
+            parts.append([])
+            size = 0
+        parts[-1].append(upload)
+        size += bytes_
+    return parts
+
+
 class JobState:
-    """``<output>.job.json``: the job a run created, kept until its ZIP is on disk, so running the same command
-    again after an interruption (Ctrl-C, ``--timeout``, a laptop that slept) waits for that job instead of
-    uploading everything again. Only a run of the same request (same server, inputs by path, size and
-    modification time, options) takes it over; the file goes once the ZIP is written."""
+    """``<output>.job.json``: what a run sent, kept until its ZIP is on disk, so running the same command again
+    after an interruption (Ctrl-C, ``--timeout``, a laptop that slept) goes on where it stopped instead of
+    uploading everything again: the Idempotency-Key it sends under (written before the first request, so a job
+    the server made whose answer was lost comes back), the job, and how many of its parts the server has. Only
+    a run of the same request (same server, inputs by path, size and modification time, options) takes it
+    over; the file goes once the ZIP is written."""
 
     def __init__(self, output: Path, server: str, request: list[Any]) -> None:
         self.path = output.with_name(output.name + ".job.json")
         self.server = server
         self.request = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+        self.key = uuid.uuid4().hex
+        self.job: dict[str, Any] | None = None
+        self.parts_sent = 0
 
-    def load(self) -> dict[str, Any] | None:
+    def load(self) -> bool:
+        """Take over what an interrupted run of the same request saved; False when there is none."""
         try:
             saved = json.loads(self.path.read_text())
         except (OSError, ValueError):
-            return None
-        same = isinstance(saved, dict) and saved.get("server") == self.server and saved.get("request") == self.request
-        return saved.get("job") if same and isinstance(saved.get("job"), dict) else None
+            return False
+        if not isinstance(saved, dict) or (saved.get("server"), saved.get("request")) != (self.server, self.request):
+            return False
+        job = saved.get("job")
+        self.key = str(saved.get("key") or self.key)
+        self.job = job if isinstance(job, dict) else None
+        self.parts_sent = int(saved.get("parts_sent") or (1 if self.job else 0))
+        return True
 
-    def save(self, job: dict[str, Any]) -> None:
-        write_atomic(self.path, json.dumps({"server": self.server, "request": self.request, "job": job}).encode())
+    def save(self) -> None:
+        state = {"server": self.server, "request": self.request, "key": self.key, "job": self.job}
+        write_atomic(self.path, json.dumps({**state, "parts_sent": self.parts_sent}).encode())
+
+    def part_key(self, index: int, parts: int) -> str:
+        """The Idempotency-Key of request ``index`` (0: the one that creates the job)."""
+        return self.key if parts == 1 else f"{self.key}.{index}"
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -412,15 +488,46 @@ def _request_of(uploads: list[Upload], fields: list[tuple[str, str]], backdrop: 
     return [described, sorted(fields)]
 
 
-def _resumable(client: ApiClient, state: JobState) -> dict[str, Any] | None:
-    """The job an interrupted run of the same request left, if the server still has it."""
-    job = state.load()
-    if job is None:
-        return None
-    if not client.job_found(job["status_url"]):  # expired or deleted on the server: start again
+def _resume(client: ApiClient, state: JobState) -> None:
+    """Take over what an interrupted run of the same request left, if the server still has its job."""
+    if not state.load():
+        return
+    if state.job is None:  # stopped while creating it: the same key gets the job back if the server made one
+        print(f"matteflow submit: sending again under the same key ({state.path.name})", file=sys.stderr)
+        return
+    if not client.job_found(state.job["status_url"]):  # expired or deleted on the server: start again
         state.clear()
-        return None
-    print(f"matteflow submit: resuming job {job['id']} (already sent; {state.path.name})", file=sys.stderr)
+        state.job, state.parts_sent, state.key = None, 0, uuid.uuid4().hex
+        return
+    print(f"matteflow submit: resuming job {state.job['id']} (already sent; {state.path.name})", file=sys.stderr)
+
+
+def send_job(
+    client: ApiClient,
+    state: JobState,
+    parts: list[list[Upload]],
+    fields: list[tuple[str, str]],
+    backdrop: Path | None,
+    progress: bool,
+) -> dict[str, Any]:
+    """Create the job (as an open job sent in ``parts`` when there is more than one) and send every part the
+    server does not have yet, saving the progress in ``state`` after each request."""
+    many = len(parts) > 1
+    if state.job is None:
+        state.save()  # the key is on disk before the first request: an answer lost with the process is not lost
+        sent = [*fields, ("open", "true")] if many else fields
+        created = client.create_job(parts[0], sent, progress, backdrop, key=state.part_key(0, len(parts)))
+        keep = ("id", "status_url", "results_url", "files_url", "close_url", "instruction")
+        state.job, state.parts_sent = {k: created[k] for k in keep if k in created}, 1
+        state.save()
+    job = state.job
+    for index in range(state.parts_sent, len(parts)):
+        label = f"uploading part {index + 1} of {len(parts)}"
+        client.add_files(job["files_url"], parts[index], state.part_key(index, len(parts)), progress, label)
+        state.parts_sent = index + 1
+        state.save()
+    if many:
+        client.close_job(job["close_url"])
     return job
 
 
@@ -433,11 +540,14 @@ def run(args: argparse.Namespace, fields: dict[str, str]) -> int:
         raise SubmitError(f"--background-image {backdrop}: no such file")
     urls = [("image_url", raw) for raw in args.inputs if is_url(raw)]
     sent = list(fields.items()) + urls
+    limits = client.limits()
+    if limits is None:  # an older server: everything in one request, as it always was
+        parts = [uploads]
+    else:
+        parts = split_parts(uploads, int(limits["max_upload_mb"]), backdrop.stat().st_size if backdrop else 0)
     state = JobState(args.output, client.server, _request_of(uploads, sent, backdrop))
-    created = _resumable(client, state)
-    if created is None:
-        created = client.create_job(uploads, sent, progress, backdrop)
-        state.save({k: created[k] for k in ("id", "status_url", "results_url")})
+    _resume(client, state)
+    created = send_job(client, state, parts, sent, backdrop, progress)
     if created.get("instruction"):
         print(f"matteflow: {created['instruction']['explanation']}", file=sys.stderr)
     status = wait_for_job(client, created["status_url"], args.timeout, args.poll_interval, progress)

@@ -25,14 +25,14 @@ from matteflow.core.options import MatteOptions
 from matteflow.fetch import ImageUrl, check_image_urls, fetch_image
 from matteflow.files import sanitize_name
 from matteflow.workers.callbacks import check_callback_url
-from matteflow.workers.client import AdoptError, SingleResult
+from matteflow.workers.client import JobRequestError, SingleResult
 
 from . import idempotency
 from .context import web_context
 from .errors import ApiError
 from .instructions import llm_config
 from .jobindex import MAX_LISTED, JobIndex, parse_api_keys, request_owner
-from .openapi import build_openapi
+from .openapi import build_openapi, server_limits
 from .page import expired_page, wants_html
 from .reasons import reason_for, warning_codes
 from .uploads import read_resolved_options, read_uploads, refuse_nameless_parts, stream_size
@@ -110,6 +110,8 @@ def _job_progress(job: dict[str, Any]) -> dict[str, Any]:
         "options": job.get("options"),
         # pending, delivered or gave_up for a job created with a callback_url; null without one.
         "callback": job.get("callback"),
+        # True while a batch sent in several requests takes more files (POST .../files, then .../close).
+        "open": bool(job.get("open")),
     }
 
 
@@ -240,16 +242,19 @@ def _create_job(owner: str | None) -> JobAnswer:
     kind = request.form.get("kind") or request.args.get("kind") or "batch"
     if kind not in _KINDS:
         raise ApiError(400, "invalid_option", f"kind must be one of {', '.join(_KINDS)}, got {kind!r}")
+    open_ = _open_field()
+    if open_ and kind != "batch":
+        raise ApiError(400, "invalid_option", "open=true is for batches: a single-image job has one file")
     # Options first: a bad option fails the request before any file is read or stored.
     refuse_nameless_parts(request.form, request.files)
     backdrop, implied = _backdrop_upload()
-    job_fields = ("kind", "callback_url", URL_FIELD)
+    job_fields = ("kind", "callback_url", "open", URL_FIELD)
     callback = _callback_url()
     resolved = _request_options(_without(request.args, *job_fields), _without(request.form, *job_fields), implied)
     options = resolved.options
     uploads: list[tuple[str, IO[bytes] | ImageUrl]] = list(read_uploads(request.files.getlist("files")))
     urls = _image_urls()
-    if not uploads and not urls:
+    if not uploads and not urls and not open_:
         raise ApiError(400, "no_files", f"send at least one image in the multipart field 'files' (or '{URL_FIELD}')")
     count = len(uploads) + len(urls)
     if count > ctx.settings.max_files_per_job:
@@ -267,14 +272,86 @@ def _create_job(owner: str | None) -> JobAnswer:
     uploads += [(image.name, image) for image in map(ImageUrl, urls)]
     metrics.UPLOAD_BYTES_TOTAL.inc(sum(stream_size(data) for _, data in uploads if not isinstance(data, ImageUrl)))
     # Bad files (empty, not an image, too many pixels) become failed items inside the client; the rest run.
-    job_id = ctx.jobs.create_job(uploads, options, kind=kind, backdrop=backdrop, callback=callback)
+    job_id = ctx.jobs.create_job(uploads, options, kind=kind, backdrop=backdrop, callback=callback, open_=open_)
     if owner is not None:
         _job_index().record(owner, job_id)
     urls = _job_urls(job_id)
     body: dict[str, Any] = {"id": job_id, **urls}
+    if open_:
+        body |= {"open": True, "total": count, **_open_job_urls(job_id)}
     if resolved.interpretation is not None:
         body["instruction"] = resolved.to_dict(request.form.get("lang") or request.args.get("lang"))
     return jsonify(body), 202, {"Location": urls["status_url"]}
+
+
+def _open_field() -> bool:
+    """The job field ``open`` (a batch that takes more files in later requests): true/false, 1/0, yes/no."""
+    raw = (request.form.get("open") or request.args.get("open") or "false").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ApiError(400, "invalid_option", f"open must be true or false, got {shown(raw)}")
+
+
+def _open_job_urls(job_id: str) -> dict[str, str]:
+    return {
+        "files_url": url_for("api.add_files", job_id=job_id),
+        "close_url": url_for("api.close_job", job_id=job_id),
+    }
+
+
+@contextmanager
+def _job_request() -> Iterator[None]:
+    """A refusal of the job client (:class:`JobRequestError`) answered as the API's JSON error."""
+    try:
+        yield
+    except JobRequestError as exc:
+        raise ApiError(exc.status, exc.code, str(exc), retry_after_s=exc.retry_after) from None
+
+
+@bp.post("/jobs/<job_id>/files")
+def add_files(job_id: str) -> JobAnswer:
+    """More files for a batch created with ``open=true``: a batch larger than one request may carry (the
+    page and ``matteflow submit`` send a big folder in parts under MATTEFLOW_MAX_UPLOAD_MB). They become the
+    job's next items and start at once. Options are the job's; an Idempotency-Key works as on ``POST /jobs``,
+    so a part sent again after a lost answer is not added twice."""
+    owner = _owner()
+    return _idempotent(owner, lambda: _add_files(job_id))
+
+
+def _add_files(job_id: str) -> JobAnswer:
+    ctx = web_context()
+    refuse_nameless_parts(request.form, request.files)
+    extra = sorted(set(request.form) - {URL_FIELD})
+    if extra:
+        raise ApiError(
+            400,
+            "invalid_option",
+            f"a job's options are set when it is created; this request may carry only files and {URL_FIELD} "
+            f"(got {', '.join(shown(name) for name in extra)})",
+        )
+    uploads: list[tuple[str, IO[bytes] | ImageUrl]] = list(read_uploads(request.files.getlist("files")))
+    urls = _image_urls()
+    if not uploads and not urls:
+        raise ApiError(400, "no_files", f"send at least one image in the multipart field 'files' (or '{URL_FIELD}')")
+    check_image_urls(urls, ctx.settings)
+    uploads += [(image.name, image) for image in map(ImageUrl, urls)]
+    metrics.UPLOAD_BYTES_TOTAL.inc(sum(stream_size(data) for _, data in uploads if not isinstance(data, ImageUrl)))
+    with _job_request():
+        added = ctx.jobs.add_files(job_id, uploads)
+    links = _job_urls(job_id)
+    body = {"id": job_id, **added, "open": True, **links, **_open_job_urls(job_id)}
+    return jsonify(body), 202, {"Location": links["status_url"]}
+
+
+@bp.post("/jobs/<job_id>/close")
+def close_job(job_id: str) -> Response:
+    """A batch created with ``open=true`` takes no more files: it ends once its items have, with one ZIP of
+    all its parts. Closing a job that is not taking files changes nothing (a retried close is harmless)."""
+    with _job_request():
+        web_context().jobs.close_job(job_id)
+    return get_job(job_id)
 
 
 @bp.post("/jobs/<job_id>/rerun")
@@ -329,10 +406,8 @@ def adopt_result(job_id: str, index: int) -> tuple[Response, int]:
     raw_item = (request.form.get("from_item") or request.args.get("from_item") or "0").strip()
     if not raw_item.isdecimal():  # int() takes every decimal digit; isdigit() also passes "²"
         raise ApiError(400, "invalid_option", f"from_item must be an item index like 0, got {shown(raw_item)}")
-    try:  # the client reads both jobs once and answers 404 for an unknown one
+    with _job_request():  # the client reads both jobs once and answers 404 for an unknown one
         adopted = web_context().jobs.adopt_result(job_id, index, from_job, int(raw_item))
-    except AdoptError as exc:
-        raise ApiError(exc.status, exc.code, str(exc)) from None
     body = {"id": job_id, "index": index, "from_job": from_job, "from_item": int(raw_item), **adopted}
     return jsonify({**body, **_job_urls(job_id)}), 202
 
@@ -588,6 +663,13 @@ def _matte_response(name: str, single: SingleResult, options: MatteOptions, reso
         # The options the instruction became travel in a header too (ASCII JSON).
         response.headers["X-MatteFlow-Options"] = json.dumps(options.to_dict())
     return response
+
+
+@bp.get("/limits")
+def limits() -> Response:
+    """What one request and one job may carry here, for clients that size their requests (``matteflow submit``
+    sends a folder bigger than one request as an open job in parts)."""
+    return jsonify(server_limits(web_context().settings))
 
 
 @bp.get("/openapi.json")

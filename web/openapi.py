@@ -171,6 +171,25 @@ def _schemas() -> dict[str, Any]:
                 "status_url": {"type": "string"},
                 "results_url": {"type": "string"},
                 "source": {"type": "string", "description": "Reruns: the job whose uploads were used."},
+                "open": {"type": "boolean", "description": "A batch created with open=true: it takes more files."},
+                "total": {"type": "integer", "description": "Open batches: the files it holds so far."},
+                "files_url": {"type": "string", "description": "Open batches: where to POST more files."},
+                "close_url": {"type": "string", "description": "Open batches: POST here once every file is sent."},
+            },
+        },
+        "FilesAdded": {
+            "type": "object",
+            "required": ["id", "first", "added", "total", "status_url", "results_url", "files_url", "close_url"],
+            "properties": {
+                "id": {"type": "string"},
+                "first": {"type": "integer", "description": "The index of the first item this request added."},
+                "added": {"type": "integer", "description": "Items added (a bad file is a failed item)."},
+                "total": {"type": "integer", "description": "Items of the job now."},
+                "open": {"type": "boolean"},
+                "status_url": {"type": "string"},
+                "results_url": {"type": "string"},
+                "files_url": {"type": "string"},
+                "close_url": {"type": "string"},
             },
         },
         "Item": {
@@ -244,6 +263,7 @@ def _schemas() -> dict[str, Any]:
                     "enum": ["pending", "delivered", "gave_up", None],
                     "description": "The job-finished callback: pending, delivered or gave_up; null without one.",
                 },
+                "open": {"type": "boolean", "description": "True while a batch created with open=true takes files."},
                 "names": {"type": "array", "items": {"type": "string"}, "description": "The first item names."},
                 "thumbnail_url": {"type": "string", "nullable": True, "description": "The first done result."},
                 "status_url": {"type": "string"},
@@ -285,11 +305,26 @@ def _schemas() -> dict[str, Any]:
                     "enum": ["pending", "delivered", "gave_up", None],
                     "description": "The job-finished callback: pending, delivered or gave_up; null without one.",
                 },
+                "open": {
+                    "type": "boolean",
+                    "description": "True while a batch created with open=true takes more files; it is not "
+                    "done before it is closed.",
+                },
                 "items": {"type": "array", "items": _ref("Item")},
                 "status_url": {"type": "string"},
                 "results_url": {"type": "string"},
             },
         },
+    }
+
+
+def server_limits(settings: Settings) -> dict[str, Any]:
+    """The body of ``GET /api/v1/limits``."""
+    return {
+        "max_upload_mb": settings.max_upload_mb,
+        "max_files_per_job": settings.max_files_per_job,
+        "max_pixels": settings.max_pixels,
+        "open_job_idle_s": settings.open_job_idle_s,
     }
 
 
@@ -429,6 +464,16 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                                             "first.",
                                         },
                                         "callback_url": callback_url,
+                                        "open": {
+                                            "type": "string",
+                                            "enum": ["true", "false"],
+                                            "default": "false",
+                                            "description": "true: a batch sent in several requests (a folder "
+                                            f"bigger than {settings.max_upload_mb} MB): it may start with no "
+                                            "files, takes more at files_url and ends only after close_url; its "
+                                            "images start as they arrive, and it has one ZIP. The file limit "
+                                            "counts every part.",
+                                        },
                                         "kind": {
                                             "type": "string",
                                             "enum": ["batch", "single"],
@@ -456,6 +501,8 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                                         ("GetResults", "getResults"),
                                         ("DeleteJob", "deleteJob"),
                                         ("RerunJob", "rerunJob"),
+                                        ("AddFiles", "addFiles"),
+                                        ("CloseJob", "closeJob"),
                                     )
                                 },
                                 "GetFirstItem": {
@@ -503,6 +550,83 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                             },
                         },
                         "404": _error("Unknown job id."),
+                    },
+                },
+            },
+            "/api/v1/jobs/{job_id}/files": {
+                "parameters": [job_id],
+                "post": {
+                    "summary": "Add files to a batch created with open=true",
+                    "description": "They become the job's next items (in this order) and start at once; the "
+                    "job's options apply. Send parts one after another: a part sent while another is being "
+                    "stored is answered 409 job_busy.",
+                    "operationId": "addFiles",
+                    "security": api_key,
+                    "parameters": [idempotency_key],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "multipart/form-data": {
+                                "schema": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "description": "Only files and image_url: options are set when the job is "
+                                    "created (another field is 400 invalid_option).",
+                                    "properties": {
+                                        "files": {
+                                            "type": "array",
+                                            "items": {"type": "string", "format": "binary"},
+                                            "minItems": 1,
+                                            "maxItems": settings.max_files_per_job,
+                                        },
+                                        "image_url": {
+                                            "type": "array",
+                                            "items": image_url,
+                                            "maxItems": settings.max_files_per_job,
+                                        },
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "202": {
+                            "description": "Added and queued.",
+                            "headers": {"Location": {"schema": {"type": "string"}}},
+                            "content": {_JSON: {"schema": _ref("FilesAdded")}},
+                        },
+                        "400": _error(
+                            "No files (no_files), more than the job may hold in all (too_many_files), an image_url "
+                            f"this server may not read (url_not_allowed), a bad Idempotency-Key. {bad_form}"
+                        ),
+                        "401": bad_key,
+                        "404": _error("Unknown job id."),
+                        "409": {
+                            **key_in_progress,
+                            "description": "The job takes no more files: closed, finished or created without "
+                            "open=true (job_closed); another part is being stored (job_busy, retry after "
+                            "Retry-After); or " + key_in_progress["description"],
+                        },
+                        "413": too_large,
+                        "422": _error(
+                            "This Idempotency-Key was used for a different request (idempotency_key_reused)."
+                        ),
+                        "503": unavailable,
+                    },
+                },
+            },
+            "/api/v1/jobs/{job_id}/close": {
+                "parameters": [job_id],
+                "post": {
+                    "summary": "Close a batch created with open=true",
+                    "description": "It takes no more files and ends once its items have, with one ZIP of every "
+                    "part. Closing a job that takes no files changes nothing. A batch left open with no new "
+                    "files for MATTEFLOW_OPEN_JOB_IDLE_S (an hour) is closed by the server.",
+                    "operationId": "closeJob",
+                    "responses": {
+                        "200": {"description": "The job.", "content": {_JSON: {"schema": _ref("Job")}}},
+                        "404": _error("Unknown job id."),
+                        "503": unavailable,
                     },
                 },
             },
@@ -787,6 +911,43 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                     "responses": {
                         "200": {"description": "options, mapped, ignored, not_understood, overridden, explanation"},
                         "400": _error("No instruction, or options that do not fit."),
+                    },
+                }
+            },
+            "/api/v1/limits": {
+                "get": {
+                    "summary": "What one request and one job may carry on this server",
+                    "description": "A client sizes its requests by these: a batch bigger than max_upload_mb goes as "
+                    "one job created with open=true, in parts.",
+                    "operationId": "getLimits",
+                    "responses": {
+                        "200": {
+                            "description": "The limits.",
+                            "content": {
+                                _JSON: {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": list(server_limits(settings)),
+                                        "properties": {
+                                            "max_upload_mb": {
+                                                "type": "integer",
+                                                "description": "Largest request body (MATTEFLOW_MAX_UPLOAD_MB).",
+                                            },
+                                            "max_files_per_job": {
+                                                "type": "integer",
+                                                "description": "Files of one job, every part counted.",
+                                            },
+                                            "max_pixels": {"type": "integer", "description": "Pixels of one image."},
+                                            "open_job_idle_s": {
+                                                "type": "number",
+                                                "description": "An open job that gets no files this long is "
+                                                "closed by the server.",
+                                            },
+                                        },
+                                    }
+                                }
+                            },
+                        }
                     },
                 }
             },

@@ -155,8 +155,8 @@ def finalize_job(store: JobStore, settings: Settings, job_id: str) -> str:
     if fields["state"] in ("done", "failed"):
         store.forget_open(job_id)
         return "already"
-    if int(fields["done"]) + int(fields["failed"]) < int(fields["total"]):
-        return "not-ready"
+    if int(fields["done"]) + int(fields["failed"]) < int(fields["total"]) or fields.get("open") == "1":
+        return "not-ready"  # items still open, or a batch still taking files
     with _archive_lock(store, job_id) as keeper:
         if keeper is None:
             return "busy"

@@ -26,7 +26,7 @@ from matteflow.settings import Settings
 
 from . import heartbeat
 from .app import MatteflowCelery, make_celery
-from .jobstore import JobStore, NewItem, chunked, make_redis
+from .jobstore import NOT_OPEN, UNKNOWN, JobStore, NewItem, chunked, make_redis
 from .queues import (
     FINALIZE_TASK,
     PROCESS_TASK,
@@ -55,12 +55,23 @@ class SingleResult:
     warnings: tuple[str, ...] = ()  # what the engine warned of (a crop with no subject, a shadow with no floor)
 
 
-class AdoptError(Exception):
-    """Why one job's result cannot replace an item of another: ``status`` (404 / 409), a stable ``code``."""
+class JobRequestError(Exception):
+    """Why a request about an existing job cannot be done: ``status`` (400 / 404 / 409), a stable ``code``."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
-        self.status, self.code = status, code
+        self.status, self.code, self.retry_after = status, code, retry_after
+
+
+class AdoptError(JobRequestError):
+    """Why one job's result cannot replace an item of another."""
+
+
+# A batch sent in several requests (an open job): one request adds files at a time, holding this lock while it
+# stores them (long enough for a request body of max_upload_mb to be copied to storage; it frees itself if
+# the request's process dies). Another request meanwhile is asked to come back (409 + Retry-After).
+ADD_FILES_LOCK_S = 300.0
+ADD_FILES_RETRY_S = 2
 
 
 class JobClient:
@@ -92,6 +103,7 @@ class JobClient:
         kind: str = "batch",
         backdrop: Upload | None = None,
         callback: str = "",
+        open_: bool = False,
     ) -> str:
         """Store the uploads, record the job and enqueue its good items; returns the job id.
 
@@ -101,14 +113,18 @@ class JobClient:
         with its URL and enqueued: the worker that takes it reads it first.
         ``backdrop`` is the background image every item is composited over (``options.background_image``);
         unlike an item, a bad one fails the whole request. ``callback`` is a URL already checked with
-        :func:`callbacks.check_callback_url`, told when the job ends. Raises InvalidOptionError for options
-        that are not a MatteOptions or a background image missing or not asked for, the InputError of a bad
-        background image, ValueError for no files or more than ``max_files_per_job``.
+        :func:`callbacks.check_callback_url`, told when the job ends. An ``open_`` batch takes more files
+        (:meth:`add_files`, maybe none at first) and ends only after :meth:`close_job`: a batch bigger than one
+        request may carry. Raises InvalidOptionError for options that are not a MatteOptions or a background
+        image missing or not asked for, the InputError of a bad background image, ValueError for no files
+        (unless open) or more than ``max_files_per_job``.
         """
         if not isinstance(options, MatteOptions):
             raise InvalidOptionError("options must be parsed with matteflow.core.options.parse_options")
         self._check_backdrop(options, backdrop)
-        if not files:
+        if open_ and kind != "batch":
+            raise ValueError("only a batch job takes files in several requests")
+        if not files and not open_:
             raise ValueError("no files")
         if len(files) > self.settings.max_files_per_job:
             raise ValueError(f"too many files: {len(files)} (at most {self.settings.max_files_per_job} per job)")
@@ -116,38 +132,54 @@ class JobClient:
         job_files = JobFiles(self.settings.jobs_dir, job_id)
         job_files.in_dir.mkdir(parents=True)
         job_files.out_dir.mkdir()
-        items: list[NewItem] = []
         try:
             if backdrop is not None:
                 write_atomic(job_files.backdrop_path, backdrop)
-            for index, (name, data) in enumerate(files):
-                safe = sanitize_name(name)
-                stored = f"{index}_{safe}"
-                if isinstance(data, ImageUrl):
-                    items.append(NewItem(safe, stored, url=data.url))
-                    continue
-                try:
-                    info = probe_image(data, self.settings.max_pixels)
-                    check_memory_budget(info, options.max_side, self.settings.max_image_memory_mb)
-                except InputError as exc:
-                    items.append(NewItem(safe, stored, str(exc), type(exc).__name__))
-                    continue
-                if not isinstance(data, bytes):
-                    data.seek(0)
-                write_atomic(job_files.input_path(index, stored), data)
-                items.append(NewItem(safe, stored))
-            self.store.create(job_id, items, options.to_dict(), kind=kind, callback=callback)
+            items = self._store_uploads(job_files, files, options, first=0)
+            self.store.create(job_id, items, options.to_dict(), kind=kind, callback=callback, open_=open_)
         except BaseException:
             job_files.remove()  # nothing half-made stays behind
             raise
-        good = [i for i, item in enumerate(items) if not item.error]
+        # If the broker fails from here on, the job is recorded and the reconciler re-sends its items.
+        self._enqueue(job_id, kind, items, first=0, total=len(items), finalize_if_none=not open_)
+        return job_id
+
+    def _store_uploads(
+        self, job_files: JobFiles, files: list[tuple[str, Upload | ImageUrl]], options: MatteOptions, first: int
+    ) -> list[NewItem]:
+        """Check each upload's header and copy the good ones to storage as items ``first``..; a bad one becomes
+        a failed item with its message."""
+        items: list[NewItem] = []
+        for index, (name, data) in enumerate(files, start=first):
+            safe = sanitize_name(name)
+            stored = f"{index}_{safe}"
+            if isinstance(data, ImageUrl):
+                items.append(NewItem(safe, stored, url=data.url))
+                continue
+            try:
+                info = probe_image(data, self.settings.max_pixels)
+                check_memory_budget(info, options.max_side, self.settings.max_image_memory_mb)
+            except InputError as exc:
+                items.append(NewItem(safe, stored, str(exc), type(exc).__name__))
+                continue
+            if not isinstance(data, bytes):
+                data.seek(0)
+            write_atomic(job_files.input_path(index, stored), data, make_parents=False)  # never revive a deleted job
+            items.append(NewItem(safe, stored))
+        return items
+
+    def _enqueue(
+        self, job_id: str, kind: str, items: list[NewItem], first: int, total: int, finalize_if_none: bool
+    ) -> None:
+        """Send the tasks of the good ``items`` (indices ``first``..) to the job's lane (by its ``total`` so
+        far); with ``finalize_if_none`` and no good item, the finalize task instead (a batch of bad files only)."""
+        good = [first + i for i, item in enumerate(items) if not item.error]
         if len(good) < len(items):
             metrics.ITEMS_TOTAL.labels(state="failed").inc(len(items) - len(good))
-        # If the broker fails from here on, the job is recorded and the reconciler re-sends its items.
         base = self.settings.worker_queue
         headers = enqueue_headers()
         with self.celery.producer_or_acquire() as producer:
-            if not good:
+            if not good and finalize_if_none:
                 self.celery.send_task(
                     FINALIZE_TASK, args=[job_id], producer=producer, queue=finalize_queue(base), headers=headers
                 )
@@ -156,10 +188,85 @@ class JobClient:
                     PROCESS_TASK,
                     args=[job_id, chunk],
                     producer=producer,
-                    queue=queue_for_job(base, kind, len(items), self.settings.bulk_batch_from),
+                    queue=queue_for_job(base, kind, total, self.settings.bulk_batch_from),
                     headers=headers,
                 )
-        return job_id
+
+    def add_files(self, job_id: str, files: list[tuple[str, Upload | ImageUrl]]) -> dict[str, int]:
+        """Add uploads to an open batch (created with ``open_``) as its next items, and enqueue them: the
+        images start while the rest of the batch is still on its way. Returns ``first`` (the index of the
+        first added item), ``added`` and ``total``. Raises :class:`JobRequestError`: 404 unknown job, 409 a
+        job that takes no more files (``job_closed``) or another request adding files to it right now
+        (``job_busy``, with a ``retry_after``), 400 over ``max_files_per_job`` (``too_many_files``)."""
+        fields = self.store.job_fields(job_id) if is_valid_job_id(job_id) else None
+        if fields is None:
+            raise JobRequestError(
+                404, "job_not_found", f"no job with id {job_id!r} (it may have expired or been deleted)"
+            )
+        if fields.get("open") != "1":
+            raise _not_open(job_id)
+        lock = f"add-files:{job_id}"
+        token = self.store.try_lock(lock, ADD_FILES_LOCK_S)
+        if token is None:
+            raise JobRequestError(
+                409, "job_busy", "another request is adding files to this job: send again shortly", ADD_FILES_RETRY_S
+            )
+        try:
+            fields = self.store.job_fields(job_id)  # read again under the lock: the total this request builds on
+            if fields is None:
+                raise JobRequestError(404, "job_not_found", f"job {job_id!r} was deleted meanwhile")
+            if fields.get("open") != "1":
+                raise _not_open(job_id)
+            first, limit = int(fields["total"]), self.settings.max_files_per_job
+            if first + len(files) > limit:
+                raise JobRequestError(
+                    400,
+                    "too_many_files",
+                    f"the job holds {first} files; {len(files)} more would pass the limit of {limit} per job "
+                    "(MATTEFLOW_MAX_FILES_PER_JOB): close this job and send the rest as another",
+                )
+            options = parse_options(json.loads(fields["options"]))
+            job_files = JobFiles(self.settings.jobs_dir, job_id)
+            try:
+                items = self._store_uploads(job_files, files, options, first)
+                total = self.store.add_items(job_id, first, items, limit)
+            except FileNotFoundError:  # its folder went with a DELETE while the files were being stored
+                raise JobRequestError(404, "job_not_found", f"job {job_id!r} was deleted meanwhile") from None
+            except BaseException:
+                job_files.remove_inputs(range(first, first + len(files)))
+                raise
+            if total < 0:
+                job_files.remove_inputs(range(first, first + len(files)))
+                if total == NOT_OPEN:
+                    raise _not_open(job_id)
+                if total == UNKNOWN:
+                    raise JobRequestError(404, "job_not_found", f"job {job_id!r} was deleted meanwhile")
+                # MOVED or OVER_LIMIT: the lock lapsed under a very slow request and another one added files.
+                raise JobRequestError(
+                    409, "job_busy", "another request added files meanwhile: send again", ADD_FILES_RETRY_S
+                )
+        finally:
+            self.store.unlock(lock, token)
+        self._enqueue(job_id, fields.get("kind", "batch"), items, first, total, finalize_if_none=False)
+        return {"first": first, "added": len(items), "total": total}
+
+    def close_job(self, job_id: str) -> bool:
+        """An open batch takes no more files: it ends once its items have (finalised at once if they all
+        have). True when this call closed it, False when it was not taking files (closing twice is harmless).
+        Raises :class:`JobRequestError` 404 for an unknown job."""
+        remaining = self.store.close(job_id) if is_valid_job_id(job_id) else UNKNOWN
+        if remaining == UNKNOWN:
+            raise JobRequestError(
+                404, "job_not_found", f"no job with id {job_id!r} (it may have expired or been deleted)"
+            )
+        if remaining == 0:
+            self.celery.send_task(
+                FINALIZE_TASK,
+                args=[job_id],
+                queue=finalize_queue(self.settings.worker_queue),
+                headers=enqueue_headers(),
+            )
+        return remaining != NOT_OPEN
 
     def _check_backdrop(self, options: MatteOptions, backdrop: Upload | None) -> None:
         """A background image is there exactly when the options ask for one, and its header is sound."""
@@ -360,6 +467,14 @@ class JobClient:
     def queue_length(self) -> int:
         """Tasks waiting in the deployment's queues (not counting those a worker already holds)."""
         return broker_queue_length(self.redis, self.settings.worker_queue)
+
+
+def _not_open(job_id: str) -> JobRequestError:
+    return JobRequestError(
+        409,
+        "job_closed",
+        f"job {job_id!r} takes no more files (it was closed, or created without open=true): send them as a new job",
+    )
 
 
 def _error_class(name: str) -> type[MattingError]:

@@ -3,7 +3,8 @@
 Keys:
 
 - ``mf:job:{id}`` hash: state, total, done, failed, ended, created_at, updated_at, finished_at, options
-  (JSON), kind (batch | single), zip (download name once finalised)
+  (JSON), kind (batch | single), zip (download name once finalised), open ("1" while the job takes more
+  files: a batch uploaded in several requests, see :meth:`JobStore.add_items`)
 - ``mf:job:{id}:state`` / ``:name`` / ``:stored`` / ``:error`` / ``:etype`` / ``:attempts`` hashes keyed by
   item index; ``:model`` / ``:confidence`` (the model that ran, the result's confidence) for done items
 - ``mf:job:{id}:owner`` / ``:lease`` / ``:holder`` hashes: the lease of each running item (owner = the task id
@@ -44,6 +45,9 @@ ALREADY_ENDED = -1
 UNKNOWN = -2
 NOT_READY = -3
 LEASED = -4  # start_item: another live owner holds the item's lease
+NOT_OPEN = -5  # add_items / close: the job takes no more files
+MOVED = -6  # add_items: another request added items since the caller read the total
+OVER_LIMIT = -7  # add_items: the job would hold more items than allowed
 
 # Milliseconds on the Redis server's clock: every lease is set and checked against one clock, whatever the
 # workers' clocks say. (Redis >= 5 replicates scripts by their effects, so TIME before a write is allowed.)
@@ -140,7 +144,10 @@ redis.call('EXPIRE', KEYS[5], ARGV[6])
 redis.call('HDEL', KEYS[6], ARGV[1])
 redis.call('HDEL', KEYS[7], ARGV[1])
 redis.call('HDEL', KEYS[8], ARGV[1])
-return tonumber(redis.call('HGET', KEYS[1], 'total')) - ended
+local remaining = tonumber(redis.call('HGET', KEYS[1], 'total')) - ended
+-- A job still taking files counts its next upload as one more item: its last item so far is not its last.
+if redis.call('HGET', KEYS[1], 'open') == '1' then remaining = remaining + 1 end
+return remaining
 """
 
 # Marks the job finished exactly once; -3 while items are still open, 0 when it was already finished.
@@ -150,13 +157,55 @@ local state = redis.call('HGET', KEYS[1], 'state')
 if state == 'done' or state == 'failed' then return 0 end
 local total = tonumber(redis.call('HGET', KEYS[1], 'total'))
 local ended = tonumber(redis.call('HGET', KEYS[1], 'ended'))
-if ARGV[1] == 'done' and ended < total then return -3 end
+if ARGV[1] == 'done' and (ended < total or redis.call('HGET', KEYS[1], 'open') == '1') then return -3 end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'zip', ARGV[2], 'finished_at', ARGV[3], 'updated_at', ARGV[3])
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'job_error', ARGV[4]) end
 redis.call('SREM', KEYS[2], ARGV[5])
 redis.call('RPUSH', KEYS[3], 'job')
 redis.call('EXPIRE', KEYS[3], ARGV[6])
 return 1
+"""
+
+# More items for a job that takes files (ARGV[4]: JSON list of [name, stored, error, error type, url]), at
+# indices ARGV[1] (the total its caller read) onwards, at most ARGV[2] items in all. -2 unknown job, -5 a job
+# not taking files (closed, finished, or never open), -6 the total moved (another request added items: the
+# caller's stored files are named for indices now taken), -7 over the limit; else the new total.
+_ADD_ITEMS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
+if redis.call('HGET', KEYS[1], 'open') ~= '1' then return -5 end
+local total = tonumber(redis.call('HGET', KEYS[1], 'total'))
+if total ~= tonumber(ARGV[1]) then return -6 end
+local items = cjson.decode(ARGV[4])
+if total + #items > tonumber(ARGV[2]) then return -7 end
+local failed = 0
+for n, item in ipairs(items) do
+  local i = total + n - 1
+  redis.call('HSET', KEYS[3], i, item[1])
+  redis.call('HSET', KEYS[4], i, item[2])
+  if item[3] ~= '' then
+    failed = failed + 1
+    redis.call('HSET', KEYS[2], i, 'failed')
+    redis.call('HSET', KEYS[6], i, item[3])
+    redis.call('HSET', KEYS[7], i, item[4])
+  else
+    redis.call('HSET', KEYS[2], i, 'queued')
+  end
+  if item[5] ~= '' then redis.call('HSET', KEYS[5], i, item[5]) end
+end
+redis.call('HINCRBY', KEYS[1], 'total', #items)
+redis.call('HINCRBY', KEYS[1], 'failed', failed)
+redis.call('HINCRBY', KEYS[1], 'ended', failed)
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[3])
+return total + #items
+"""
+
+# The job takes no more files: returns how many items are still open (0: the caller finalises it), -5 when it
+# was not taking files, -2 for an unknown job.
+_CLOSE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
+if redis.call('HGET', KEYS[1], 'open') ~= '1' then return -5 end
+redis.call('HSET', KEYS[1], 'open', '0', 'updated_at', ARGV[1])
+return tonumber(redis.call('HGET', KEYS[1], 'total')) - tonumber(redis.call('HGET', KEYS[1], 'ended'))
 """
 
 # Progress on a job that a DELETE may have removed meanwhile: never recreate its hash.
@@ -286,14 +335,24 @@ class JobStore:
         self._extend_lock = client.register_script(_EXTEND_LOCK)
         self._replace_zip = client.register_script(_REPLACE_ZIP)
         self._mark_zip_stale = client.register_script(_MARK_ZIP_STALE)
+        self._add_items = client.register_script(_ADD_ITEMS)
+        self._close = client.register_script(_CLOSE)
 
     # -- creation and reading ---------------------------------------------------------------------------
 
     def create(
-        self, job_id: str, items: Sequence[NewItem], options: dict[str, Any], kind: str = "batch", callback: str = ""
+        self,
+        job_id: str,
+        items: Sequence[NewItem],
+        options: dict[str, Any],
+        kind: str = "batch",
+        callback: str = "",
+        *,
+        open_: bool = False,
     ) -> None:
         """Record a new job with its items (queued, or failed at intake) in one transaction; ``callback`` is
-        the URL told when it finishes (workers/callbacks.py)."""
+        the URL told when it finishes (workers/callbacks.py). An ``open_`` job takes more items
+        (:meth:`add_items`) and is not finished before :meth:`close`."""
         now = time.time()
         failed = sum(1 for item in items if item.error)
         pipe = self.redis.pipeline(transaction=True)
@@ -314,16 +373,18 @@ class JobStore:
                 "zip": "",
                 "callback": callback,
                 "callback_state": "pending" if callback else "",
+                "open": "1" if open_ else "0",
             },
         )
         if callback:
             pipe.sadd(CALLBACKS_KEY, job_id)
-        pipe.hset(
-            _job_key(job_id, "state"),
-            mapping={i: ("failed" if item.error else "queued") for i, item in enumerate(items)},
-        )
-        pipe.hset(_job_key(job_id, "name"), mapping={i: item.name for i, item in enumerate(items)})
-        pipe.hset(_job_key(job_id, "stored"), mapping={i: item.stored for i, item in enumerate(items)})
+        if items:
+            pipe.hset(
+                _job_key(job_id, "state"),
+                mapping={i: ("failed" if item.error else "queued") for i, item in enumerate(items)},
+            )
+            pipe.hset(_job_key(job_id, "name"), mapping={i: item.name for i, item in enumerate(items)})
+            pipe.hset(_job_key(job_id, "stored"), mapping={i: item.stored for i, item in enumerate(items)})
         urls = {i: item.url for i, item in enumerate(items) if item.url}
         if urls:
             pipe.hset(_job_key(job_id, "url"), mapping=urls)
@@ -337,6 +398,19 @@ class JobStore:
         pipe.zadd(JOBS_KEY, {job_id: now})
         pipe.sadd(OPEN_KEY, job_id)
         pipe.execute()
+
+    def add_items(self, job_id: str, first: int, items: Sequence[NewItem], limit: int) -> int:
+        """Record ``items`` (queued, or failed at intake) as items ``first``.. of a job that takes files;
+        ``first`` is the job's total as the caller read it before storing their files. Returns the new total,
+        or UNKNOWN, NOT_OPEN, MOVED or OVER_LIMIT (nothing recorded then)."""
+        keys = [_job_key(job_id, s) for s in ("", "state", "name", "stored", "url", "error", "etype")]
+        rows = [[item.name, item.stored, item.error, item.error_type or "InputError", item.url] for item in items]
+        return int(self._add_items(keys=keys, args=[first, limit, time.time(), json.dumps(rows)]))
+
+    def close(self, job_id: str) -> int:
+        """The job takes no more files. Returns its open items (0: the caller finalises it), NOT_OPEN when it
+        was not taking files (already closed: nothing changes), or UNKNOWN."""
+        return int(self._close(keys=[_job_key(job_id)], args=[time.time()]))
 
     def exists(self, job_id: str) -> bool:
         return bool(self.redis.exists(_job_key(job_id)))
@@ -385,6 +459,7 @@ class JobStore:
             "zip": job.get("zip") or None,
             "error": job.get("job_error") or None,
             "callback": job.get("callback_state") or None,
+            "open": job.get("open") == "1",
             "items": items,
         }
 

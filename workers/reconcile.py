@@ -8,6 +8,8 @@
 - A job with no progress for ``job_stale_after_s`` while the queue is empty has its open, unleased items sent
   again (their messages were lost with an un-persisted second of Redis, or held by a worker that died before
   starting them); tasks are idempotent, so a duplicate costs nothing.
+- A batch taking files in several requests (``open``) that got none for ``open_job_idle_s`` is closed with
+  what it has: its sender is gone, and its images still end up in a ZIP.
 - An ended job whose callback is still pending gets its notice sent again (workers/callbacks.py).
 - A done batch whose archive was marked out of date (an item's result replaced, ``adopt``) and not written
   again within ``REZIP_RESEND_S`` gets its ``rezip_batch`` task sent again.
@@ -78,6 +80,7 @@ class SweepReport:
     orphans_removed: list[str] = field(default_factory=list)
     notified: list[str] = field(default_factory=list)
     rezipped: list[str] = field(default_factory=list)
+    closed: list[str] = field(default_factory=list)  # open batches idle past open_job_idle_s
 
 
 def reconcile_once(settings: Settings, store: JobStore, send_task: SendTask, now: float | None = None) -> SweepReport:
@@ -98,7 +101,18 @@ def reconcile_once(settings: Settings, store: JobStore, send_task: SendTask, now
         if fields is None or fields["state"] in ENDED:
             store.forget_open(job_id)
             continue
-        if int(fields["done"]) + int(fields["failed"]) >= int(fields["total"]):
+        if fields.get("open") == "1" and now - float(fields["updated_at"]) > settings.open_job_idle_s:
+            # A batch whose sender stopped sending (and never closed it): closed with what it got, so its
+            # images are not held back for ever; it finishes as any other batch.
+            if store.close(job_id) == 0:
+                send_task(FINALIZE_TASK, [job_id], fields)
+            report.closed.append(job_id)
+            log.warning(
+                "job %s took no files for %.0fs: closed with %s", job_id, settings.open_job_idle_s, fields["total"]
+            )
+        elif fields.get("open") == "1" and int(fields["ended"]) >= int(fields["total"]):
+            continue  # every item sent so far ended: it waits for its sender, not for a lost message
+        elif int(fields["done"]) + int(fields["failed"]) >= int(fields["total"]):
             # Its finalize message was lost: send it again (once per FINALIZE_RESEND_S), a worker writes the ZIP.
             if store.try_lock(f"finalize-sent:{job_id}", FINALIZE_RESEND_S):
                 send_task(FINALIZE_TASK, [job_id], fields)

@@ -59,6 +59,17 @@ class JobFiles:
     def zip_path(self, download_name: str) -> Path:
         return self.root / download_name
 
+    def remove_inputs(self, indices: range) -> None:
+        """Remove the stored uploads of items ``indices`` (a request that added files and then failed)."""
+        wanted = {str(i) for i in indices}
+        try:
+            stored = list(self.in_dir.iterdir())
+        except FileNotFoundError:
+            return
+        for path in stored:
+            if path.name.split("_", 1)[0] in wanted:
+                path.unlink(missing_ok=True)
+
     def remove(self) -> bool:
         """Delete the job's folder; True if it existed. Safe while a worker still writes into it: the folder is
         first renamed away (atomic), so the worker's next write fails (it never recreates folders) instead of

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from collections.abc import Iterator
@@ -9,8 +10,18 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import numpy as np
 import pytest
 from flask.testing import FlaskClient
+from PIL import Image
+
+
+def noise_jpeg(seed: int, size: tuple[int, int] = (760, 760)) -> bytes:
+    """A photo that barely compresses (random pixels): about 0.68 MB at 760 x 760, 1.2 MB at 1000 x 1000."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (*size[::-1], 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=95)
+    return buffer.getvalue()
 
 
 def wait_for_job(client: FlaskClient, status_url: str, timeout: float = 90.0) -> dict[str, Any]:

@@ -29,6 +29,8 @@ API_CODES = {
     "url_not_allowed",
     "idempotency_key_in_progress",
     "idempotency_key_reused",
+    "job_closed",
+    "job_busy",
 }
 
 

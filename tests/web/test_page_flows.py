@@ -13,12 +13,19 @@ import base64
 import io
 import json
 import os
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
+from waitress import create_server
+
+from matteflow.web import create_app
+from matteflow.workers.client import JobClient
+
+from .helpers import noise_jpeg, serving_in_thread
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.usefixtures("worker")]
 
@@ -401,6 +408,68 @@ def test_a_batch_whose_upload_broke_off_is_not_created_twice(browser: Any, live_
         context.close()
     assert len(keys) == 2 and keys[0] and keys[0] == keys[1]
     assert len(created) == 2 and created[0] == created[1]  # the same job both times: not created twice
+
+
+def test_a_batch_bigger_than_one_upload_goes_in_parts_as_one_job(
+    browser: Any, service_settings: Any, samples: Any
+) -> None:
+    """A server that takes 1 MB per request, a batch of 2.7 MB: the page sends it as one job in parts (open
+    with the first photo, three more, close) instead of refusing it, and the batch ends with one ZIP of all.
+    The connection dies after the server took the second part: the user's second click gets back what the
+    server already has (same keys) and sends only the rest."""
+    settings = service_settings.replace(max_upload_mb=1)
+    photos = [noise_jpeg(seed) for seed in range(4)]
+    assert all(600_000 < len(photo) < 930_000 for photo in photos), [len(p) for p in photos]  # one per part
+    requests: list[str] = []
+    keys: list[str] = []
+    lost: list[str] = []
+
+    def lose_the_first_part_answer(route: Any) -> None:
+        keys.append(route.request.headers.get("idempotency-key", ""))
+        if lost:
+            route.fallback()
+            return
+        route.fetch()  # the server stores the part ...
+        lost.append(route.request.url)
+        route.abort("connectionreset")  # ... and the page never hears of it
+
+    application = create_app(settings, JobClient(settings))
+    with serving_in_thread(create_server(application, host="127.0.0.1", port=0, threads=4)) as url:
+        context = browser.new_context(locale="en-US")  # its own context: the broken connection is logged
+        page = context.new_page()
+        page.on("request", lambda r: requests.append(r.url.split("/api/v1/")[-1]) if r.method == "POST" else None)
+        page.route("**/api/v1/jobs/*/files", lose_the_first_part_answer)
+        try:
+            page.goto(url + "/")
+            page.click("#tab-batch")
+            page.set_input_files(
+                "#batch-input",
+                [{"name": f"big{i}.jpg", "mimeType": "image/jpeg", "buffer": data} for i, data in enumerate(photos)],
+            )
+            assert "limit" not in page.inner_text("#batch-selection") and page.is_enabled("#batch-start")
+            page.click("#batch-start")
+            page.wait_for_selector("#batch-job[data-state=failed]", timeout=RESULT_TIMEOUT_MS)
+            page.click("#batch-start")  # the user tries again
+            page.wait_for_selector("#batch-job[data-state=done]", timeout=RESULT_TIMEOUT_MS)
+            assert page.locator("#batch-grid .item[data-state=done]").count() == 4  # not 5: part 2 once
+            with page.expect_download() as download:
+                page.click("#batch-zip")
+            with zipfile.ZipFile(download.value.path()) as archive:
+                names = sorted(n for n in archive.namelist() if n != "manifest.json")
+            # A single file over the limit cannot be sent at all: said before any upload.
+            page.click("#batch-clear")
+            page.set_input_files(
+                "#batch-input", [{"name": "huge.jpg", "mimeType": "image/jpeg", "buffer": noise_jpeg(9, (1000, 1000))}]
+            )
+            assert "huge.jpg is over the 1 MB upload limit" in page.inner_text("#batch-selection")
+            assert not page.is_enabled("#batch-start")
+        finally:
+            context.close()
+    job_id = requests[1].split("/")[1]
+    files, close = f"jobs/{job_id}/files", f"jobs/{job_id}/close"
+    assert requests == ["jobs", files, "jobs", files, files, files, close]
+    assert keys[0] == keys[1] and len(set(keys)) == 3  # the lost part went again under its own key
+    assert names == ["big0.png", "big1.png", "big2.png", "big3.png"]
 
 
 def test_an_iphone_heic_photo_is_cut_out_though_the_browser_cannot_show_it(

@@ -7,6 +7,7 @@ import json
 import socket
 import threading
 import zipfile
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,14 @@ from typing import Any
 import pytest
 import requests
 from PIL import Image
+from waitress import create_server
 
 from matteflow import submit
 from matteflow.submit import main
+from matteflow.web import create_app
+from matteflow.workers.client import JobClient
+
+from .helpers import noise_jpeg, serving_in_thread
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("worker")]
 
@@ -247,3 +253,56 @@ def test_an_interrupted_submit_resumes_its_job_instead_of_sending_it_again(
     assert "resuming job" not in capsys.readouterr().err
     with zipfile.ZipFile(out) as archive:
         assert "p0.webp" in archive.namelist()
+
+
+@pytest.fixture(scope="module")
+def small_server(service_settings: Any) -> Iterator[Any]:
+    """A second live server on the same Redis, storage and worker that takes 1 MB per request."""
+    settings = service_settings.replace(max_upload_mb=1)
+    with serving_in_thread(create_server(create_app(settings, JobClient(settings)), host="127.0.0.1", port=0)) as url:
+        yield url
+
+
+def test_a_folder_bigger_than_one_request_goes_as_one_job_in_parts(
+    small_server: str, service_settings: Any, tmp_path: Path, capsys: Any, monkeypatch: Any
+) -> None:
+    """2.7 MB of photos to a server that takes 1 MB per request: one open job, four requests and a close, one
+    ZIP. Interrupted after its second part, the same command sends only the parts the server lacks."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(4):
+        (photos / f"p{i}.jpg").write_bytes(noise_jpeg(i))
+    out = tmp_path / "r.zip"
+    command = [str(photos), "--server", small_server, "-o", str(out), "--no-progress", "--poll-interval", "0.2"]
+    jobs_before = {p.name for p in service_settings.jobs_dir.iterdir()}
+    sent: list[str] = []
+    add_files = submit.ApiClient.add_files
+
+    def add_then_stop(self: Any, files_url: str, uploads: list[Any], *rest: Any) -> dict[str, Any]:
+        answer = add_files(self, files_url, uploads, *rest)
+        sent.append(uploads[0].name)
+        if len(sent) == 1:
+            raise KeyboardInterrupt  # Ctrl-C after the server took part 2 (its answer is in, not yet saved)
+        return answer
+
+    with monkeypatch.context() as patched:
+        patched.setattr(submit.ApiClient, "add_files", add_then_stop)
+        with pytest.raises(KeyboardInterrupt):
+            main(command)
+        assert main(command) == 0, capsys.readouterr().err
+    assert "resuming job" in capsys.readouterr().err
+    # Part 2 went again under its key (the server gave back what it had added), then parts 3 and 4; one job.
+    assert sent == ["p1.jpg", "p1.jpg", "p2.jpg", "p3.jpg"]
+    created = {p.name for p in service_settings.jobs_dir.iterdir()} - jobs_before
+    assert len(created) == 1
+    with zipfile.ZipFile(out) as archive:
+        manifest = json.loads(archive.read("manifest.json"))
+        assert set(archive.namelist()) == {"p0.png", "p1.png", "p2.png", "p3.png", "manifest.json"}
+    assert [item["name"] for item in manifest["items"]] == ["p0.jpg", "p1.jpg", "p2.jpg", "p3.jpg"]
+    assert not out.with_name("r.zip.job.json").exists()
+
+    # A file no request can carry is refused before anything is sent.
+    (photos / "huge.jpg").write_bytes(noise_jpeg(9, (1000, 1000)))
+    assert main(command) == 1
+    assert "huge.jpg is 1.2 MB, over what one request may carry" in capsys.readouterr().err
+    assert {p.name for p in service_settings.jobs_dir.iterdir()} - jobs_before == created

@@ -900,16 +900,37 @@
     renderSelection();
   }
 
+  /* One request carries at most the server's upload limit (413 beyond it); a bigger batch goes as one job in
+     several requests (open=true, then .../files, then .../close): one job, one ZIP. The margin leaves room
+     for the multipart headers of every file and the option fields. */
+  const PART_BYTES = Math.max(1, Math.floor(config.maxUploadMb * 1024 * 1024 * 0.95) - 65536);
+
+  /** The batch's files in request-sized parts, in order (a file over PART_BYTES cannot be sent at all). */
+  function batchParts() {
+    const parts = [[]];
+    let size = 0;
+    for (const file of batchFiles) {
+      if (parts[parts.length - 1].length && size + file.size > PART_BYTES) {
+        parts.push([]);
+        size = 0;
+      }
+      parts[parts.length - 1].push(file);
+      size += file.size;
+    }
+    return parts;
+  }
+
   function renderSelection() {
     const total = batchFiles.reduce((sum, file) => sum + file.size, 0);
-    // The server refuses a body over its limit (413); say so before a long upload rather than after.
-    const tooBig = total > config.maxUploadMb * 1024 * 1024;
+    // A file the server would refuse (413) whatever the batch: say so before a long upload rather than after.
+    const oversized = batchFiles.find((file) => file.size > PART_BYTES);
+    const tooBig = Boolean(oversized);
     const parts = [];
     if (batchFiles.length) parts.push(t("batch.selection", { count: batchFiles.length, size: formatBytes(total) }));
     if (batchUrls.length) parts.push(t("batch.addresses", { count: batchUrls.length }));
     let text = parts.length ? parts.join(" · ") : t("batch.none");
     if (batchNotice) text += " — " + t(batchNotice, { max: config.maxFiles });
-    if (tooBig) text += " — " + t("batch.tooBig", { mb: config.maxUploadMb });
+    if (tooBig) text += " — " + t("batch.tooBig", { name: oversized.name, mb: config.maxUploadMb });
     $("batch-selection").textContent = text;
     $("batch-selection").classList.toggle("error", tooBig);
     $("batch-start").disabled = batchFiles.length + batchUrls.length === 0 || tooBig;
@@ -940,11 +961,11 @@
     el.classList.toggle("error", Boolean(error));
   }
 
-  function uploadJob(body, onProgress, idempotencyKey) {
+  function upload(url, body, onProgress, idempotencyKey) {
     // XMLHttpRequest, not fetch: it reports upload progress, which matters for a few hundred MB of photos.
     return new Promise((resolve, reject) => {
       const xhr = new XMLHttpRequest();
-      xhr.open("POST", "/api/v1/jobs");
+      xhr.open("POST", url);
       xhr.setRequestHeader("Idempotency-Key", idempotencyKey);
       xhr.responseType = "json";
       xhr.upload.addEventListener("progress", (e) => {
@@ -986,37 +1007,57 @@
     const total = batchFiles.length + batchUrls.length;
     if (!total) return;
     stopPolling();
-    const body = new FormData();
-    for (const file of batchFiles) body.append("files", file, file.name);
-    for (const url of batchUrls) body.append("image_url", url);
+    const parts = batchParts();
     const entries = optionEntries();
-    for (const [name, value] of entries) body.append(name, value);
+    // One key per request: the same batch sent again after a break gets back each request the server already
+    // took (the job it made, the parts it added) and sends only the rest.
     const key = batchKeyFor(entries);
+    const keyOf = (n) => (parts.length > 1 ? `${key}.${n}` : key);
+    const sizes = parts.map((part) => part.reduce((sum, file) => sum + file.size, 0));
+    const allBytes = Math.max(1, sizes.reduce((a, b) => a + b, 0));
+    let sentBytes = 0;
+    const onProgress = (n) => (percent) =>
+      setJobPhase("batch.uploading", { percent: Math.round((100 * (sentBytes + (sizes[n] * percent) / 100)) / allBytes) });
+    const fail = (error) => {
+      $("batch-start").disabled = false;
+      $("batch-job").dataset.state = "failed";
+      setJobPhase("", null, error);
+    };
     $("batch-start").disabled = true;
     showJobPanel();
     $("batch-job").dataset.state = "uploading";
     setJobPhase("batch.uploading", { percent: 0 });
-    let answer;
+    const first = new FormData();
+    for (const file of parts[0]) first.append("files", file, file.name);
+    for (const url of batchUrls) first.append("image_url", url);
+    for (const [name, value] of entries) first.append(name, value);
+    if (parts.length > 1) first.append("open", "true");
+    let created;
     try {
-      answer = await uploadJob(body, (percent) => setJobPhase("batch.uploading", { percent }), key);
+      const answer = await upload("/api/v1/jobs", first, onProgress(0), keyOf(0));
+      if (answer.status !== 202 || !answer.body || !answer.body.status_url) return fail(apiError(answer.body, answer.status));
+      created = answer.body;
+      const names = batchFiles.map((file) => file.name).concat(batchUrls.slice(0, 3).map(urlName)).slice(0, 3);
+      HISTORY.add({ id: created.id, kind: "batch", names, total, created: Date.now() });
+      HISTORY.setCurrent("batch", created.id);
+      refreshHistoryCount();
+      for (let n = 1; n < parts.length; n++) {
+        sentBytes += sizes[n - 1];
+        const body = new FormData();
+        for (const file of parts[n]) body.append("files", file, file.name);
+        const added = await upload(created.files_url, body, onProgress(n), keyOf(n));
+        if (added.status !== 202) return fail(apiError(added.body, added.status));
+      }
+      if (parts.length > 1) {
+        const closed = await fetch(created.close_url, { method: "POST" });
+        if (!closed.ok) return fail(apiError(await closed.json().catch(() => null), closed.status));
+      }
     } catch (err) {
-      $("batch-start").disabled = false;
-      $("batch-job").dataset.state = "failed";
-      setJobPhase("", null, err);
-      return;
+      return fail(err === NETWORK_ERROR ? err : NETWORK_ERROR);
     }
     $("batch-start").disabled = false;
-    if (answer.status !== 202 || !answer.body || !answer.body.status_url) {
-      $("batch-job").dataset.state = "failed";
-      setJobPhase("", null, apiError(answer.body, answer.status));
-      return;
-    }
-    batchKey = null; // created: the next batch is a new one, even with the same photos
-    const names = batchFiles.map((file) => file.name).concat(batchUrls.slice(0, 3).map(urlName)).slice(0, 3);
-    HISTORY.add({ id: answer.body.id, kind: "batch", names, total, created: Date.now() });
-    HISTORY.setCurrent("batch", answer.body.id);
-    refreshHistoryCount();
-    pollJob(answer.body.status_url, { id: answer.body.id, errors: 0, lastProgress: Date.now(), finished: -1 });
+    batchKey = null; // sent: the next batch is a new one, even with the same photos
+    pollJob(created.status_url, { id: created.id, errors: 0, lastProgress: Date.now(), finished: -1 });
   }
 
   /** A batch from the history (or the one on screen before a reload): its cards, progress and ZIP. */
