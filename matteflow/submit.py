@@ -544,6 +544,9 @@ def run(args: argparse.Namespace, fields: dict[str, str]) -> int:
     if limits is None:  # an older server: everything in one request, as it always was
         parts = [uploads]
     else:
+        count, most = len(uploads) + len(urls), int(limits["max_files_per_job"])
+        if count > most:  # said before hours of uploading, not after
+            raise SubmitError(f"{count} images, but the server takes at most {most} per job: send them as several")
         parts = split_parts(uploads, int(limits["max_upload_mb"]), backdrop.stat().st_size if backdrop else 0)
     state = JobState(args.output, client.server, _request_of(uploads, sent, backdrop))
     _resume(client, state)

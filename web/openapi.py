@@ -354,6 +354,14 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
         "or one that resolves to a private or local address, is refused with 400 url_not_allowed."
     )
     image_url = {"type": "string", "maxLength": MAX_URL_CHARS, "example": "https://cdn.example.com/p/123.jpg"}
+    # A job's uploads and image addresses (create, and each part of an open job).
+    files_array = {
+        "type": "array",
+        "items": {"type": "string", "format": "binary"},
+        "minItems": 1,
+        "maxItems": settings.max_files_per_job,
+    }
+    image_urls = {"type": "array", "items": image_url, "maxItems": settings.max_files_per_job}
     idempotency_key = {
         "name": "Idempotency-Key",
         "in": "header",
@@ -445,16 +453,9 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                                     "additionalProperties": False,
                                     "description": "Unknown fields are rejected with 400 (invalid_option).",
                                     "properties": {
-                                        "files": {
-                                            "type": "array",
-                                            "items": {"type": "string", "format": "binary"},
-                                            "minItems": 1,
-                                            "maxItems": settings.max_files_per_job,
-                                        },
+                                        "files": files_array,
                                         "image_url": {
-                                            "type": "array",
-                                            "items": image_url,
-                                            "maxItems": settings.max_files_per_job,
+                                            **image_urls,
                                             "description": "Images named by URL, beside or instead of files (the "
                                             "job's items follow the files, in this order), read by the workers: "
                                             + image_url_text
@@ -573,17 +574,8 @@ def build_openapi(settings: Settings) -> dict[str, Any]:
                                     "description": "Only files and image_url: options are set when the job is "
                                     "created (another field is 400 invalid_option).",
                                     "properties": {
-                                        "files": {
-                                            "type": "array",
-                                            "items": {"type": "string", "format": "binary"},
-                                            "minItems": 1,
-                                            "maxItems": settings.max_files_per_job,
-                                        },
-                                        "image_url": {
-                                            "type": "array",
-                                            "items": image_url,
-                                            "maxItems": settings.max_files_per_job,
-                                        },
+                                        "files": files_array,
+                                        "image_url": image_urls,
                                     },
                                 }
                             }

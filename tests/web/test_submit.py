@@ -305,4 +305,9 @@ def test_a_folder_bigger_than_one_request_goes_as_one_job_in_parts(
     (photos / "huge.jpg").write_bytes(noise_jpeg(9, (1000, 1000)))
     assert main(command) == 1
     assert "huge.jpg is 1.2 MB, over what one request may carry" in capsys.readouterr().err
+    (photos / "huge.jpg").unlink()
+    with monkeypatch.context() as patched:  # more files than the server takes per job: said before any upload
+        patched.setattr(submit.ApiClient, "limits", lambda self: {"max_upload_mb": 1, "max_files_per_job": 3})
+        assert main(command) == 1
+    assert "4 images, but the server takes at most 3 per job" in capsys.readouterr().err
     assert {p.name for p in service_settings.jobs_dir.iterdir()} - jobs_before == created
