@@ -236,6 +236,7 @@ class QueueSnapshot:
     lengths: dict[str, int]  # tasks waiting, per queue
     oldest_age_s: dict[str, float]  # how long the oldest of them has waited, per queue
     in_flight: int  # delivered to a worker, not yet acknowledged
+    held_back: int = 0  # tasks' worth of images of big batches not yet released to a queue (workers/window.py)
 
 
 class QueueLengthCollector(Collector):
@@ -243,14 +244,18 @@ class QueueLengthCollector(Collector):
     ``workers/queues.py``), and ``matteflow_tasks_in_flight``: messages delivered to a worker and not yet
     acknowledged (running or prefetched; kombu's ``unacked`` hash), read from Redis in one transaction so
     the two never count a task twice or not at all; ``matteflow_queue_oldest_age_seconds{queue}``: how long
-    the oldest waiting task has waited (from the send-time header ``workers/queues.py`` adds).
+    the oldest waiting task has waited (from the send-time header ``workers/queues.py`` adds);
+    ``matteflow_tasks_held_back``: the images of big batches that their job's window has not released to the
+    bulk queue yet (``workers/window.py``), in tasks of ``task_size`` images, so that waiting work adds up to
+    queue lengths + held back (+ in flight) in one unit.
 
     Also ``matteflow_redis_up``: 1 when Redis answered this scrape. A scrape never fails because Redis
     is down (the queue gauges are then left out), so the other metrics still arrive.
     """
 
-    def __init__(self, redis_url_or_client: str | redis.Redis, queues: Iterable[str]) -> None:
+    def __init__(self, redis_url_or_client: str | redis.Redis, queues: Iterable[str], task_size: int = 1) -> None:
         self._queues = tuple(queues)
+        self._task_size = max(1, task_size)
         if not self._queues:
             raise ValueError("QueueLengthCollector needs at least one queue name")
         self._client_or_url = redis_url_or_client
@@ -274,7 +279,9 @@ class QueueLengthCollector(Collector):
         return self._redis()
 
     def read(self) -> QueueSnapshot:
-        """Lengths, oldest messages and tasks in flight, one snapshot. Raises redis errors."""
+        """Lengths, oldest messages and tasks in flight, one snapshot (and the held-back work, read just
+        after: an image released meanwhile may be counted in both, never in neither). Raises redis errors."""
+        from matteflow.workers.jobstore import unreleased_items
         from matteflow.workers.queues import UNACKED_KEY, message_enqueued_at
 
         pipe = self._redis().pipeline(transaction=True)  # MULTI: a task moving list -> hash is seen once
@@ -283,13 +290,14 @@ class QueueLengthCollector(Collector):
             pipe.lindex(queue, -1)  # kombu pushes on the left and pops on the right: the oldest is last
         pipe.hlen(UNACKED_KEY)
         *replies, in_flight = pipe.execute()
+        held_back = -(-unreleased_items(self._redis()) // self._task_size)  # whole tasks, rounded up
         now = time.time()
         lengths, oldest = {}, {}
         for i, queue in enumerate(self._queues):
             lengths[queue] = int(replies[2 * i])
             sent_at = message_enqueued_at(replies[2 * i + 1])
             oldest[queue] = max(0.0, now - sent_at) if sent_at is not None else 0.0
-        return QueueSnapshot(lengths, oldest, int(in_flight))
+        return QueueSnapshot(lengths, oldest, int(in_flight), held_back)
 
     def queue_lengths(self) -> dict[str, int]:
         """Length of every queue. Raises redis errors."""
@@ -297,7 +305,7 @@ class QueueLengthCollector(Collector):
 
     def describe(self) -> list[Metric]:
         # Registering must not touch Redis (the registry calls describe, not collect, when present).
-        return [_queue_family(), _oldest_family(), _in_flight_family(), _redis_up_family()]
+        return [_queue_family(), _oldest_family(), _in_flight_family(), _held_back_family(), _redis_up_family()]
 
     def collect(self) -> Iterator[Metric]:
         import redis as redis_lib
@@ -323,6 +331,9 @@ class QueueLengthCollector(Collector):
             flying = _in_flight_family()
             flying.add_metric([], snapshot.in_flight)
             yield flying
+            held = _held_back_family()
+            held.add_metric([], snapshot.held_back)
+            yield held
         up.add_metric([], 0 if snapshot is None else 1)
         yield up
 
@@ -344,6 +355,13 @@ def _oldest_family() -> GaugeMetricFamily:
 def _in_flight_family() -> GaugeMetricFamily:
     return GaugeMetricFamily(
         "matteflow_tasks_in_flight", "Tasks delivered to a worker and not yet acknowledged (running or prefetched)."
+    )
+
+
+def _held_back_family() -> GaugeMetricFamily:
+    return GaugeMetricFamily(
+        "matteflow_tasks_held_back",
+        "Tasks' worth of images of big batches waiting for a place in their job's window (not yet in a queue).",
     )
 
 
@@ -534,7 +552,7 @@ def queue_registry(settings: Settings, redis_client: redis.Redis | None = None) 
 
     registry = CollectorRegistry()
     source: str | redis.Redis = redis_client if redis_client is not None else settings.redis_url
-    queues = QueueLengthCollector(source, consumed_queues(settings.worker_queue))
+    queues = QueueLengthCollector(source, consumed_queues(settings.worker_queue), settings.task_chunk_size)
     registry.register(queues)
     if source != "":
         registry.register(_LazyRedisHealth(queues))

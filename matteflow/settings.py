@@ -118,6 +118,9 @@ class Settings:
     # A batch job of at least this many images goes to the bulk lane, served after the batch lane: a batch of
     # 20 photos does not wait behind someone's 10,000 (workers/queues.py). 0 = one lane for every batch.
     bulk_batch_from: int = 200
+    # Tasks of one bulk-lane batch in the queue or running at once: big batches take turns instead of the
+    # second waiting for every image of the first (workers/window.py). 0 = all at once, first come first served.
+    bulk_window: int = 64
     postprocess: str = "auto"  # auto (torch on a CUDA device, else numpy/OpenCV) | numpy | torch
     encode_processes: int = 0  # encoder processes of a device-post-processing worker (0 = one per core)
     worker_max_memory_mb: int = 2048  # a pool process past this RSS is replaced after its task (0 = no limit)
@@ -175,6 +178,8 @@ class Settings:
             raise SettingsError(
                 f"{PREFIX}BULK_BATCH_FROM must be 0 (off) or a number of images, got {self.bulk_batch_from}"
             )
+        if self.bulk_window < 0:
+            raise SettingsError(f"{PREFIX}BULK_WINDOW must be 0 (off) or a number of tasks, got {self.bulk_window}")
         if self.task_chunk_size <= 0:
             chunk = self.gpu_batch_size if str(self.device).startswith("cuda") else 1
             object.__setattr__(self, "task_chunk_size", max(1, chunk))

@@ -26,17 +26,16 @@ from matteflow.settings import Settings
 
 from . import heartbeat
 from .app import MatteflowCelery, make_celery
-from .jobstore import NOT_OPEN, UNKNOWN, JobStore, NewItem, chunked, make_redis
+from .jobstore import NOT_OPEN, UNKNOWN, JobStore, NewItem, make_redis
 from .queues import (
     FINALIZE_TASK,
-    PROCESS_TASK,
     REZIP_TASK,
     broker_queue_length,
     enqueue_headers,
     finalize_queue,
-    queue_for_job,
 )
 from .storage import JobFiles, is_valid_job_id
+from .window import send_released
 
 # An upload as the client takes it: the bytes, or a seekable binary stream (a request's spooled file part).
 Upload = bytes | IO[bytes]
@@ -141,7 +140,7 @@ class JobClient:
             job_files.remove()  # nothing half-made stays behind
             raise
         # If the broker fails from here on, the job is recorded and the reconciler re-sends its items.
-        self._enqueue(job_id, kind, items, first=0, total=len(items), finalize_if_none=not open_)
+        self._enqueue(job_id, items, finalize_if_none=not open_)
         return job_id
 
     def _store_uploads(
@@ -168,29 +167,24 @@ class JobClient:
             items.append(NewItem(safe, stored))
         return items
 
-    def _enqueue(
-        self, job_id: str, kind: str, items: list[NewItem], first: int, total: int, finalize_if_none: bool
-    ) -> None:
-        """Send the tasks of the good ``items`` (indices ``first``..) to the job's lane (by its ``total`` so
-        far); with ``finalize_if_none`` and no good item, the finalize task instead (a batch of bad files only)."""
-        good = [first + i for i, item in enumerate(items) if not item.error]
-        if len(good) < len(items):
-            metrics.ITEMS_TOTAL.labels(state="failed").inc(len(items) - len(good))
-        base = self.settings.worker_queue
-        headers = enqueue_headers()
+    def _enqueue(self, job_id: str, items: list[NewItem], finalize_if_none: bool) -> None:
+        """Send the job's tasks that its window allows (workers/window.py: a big batch goes a window at a time,
+        workers send the rest as images end) to its lane; with ``finalize_if_none`` and no good item among
+        ``items``, the finalize task instead (a batch of bad files only)."""
+        good = sum(1 for item in items if not item.error)
+        if good < len(items):
+            metrics.ITEMS_TOTAL.labels(state="failed").inc(len(items) - good)
         with self.celery.producer_or_acquire() as producer:
             if not good and finalize_if_none:
                 self.celery.send_task(
-                    FINALIZE_TASK, args=[job_id], producer=producer, queue=finalize_queue(base), headers=headers
-                )
-            for chunk in chunked(good, self.settings.task_chunk_size):
-                self.celery.send_task(
-                    PROCESS_TASK,
-                    args=[job_id, chunk],
+                    FINALIZE_TASK,
+                    args=[job_id],
                     producer=producer,
-                    queue=queue_for_job(base, kind, total, self.settings.bulk_batch_from),
-                    headers=headers,
+                    queue=finalize_queue(self.settings.worker_queue),
+                    headers=enqueue_headers(),
                 )
+            else:
+                send_released(self.celery, self.store, self.settings, job_id, producer)
 
     def add_files(self, job_id: str, files: list[tuple[str, Upload | ImageUrl]]) -> dict[str, int]:
         """Add uploads to an open batch (created with ``open_``) as its next items, and enqueue them: the
@@ -247,7 +241,7 @@ class JobClient:
                 )
         finally:
             self.store.unlock(lock, token)
-        self._enqueue(job_id, fields.get("kind", "batch"), items, first, total, finalize_if_none=False)
+        self._enqueue(job_id, items, finalize_if_none=False)
         return {"first": first, "added": len(items), "total": total}
 
     def close_job(self, job_id: str) -> bool:

@@ -4,7 +4,8 @@ Keys:
 
 - ``mf:job:{id}`` hash: state, total, done, failed, ended, created_at, updated_at, finished_at, options
   (JSON), kind (batch | single), zip (download name once finalised), open ("1" while the job takes more
-  files: a batch uploaded in several requests, see :meth:`JobStore.add_items`)
+  files: a batch uploaded in several requests, see :meth:`JobStore.add_items`), released (items below this
+  index have been handed to the queue: :meth:`JobStore.release`), inflight (items released and not ended)
 - ``mf:job:{id}:state`` / ``:name`` / ``:stored`` / ``:error`` / ``:etype`` / ``:attempts`` hashes keyed by
   item index; ``:model`` / ``:confidence`` (the model that ran, the result's confidence) for done items
 - ``mf:job:{id}:owner`` / ``:lease`` / ``:holder`` hashes: the lease of each running item (owner = the task id
@@ -144,6 +145,9 @@ redis.call('EXPIRE', KEYS[5], ARGV[6])
 redis.call('HDEL', KEYS[6], ARGV[1])
 redis.call('HDEL', KEYS[7], ARGV[1])
 redis.call('HDEL', KEYS[8], ARGV[1])
+-- One slot of the job's window (JobStore.release) is free again. Jobs recorded before windows have no cursor.
+local released = redis.call('HGET', KEYS[1], 'released')
+if released and tonumber(ARGV[1]) < tonumber(released) then redis.call('HINCRBY', KEYS[1], 'inflight', -1) end
 local remaining = tonumber(redis.call('HGET', KEYS[1], 'total')) - ended
 -- A job still taking files counts its next upload as one more item: its last item so far is not its last.
 if redis.call('HGET', KEYS[1], 'open') == '1' then remaining = remaining + 1 end
@@ -197,6 +201,34 @@ redis.call('HINCRBY', KEYS[1], 'failed', failed)
 redis.call('HINCRBY', KEYS[1], 'ended', failed)
 redis.call('HSET', KEYS[1], 'updated_at', ARGV[3])
 return total + #items
+"""
+
+# Hands the job's next queued items to the queue: at most ARGV[1] items of it released and not ended at once
+# (0: all), in multiples of ARGV[2] (the items of one task) unless the job has fewer left. Moves the cursor
+# ``released`` past them and returns their indices; the caller sends them. Items failed at intake are passed
+# over. A job recorded before windows existed (no cursor) has everything released already.
+_RELEASE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
+local released = redis.call('HGET', KEYS[1], 'released')
+if not released then return {} end
+released = tonumber(released)
+local total = tonumber(redis.call('HGET', KEYS[1], 'total'))
+local window, step = tonumber(ARGV[1]), math.max(1, tonumber(ARGV[2]))
+local room = total
+if window > 0 then
+  room = math.max(window, step) - tonumber(redis.call('HGET', KEYS[1], 'inflight') or '0')
+  room = room - room % step
+end
+local picked = {}
+while released < total and #picked < room do
+  if redis.call('HGET', KEYS[2], released) == 'queued' then table.insert(picked, released) end
+  released = released + 1
+end
+if released ~= tonumber(redis.call('HGET', KEYS[1], 'released')) then
+  redis.call('HSET', KEYS[1], 'released', released)
+  redis.call('HINCRBY', KEYS[1], 'inflight', #picked)
+end
+return picked
 """
 
 # The job takes no more files: returns how many items are still open (0: the caller finalises it), -5 when it
@@ -295,6 +327,22 @@ def chunked(items: list[int], size: int) -> list[list[int]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+def unreleased_items(client: redis.Redis) -> int:
+    """Items of unfinished jobs that their window still holds back (:meth:`JobStore.release`): work waiting
+    beside the queues, which the queue metrics and autoscaling count too. Raises redis errors."""
+    job_ids = list(client.smembers(OPEN_KEY))
+    if not job_ids:
+        return 0
+    pipe = client.pipeline(transaction=False)
+    for job_id in job_ids:
+        pipe.hmget(_job_key(_text(job_id)), ["total", "released"])
+    held = 0
+    for total, released in pipe.execute():
+        if total is not None and released is not None:  # deleted meanwhile, or recorded before windows
+            held += max(0, int(total) - int(released))
+    return held
+
+
 def _job_key(job_id: str, suffix: str = "") -> str:
     return f"mf:job:{{{job_id}}}{':' + suffix if suffix else ''}"
 
@@ -337,6 +385,7 @@ class JobStore:
         self._mark_zip_stale = client.register_script(_MARK_ZIP_STALE)
         self._add_items = client.register_script(_ADD_ITEMS)
         self._close = client.register_script(_CLOSE)
+        self._release = client.register_script(_RELEASE)
 
     # -- creation and reading ---------------------------------------------------------------------------
 
@@ -374,6 +423,8 @@ class JobStore:
                 "callback": callback,
                 "callback_state": "pending" if callback else "",
                 "open": "1" if open_ else "0",
+                "released": 0,  # nothing handed to the queue yet: the caller calls release()
+                "inflight": 0,
             },
         )
         if callback:
@@ -406,6 +457,14 @@ class JobStore:
         keys = [_job_key(job_id, s) for s in ("", "state", "name", "stored", "url", "error", "etype")]
         rows = [[item.name, item.stored, item.error, item.error_type or "InputError", item.url] for item in items]
         return int(self._add_items(keys=keys, args=[first, limit, time.time(), json.dumps(rows)]))
+
+    def release(self, job_id: str, window: int = 0, step: int = 1) -> list[int]:
+        """Claim the job's next queued items for the queue and return them (the caller sends their tasks): all
+        of them with ``window`` 0, else as many as keep at most ``window`` items of the job released and not
+        yet ended, in multiples of ``step`` (a task's items). Each item is returned once, ever: a caller that
+        dies before sending leaves it to the reconciler's stale-job sweep. Ending an item frees its slot."""
+        keys = [_job_key(job_id), _job_key(job_id, "state")]
+        return [int(i) for i in self._release(keys=keys, args=[max(0, window), max(1, step)])]
 
     def close(self, job_id: str) -> int:
         """The job takes no more files. Returns its open items (0: the caller finalises it), NOT_OPEN when it

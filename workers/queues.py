@@ -13,7 +13,8 @@ work now has its own plain list, named ``<base>.<lane>``; a worker consumes them
 Why a bulk lane: one FIFO list for every batch made a 20-photo batch wait behind every image of a
 10,000-photo batch sent a minute earlier. Batches of ``Settings.bulk_batch_from`` images or more go to their
 own lane, served when no smaller batch is waiting: small batches overtake big ones, big ones still have the
-whole pool whenever nothing smaller waits (and among themselves stay first come, first served).
+whole pool whenever nothing smaller waits, and among themselves take turns (a window of each at a time in the
+bulk list: ``window.py``).
 """
 
 from __future__ import annotations

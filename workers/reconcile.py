@@ -5,9 +5,11 @@
 - A job whose items have all ended but that is not finalised (its finalize message was lost: worker killed
   between the last item and the send, Redis restarted) gets its finalize task sent again; the archive is
   written by a worker's task, never in this thread.
-- A job with no progress for ``job_stale_after_s`` while the queue is empty has its open, unleased items sent
-  again (their messages were lost with an un-persisted second of Redis, or held by a worker that died before
-  starting them); tasks are idempotent, so a duplicate costs nothing.
+- A job with no progress for ``job_stale_after_s`` while the queue is empty has its released (already sent
+  once), open, unleased items sent again (their messages were lost with an un-persisted second of Redis, or
+  held by a worker that died before starting them); tasks are idempotent, so a duplicate costs nothing.
+- Every unfinished job's window is topped up (workers/window.py): a worker that died between ending an image
+  and sending the job's next one leaves a slot free, which no later image would otherwise refill.
 - A batch taking files in several requests (``open``) that got none for ``open_job_idle_s`` is closed with
   what it has: its sender is gone, and its images still end up in a ZIP.
 - An ended job whose callback is still pending gets its notice sent again (workers/callbacks.py).
@@ -45,6 +47,7 @@ from .queues import (
     queue_for_job,
 )
 from .storage import TRASH_PREFIX, JobFiles, is_valid_job_id, remove_tree
+from .window import release_tasks
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,7 @@ class SweepReport:
     notified: list[str] = field(default_factory=list)
     rezipped: list[str] = field(default_factory=list)
     closed: list[str] = field(default_factory=list)  # open batches idle past open_job_idle_s
+    released: dict[str, list[int]] = field(default_factory=dict)  # items a job's window had room for
 
 
 def reconcile_once(settings: Settings, store: JobStore, send_task: SendTask, now: float | None = None) -> SweepReport:
@@ -121,7 +125,9 @@ def reconcile_once(settings: Settings, store: JobStore, send_task: SendTask, now
         elif now - float(fields["updated_at"]) > settings.job_stale_after_s and not queue_busy():
             leased = store.leased_items(job_id)
             states = store.item_states(job_id).items()
-            open_items = sorted(i for i, state in states if state not in ENDED and i not in leased)
+            # Items past the window's cursor were never sent: the top-up below sends them, in turn.
+            released = int(fields.get("released", fields["total"]))
+            open_items = sorted(i for i, state in states if state not in ENDED and i not in leased and i < released)
             for chunk in chunked(open_items, settings.task_chunk_size):
                 send_task(PROCESS_TASK, [job_id, chunk], fields)
             store.touch(job_id)
@@ -134,6 +140,11 @@ def reconcile_once(settings: Settings, store: JobStore, send_task: SendTask, now
                     settings.job_stale_after_s,
                     open_items,
                 )
+        tasks = release_tasks(store, settings, job_id, fields)
+        for task in tasks:
+            send_task(PROCESS_TASK, [job_id, task], fields)
+        if tasks:
+            report.released[job_id] = [i for task in tasks for i in task]
     for job_id in store.pending_callbacks():
         # An ended job whose notice was never sent (a worker killed between finishing it and sending) or
         # whose notice was lost with its worker: sent again, once per NOTIFY_RESEND_S.

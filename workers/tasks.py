@@ -35,6 +35,7 @@ from .queues import (
     enqueue_headers,
     finalize_queue,
 )
+from .window import send_released
 
 if TYPE_CHECKING:
     from matteflow.core.engine import MatteEngine
@@ -128,6 +129,9 @@ def process_images(self: Task, job_id: str, indices: list[int]) -> dict[str, Any
     runner = ChunkRunner(store, settings, functools.partial(engine, settings), job_id, self.request.id, keeper, holder)
     outcome = runner.run([int(i) for i in indices])
     metrics.update_worker_rss()
+    if (outcome.done or outcome.failed) and not outcome.last_item_ended:
+        # Their slots in the job's window are free: a big batch gets its next images sent (workers/window.py).
+        send_released(self.app, store, settings, job_id)
     if outcome.last_item_ended:
         self.app.send_task(
             FINALIZE_TASK, args=[job_id], queue=finalize_queue(settings.worker_queue), headers=enqueue_headers()

@@ -368,6 +368,7 @@ def test_prod_keda_counts_every_queue_and_the_work_in_flight() -> None:
         assert set(re.findall(r"\bmatteflow_[a-z_]+", meta["query"])) <= queue_metric_names(), meta["query"]
     outstanding = queries["outstanding"]["query"]
     assert "matteflow_queue_length" in outstanding and "matteflow_tasks_in_flight" in outstanding
+    assert "matteflow_tasks_held_back" in outstanding  # big batches' images not yet in a queue (window.py)
     assert "max by (queue)" in outstanding  # a second exporter never doubles the count
     assert queries["outstanding"].get("ignoreNullValues") == "false"  # no data is a failure -> fallback
     for meta in queries.values():

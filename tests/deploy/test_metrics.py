@@ -79,6 +79,7 @@ def test_each_process_exports_its_own_metrics_with_their_types(redis_client, tmp
         "matteflow_queue_length": "gauge",
         "matteflow_queue_oldest_age_seconds": "gauge",
         "matteflow_tasks_in_flight": "gauge",
+        "matteflow_tasks_held_back": "gauge",
         "matteflow_redis_up": "gauge",
         "matteflow_redis_memory_used_bytes": "gauge",
         "matteflow_redis_memory_max_bytes": "gauge",

@@ -14,7 +14,8 @@ from matteflow.workers.storage import JobFiles
 
 
 def record_job(client: JobClient, names: list[str], make_jpeg: Callable) -> tuple[str, JobFiles]:
-    """A job recorded and stored but never enqueued: tests drive its items themselves."""
+    """A job recorded and stored, its items released but never enqueued (as if their messages were lost):
+    tests drive its items themselves, and the reconciler re-sends them only once the job is stale."""
     job_id = f"test-{time.time_ns()}"
     files = JobFiles(client.settings.jobs_dir, job_id)
     files.out_dir.mkdir(parents=True)  # as the intake does: workers never create a job's folders
@@ -23,6 +24,7 @@ def record_job(client: JobClient, names: list[str], make_jpeg: Callable) -> tupl
         write_atomic(files.input_path(index, f"{index}_{name}"), make_jpeg(seed=index))
         items.append(NewItem(name, f"{index}_{name}"))
     client.store.create(job_id, items, parse_options().to_dict())
+    client.store.release(job_id)
     return job_id, files
 
 
