@@ -129,8 +129,8 @@ class Settings:
     max_image_memory_mb: int = 1536
     worker_pool: str = ""  # celery pool: "" = threads on a GPU, prefork on the CPU; or prefork | threads | solo
     embedded_redis_port: int = 0  # `matteflow up`'s own Redis when redis_url is empty (0 = any free port)
-    # An unfinished job with no progress this long, while the queue is empty, has its unleased open items
-    # re-sent (their messages were lost with Redis, or held by a worker that died before starting them).
+    # An unfinished job with no progress this long has its open items that are neither leased nor waiting in a
+    # queue re-sent (their messages were lost with Redis, or held by a worker that died before starting them).
     job_stale_after_s: float = 60.0
     # A batch sent in several requests (open=true) that gets no files and is not closed for this long is closed
     # by the reconciler with the files it has (its sender died or forgot): its images are processed and zipped.

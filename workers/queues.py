@@ -19,6 +19,8 @@ bulk list: ``window.py``).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import time
 from typing import Any, Protocol
@@ -109,3 +111,35 @@ def queue_lengths(client: _ListCounter, base: str) -> dict[str, int]:
 def broker_queue_length(client: _ListCounter, base: str) -> int:
     """Tasks waiting in all of a deployment's queues (not those a worker already holds)."""
     return sum(queue_lengths(client, base).values())
+
+
+def _process_task_items(raw: bytes | str) -> tuple[str, list[int]] | None:
+    """(job id, item indices) of an image task as kombu's Redis transport stores it in a queue list (a JSON
+    envelope; Celery's protocol 2 body ``[args, kwargs, embed]``, base64-encoded); None for anything else."""
+    try:
+        message = json.loads(raw)
+        if message.get("headers", {}).get("task") != PROCESS_TASK:
+            return None
+        body = message["body"]
+        if message.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        job_id, indices = json.loads(body)[0][:2]
+        return str(job_id), [int(i) for i in indices]
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, binascii.Error):
+        return None
+
+
+def waiting_items(client: Any, base: str) -> dict[str, set[int]]:
+    """The items that have an image task waiting in one of the deployment's queues, by job: what a stalled
+    job must not send again. Reads every queue list whole; with the bulk lane's windows (window.py) the
+    lists hold the small batches and a window of each big one, not whole backlogs. Raises the client's errors."""
+    pipe = client.pipeline(transaction=False)
+    for queue in consumed_queues(base):
+        pipe.lrange(queue, 0, -1)
+    waiting: dict[str, set[int]] = {}
+    for messages in pipe.execute():
+        for raw in messages:
+            found = _process_task_items(raw)
+            if found is not None:
+                waiting.setdefault(found[0], set()).update(found[1])
+    return waiting

@@ -5,9 +5,10 @@
 - A job whose items have all ended but that is not finalised (its finalize message was lost: worker killed
   between the last item and the send, Redis restarted) gets its finalize task sent again; the archive is
   written by a worker's task, never in this thread.
-- A job with no progress for ``job_stale_after_s`` while the queue is empty has its released (already sent
-  once), open, unleased items sent again (their messages were lost with an un-persisted second of Redis, or
-  held by a worker that died before starting them); tasks are idempotent, so a duplicate costs nothing.
+- A job with no progress for ``job_stale_after_s`` has its released (already sent once), open, unleased items
+  that have no task waiting in any queue sent again (their messages were lost with an un-persisted second of
+  Redis, or held by a worker that died before starting them); tasks are idempotent, so a duplicate costs
+  nothing. Other jobs' work in the queues does not hold this back: each item's own message is looked for.
 - Every unfinished job's window is topped up (workers/window.py): a worker that died between ending an image
   and sending the job's next one leaves a slot free, which no later image would otherwise refill.
 - A batch taking files in several requests (``open``) that got none for ``open_job_idle_s`` is closed with
@@ -41,10 +42,10 @@ from .queues import (
     NOTIFY_TASK,
     PROCESS_TASK,
     REZIP_TASK,
-    broker_queue_length,
     enqueue_headers,
     finalize_queue,
     queue_for_job,
+    waiting_items,
 )
 from .storage import TRASH_PREFIX, JobFiles, is_valid_job_id, remove_tree
 from .window import release_tasks
@@ -91,14 +92,13 @@ def reconcile_once(settings: Settings, store: JobStore, send_task: SendTask, now
     """One sweep over open and expired jobs. ``send_task(name, args, job_fields)`` enqueues a task."""
     now = time.time() if now is None else now
     report = SweepReport()
-    busy: list[bool] = []
+    waiting: list[dict[str, set[int]]] = []
 
-    def queue_busy() -> bool:
-        """Messages still waiting may be the stalled job's own: re-send only once the queue is empty
-        (a lost message shows then), asking Redis once per sweep."""
-        if not busy:
-            busy.append(broker_queue_length(store.redis, settings.worker_queue) > 0)
-        return busy[0]
+    def items_waiting(job_id: str) -> set[int]:
+        """The job's items with a task in a queue (read from Redis once per sweep, when a job is stale)."""
+        if not waiting:
+            waiting.append(waiting_items(store.redis, settings.worker_queue))
+        return waiting[0].get(job_id, set())
 
     for job_id in store.open_jobs():
         fields = store.job_fields(job_id)
@@ -122,12 +122,12 @@ def reconcile_once(settings: Settings, store: JobStore, send_task: SendTask, now
                 send_task(FINALIZE_TASK, [job_id], fields)
                 report.finalized.append(job_id)
                 metrics.RESENT_TOTAL.labels(reason="finalize").inc()
-        elif now - float(fields["updated_at"]) > settings.job_stale_after_s and not queue_busy():
-            leased = store.leased_items(job_id)
+        elif now - float(fields["updated_at"]) > settings.job_stale_after_s:
+            busy = store.leased_items(job_id) | items_waiting(job_id)  # worked on, or its task is queued
             states = store.item_states(job_id).items()
             # Items past the window's cursor were never sent: the top-up below sends them, in turn.
             released = int(fields.get("released", fields["total"]))
-            open_items = sorted(i for i, state in states if state not in ENDED and i not in leased and i < released)
+            open_items = sorted(i for i, state in states if state not in ENDED and i not in busy and i < released)
             for chunk in chunked(open_items, settings.task_chunk_size):
                 send_task(PROCESS_TASK, [job_id, chunk], fields)
             store.touch(job_id)

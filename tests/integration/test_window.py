@@ -12,9 +12,11 @@ import pytest
 from matteflow import metrics
 from matteflow.core.options import parse_options
 from matteflow.settings import Settings
+from matteflow.workers.app import make_celery
 from matteflow.workers.client import JobClient
 from matteflow.workers.jobstore import JobStore, NewItem, make_redis, unreleased_items
 from matteflow.workers.procs import WorkerProcess
+from matteflow.workers.queues import FINALIZE_TASK, PROCESS_TASK, queue_name, waiting_items
 from matteflow.workers.reconcile import reconcile_once
 from matteflow.workers.window import release_tasks, window_items
 
@@ -141,3 +143,24 @@ def test_two_big_batches_take_turns_on_a_real_worker(
         assert [client.store.attempts(job_id, i) for i in range(count)] == [1] * count  # each image once
     assert unreleased_items(client.redis) == 0
     client.redis.flushdb()
+
+
+def test_a_stale_job_resends_only_items_whose_task_is_not_waiting_even_with_other_work_queued(
+    store: JobStore, own_settings: Settings
+) -> None:
+    """Lost messages come back after job_stale_after_s whatever else waits: each item's own task is looked
+    for in the queues (real messages sent by Celery to a database no worker reads)."""
+    app = make_celery(own_settings)
+    job_id = new_job(store, 3)  # a batch-lane job: everything released at once
+    assert store.release(job_id) == [0, 1, 2]
+    queue = queue_name(own_settings.worker_queue, "batch")
+    app.send_task(PROCESS_TASK, args=[job_id, [0]], queue=queue)  # item 0's task still waits; 1 and 2 were lost
+    app.send_task(PROCESS_TASK, args=["another-job", [1, 2]], queue=queue)  # someone else's work
+    app.send_task(FINALIZE_TASK, args=[job_id], queue=queue_name(own_settings.worker_queue, "interactive"))
+    assert waiting_items(store.redis, own_settings.worker_queue) == {job_id: {0}, "another-job": {1, 2}}
+    sent: list[list[object]] = []
+    store.touch(job_id, when=time.time() - 3600)
+
+    report = reconcile_once(own_settings, store, lambda name, args, job: sent.append(args))
+
+    assert report.resent == {job_id: [1, 2]} and sent == [[job_id, [1]], [job_id, [2]]]
