@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +51,17 @@ def build_photos(count: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     sources = sorted((ROOT.parent / "shared" / "data" / "people").rglob("*.jpg"))
     sources = sources or sorted((ROOT / "tests" / "data" / "people").glob("*.jpg"))
-    for index in range(count):
+
+    def make(index: int) -> None:
         photo = Image.open(sources[(index * 7919) % len(sources)]).convert("RGB")
         centring = ((index * 37 % 100) / 100.0, (index * 53 % 100) / 100.0)
         photo = ImageOps.fit(photo, SIZE, method=Image.Resampling.BICUBIC, centering=centring)
         if index % 2:
             photo = ImageOps.mirror(photo)
         photo.save(folder / f"photo_{index:04d}.jpg", quality=90)
+
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # Pillow releases the GIL while it resizes and encodes
+        list(pool.map(make, range(count)))
     return folder
 
 
@@ -70,6 +75,7 @@ class GpuSampler(threading.Thread):
         super().__init__(daemon=True)
         self.interval = interval
         self.samples: list[tuple[float, float]] = []
+        self.cpu_samples: list[float] = []  # cores busy, machine-wide
         self.source = "none"
         self._stop_event = threading.Event()
         self._read = self._reader()
@@ -102,20 +108,28 @@ class GpuSampler(threading.Thread):
         return None
 
     def run(self) -> None:
-        while self._read is not None and not self._stop_event.is_set():
+        import psutil
+
+        psutil.cpu_percent()  # the first call only starts the interval
+        while not self._stop_event.is_set():
             with contextlib.suppress(Exception):  # a lost sample is not worth the benchmark
-                self.samples.append(self._read())
+                if self._read is not None:
+                    self.samples.append(self._read())
             self._stop_event.wait(self.interval)
+            # All cores: is the CPU side (decode, encode, Python) what the GPU waits for?
+            self.cpu_samples.append(psutil.cpu_percent() * (os.cpu_count() or 1) / 100.0)
 
     def stop(self) -> dict[str, Any]:
         self._stop_event.set()
         if self.is_alive():
             self.join(5)
+        cpu = {"cpu_cores_busy_mean": statistics.fmean(self.cpu_samples)} if self.cpu_samples else {}
         if not self.samples:
-            return {"source": self.source}
+            return {"source": self.source, **cpu}
         utils = [u for u, _ in self.samples]
         return {
             "source": self.source,
+            **cpu,
             "util_mean_pct": statistics.fmean(utils),
             "util_max_pct": max(utils),
             "memory_max_mib": max(m for _, m in self.samples) / 2**20,
@@ -179,6 +193,87 @@ def compare_one_image(paths: list[Path], device: str, model_spec: str, rounds: i
     report["speedup_postprocess"] = post_ratio
     print(f"   torch path vs today: {ratio:.2f}x whole image, {post_ratio:.2f}x post-processing (>1 = torch faster)")
     return report
+
+
+# -- 1b. the engine alone, as a worker's threads drive it ------------------------------------------------------
+
+
+class StackSampler(threading.Thread):
+    """Where the other threads are, every ``interval`` s: the innermost frame of each (file:function), counted.
+    A thread waiting (a lock, a future, a queue) shows there too, which is the point: what the pipeline waits on."""
+
+    def __init__(self, interval: float = 0.005) -> None:
+        super().__init__(daemon=True)
+        self.interval = interval
+        self.counts: dict[str, int] = {}
+        self.samples = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        me = threading.get_ident()
+        names = {}
+        while not self._stop_event.wait(self.interval):
+            names = {t.ident: t.name for t in threading.enumerate()}
+            for ident, frame in sys._current_frames().items():
+                if ident == me:
+                    continue
+                code = frame.f_code
+                kind = names.get(ident, "?").split("_")[0].rstrip("-0123456789")
+                key = f"{kind}: {Path(code.co_filename).name}:{code.co_name}:{frame.f_lineno}"
+                self.counts[key] = self.counts.get(key, 0) + 1
+            self.samples += 1
+
+    def stop(self, top: int = 25) -> list[tuple[str, float]]:
+        self._stop_event.set()
+        self.join(5)
+        ranked = sorted(self.counts.items(), key=lambda kv: -kv[1])[:top]
+        return [(key, count / max(1, self.samples)) for key, count in ranked]
+
+
+def engine_throughput(paths: list[Path], args: argparse.Namespace, device: str) -> dict[str, Any]:
+    """``--engine-threads`` threads each running chunks of ``--batch`` images through one DeviceMatteEngine
+    (decode threads and encoder processes = cores, as a worker builds it), no queue, no Redis, no files: the
+    ceiling the worker's own plumbing is measured against."""
+    from matteflow.core.device_engine import DeviceMatteEngine
+    from matteflow.core.encode_pool import EncodePool
+    from matteflow.core.options import parse_options
+    from matteflow.core.registry import ModelSet
+
+    engine = DeviceMatteEngine(
+        ModelSet.from_specs(device=device),
+        max_pixels=60_000_000,
+        device=device,
+        encoder=EncodePool(args.encode_processes),
+        max_batch=args.batch,
+    )
+    options = parse_options(format="png", model=args.request_model)
+    datas = [p.read_bytes() for p in paths]
+    chunks = [datas[i : i + args.batch] for i in range(0, len(datas), args.batch)]
+    try:
+        for chunk in chunks[: args.engine_threads]:  # warm-up: models, cuDNN, encoder processes
+            engine.process_many(chunk, options)
+        gpu, stacks = GpuSampler(), StackSampler()
+        gpu.start()
+        stacks.start()
+        started = time.perf_counter()
+        with ThreadPoolExecutor(args.engine_threads, thread_name_prefix="chunk") as pool:
+            outcomes = [r for results in pool.map(lambda c: engine.process_many(c, options), chunks) for r in results]
+        elapsed = time.perf_counter() - started
+        where = stacks.stop()
+        used = gpu.stop()
+    finally:
+        engine.close()
+    failed = sum(1 for r in outcomes if not hasattr(r, "image"))
+    print(
+        f"\n1b. The engine alone: {len(datas)} images, {args.engine_threads} threads x chunks of {args.batch}: "
+        f"{len(datas) / elapsed:.2f} images/s ({failed} failed), CPU cores busy "
+        f"{used.get('cpu_cores_busy_mean', float('nan')):.1f} of {os.cpu_count()}, GPU utilisation "
+        f"{used.get('util_mean_pct', float('nan')):.0f} %"
+    )
+    print("   where the threads are (share of samples, a thread per sample each):")
+    for key, share in where:
+        print(f"   {share:6.2f}  {key}")
+    return {"images_per_s": len(datas) / elapsed, "failed": failed, "gpu": used, "stacks": where}
 
 
 # -- 2. the whole worker path ---------------------------------------------------------------------------------
@@ -273,9 +368,13 @@ def run_worker_path(paths: list[Path], args: argparse.Namespace, device: str) ->
             "gpu_memory_used_bytes_metric": after["gpu_memory_used_bytes_metric"],
             "stage_ms_per_image": stage_ms(baseline, after),
         }
-        if marks:  # steady state: from 10 % of the images ended to all of them
-            t10, n10 = marks
-            result["steady_images_per_s"] = (len(files) - n10) / max(1e-9, (started + elapsed) - t10)
+        if "all" in marks:  # the images alone, without the ZIP the job's end waits for
+            result["images_seconds"] = marks["all"][0] - started
+            result["zip_seconds"] = started + elapsed - marks["all"][0]
+        if "tenth" in marks:  # steady state: from 10 % of the images ended to all of them
+            t10, n10 = marks["tenth"]
+            end = marks["all"][0] if "all" in marks else started + elapsed
+            result["steady_images_per_s"] = (len(files) - n10) / max(1e-9, end - t10)
     finally:
         worker.kill()
         redis.kill()
@@ -286,17 +385,21 @@ def run_worker_path(paths: list[Path], args: argparse.Namespace, device: str) ->
     return result
 
 
-def wait_done(client: Any, job_id: str, timeout: float, total: int = 0) -> tuple[float, int] | None:
+def wait_done(client: Any, job_id: str, timeout: float, total: int = 0) -> dict[str, tuple[float, int]]:
+    """Poll the job until it is done (its ZIP written); returns when 10 % and all of its images had ended
+    (perf_counter time, images ended then), as far as seen."""
     deadline = time.monotonic() + timeout
-    mark: tuple[float, int] | None = None
+    marks: dict[str, tuple[float, int]] = {}
     while time.monotonic() < deadline:
         job = client.get_job(job_id)
         if job is not None:
             ended = job["done"] + job["failed"]
-            if total and mark is None and ended >= max(1, total // 10):
-                mark = (time.perf_counter(), ended)
+            if total and "tenth" not in marks and ended >= max(1, total // 10):
+                marks["tenth"] = (time.perf_counter(), ended)
+            if total and "all" not in marks and ended >= total:
+                marks["all"] = (time.perf_counter(), ended)
             if job["state"] in ("done", "failed"):
-                return mark
+                return marks
         time.sleep(0.05)
     raise TimeoutError(f"job {job_id} not done after {timeout:g}s")
 
@@ -317,6 +420,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--torch-threads", type=int, default=0, help="torch CPU threads in part 1 (0: torch's default)")
     parser.add_argument("--skip-worker", action="store_true")
+    parser.add_argument(
+        "--engine-threads", type=int, default=0, help="1b: the engine alone with this many threads (0: skip)"
+    )
     args = parser.parse_args()
 
     import torch
@@ -341,6 +447,8 @@ def main() -> int:
     summary: dict[str, Any] = {"device": device, "cpu_cores": os.cpu_count(), "torch": torch.__version__}
     if args.one_image:
         summary["one_image"] = compare_one_image(photos[: args.one_image], device, args.model, args.rounds)
+    if args.engine_threads:
+        summary["engine_alone"] = engine_throughput(photos[:count], args, device)
     if not args.skip_worker:
         paths = photos[:count]
         print(
@@ -350,9 +458,14 @@ def main() -> int:
         )
         run = run_worker_path(paths, args, device)
         summary["worker"] = run
-        print(f"   {run['images']} images in {run['seconds']:.2f}s (of which submitting {run['submit_seconds']:.2f}s)")
         print(
-            f"   images/s: {run['images_per_s']:.2f} overall, {run.get('steady_images_per_s', float('nan')):.2f} steady"
+            f"   {run['images']} images in {run['seconds']:.2f}s to the ZIP (submitting {run['submit_seconds']:.2f}s, "
+            f"the ZIP after the last image {run.get('zip_seconds', float('nan')):.2f}s)"
+        )
+        images_s = run.get("images_seconds", run["seconds"])
+        print(
+            f"   images/s: {run['images_per_s']:.2f} to the ZIP, {run['images'] / images_s:.2f} to the last image, "
+            f"{run.get('steady_images_per_s', float('nan')):.2f} steady (10 % to the last image)"
         )
         gpu = run["gpu"]
         if "util_mean_pct" in gpu:
@@ -362,6 +475,7 @@ def main() -> int:
             )
         else:
             print(f"   GPU utilisation/memory: not sampled ({gpu['source']})")
+        print(f"   CPU: {gpu.get('cpu_cores_busy_mean', float('nan')):.1f} of {os.cpu_count()} cores busy (mean)")
         metric = run["gpu_memory_used_bytes_metric"]
         shown = ", ".join(f"{d}: {v / 2**20:.0f} MiB" for d, v in metric.items()) or "absent (no GPU / no NVML)"
         print(f"   worker metric matteflow_gpu_memory_used_bytes: {shown}")

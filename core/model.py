@@ -5,8 +5,9 @@ Specs understood by :func:`load_model`:
 - ``default`` (also ``people``): the people model shipped in ``matteflow/models`` (ONNX through onnxruntime
   on the CPU; the safetensors weights through torch in fp16 on a CUDA device).
 - ``general``: the shipped salient-object model (U^2-Net-p) for products and objects: int8
-  (``general-u2netp-int8.onnx``) on the CPU, fp32 (``general-u2netp.onnx``) on a GPU; ``general-fp32`` and
-  ``general-int8`` pin one.
+  (``general-u2netp-int8.onnx``) on the CPU; on a CUDA device the same network in torch
+  (``general-u2netp.safetensors``, :mod:`matteflow.core.u2netp`), else the fp32 ONNX file where onnxruntime
+  has the CUDA provider; ``general-fp32`` and ``general-int8`` pin a precision (int8: always the ONNX file).
 - ``onnx:<path>``: any ONNX file with input ``image`` (N x 3 x H x W float32 RGB in [0, 1]) and output
   ``alpha`` (N x 1 x H x W in [0, 1]); a ``<path>.json`` sidecar may give ``input_size`` and ``resize``.
 - ``torch:<path>``: a safetensors file of an architecture from :mod:`matteflow.core.unet`, with sidecar.
@@ -159,14 +160,25 @@ class OnnxMattingModel:
 
 
 class TorchMattingModel:
-    """A torch network, in fp16 on CUDA (the GPU workers' path) or fp32 on the CPU."""
+    """A torch network, in fp16 on CUDA (the GPU workers' path; ``half=False`` keeps fp32) or fp32 on the CPU."""
 
-    def __init__(self, module: object, device: str, input_size: int, name: str, resize: str = "long-side") -> None:
+    def __init__(
+        self,
+        module: object,
+        device: str,
+        input_size: int,
+        name: str,
+        resize: str = "long-side",
+        half: bool = True,
+        tf32: bool = True,
+    ) -> None:
         import torch
 
         self._torch = torch
         self._device = torch.device(device)
-        self._half = self._device.type == "cuda"
+        self._half = half and self._device.type == "cuda"
+        # cuDNN runs fp32 convolutions in TF32 by default (10-bit mantissa); tf32=False keeps them fp32.
+        self._tf32 = tf32
         module = module.to(self._device).eval()  # type: ignore[attr-defined]
         self._module = module.half() if self._half else module
         self.device = str(self._device)
@@ -182,7 +194,14 @@ class TorchMattingModel:
             tensor = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self._device)
             if self._half:
                 tensor = tensor.half()
-            alpha = self._module(tensor)  # type: ignore[operator]
+            # A process-wide flag: set and restored under this model's lock; other threads' torch work only
+            # ever sees it tighter, never looser.
+            allowed = torch.backends.cudnn.allow_tf32
+            torch.backends.cudnn.allow_tf32 = allowed and self._tf32
+            try:
+                alpha = self._module(tensor)  # type: ignore[operator]
+            finally:
+                torch.backends.cudnn.allow_tf32 = allowed
             return alpha[:, 0].float().cpu().numpy()
 
 
@@ -233,10 +252,35 @@ def _onnx_on_cuda(device: str) -> bool:
     return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
-def _shipped_general(device: str, threads: int, precision: str = "auto") -> OnnxMattingModel:
-    """The shipped general model. ``precision`` ``auto`` takes the int8 file wherever it runs on the CPU (~1.7x
-    faster, the same cut-outs: models/README.md, "General model, int8") and the fp32 one where onnxruntime's
-    CUDA provider runs it on a GPU; ``fp32`` / ``int8`` force one file."""
+def _torch_general(device: str) -> TorchMattingModel | None:
+    """The general model in torch on a CUDA ``device`` (:mod:`matteflow.core.u2netp`), or None where torch or
+    the shipped weights are missing. fp32 without TF32: its per-image stretch amplifies rounding where the
+    network's output range is small (TF32 put single pixels 0.09 off the ONNX file's alpha on an H200), and at
+    320 x 320 it is a few ms of a batch either way."""
+    files = shipped_model_files(GENERAL_MODEL_NAME)
+    if files.weights is None:
+        return None
+    try:
+        from .u2netp import load_general
+    except ImportError:  # no torch: the ONNX file serves
+        return None
+    try:
+        module = load_general(files.weights, min_max=bool(files.sidecar.get("min_max", True)))
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ModelError(f"cannot load torch weights {files.weights}: {exc}") from exc
+    size = int(files.sidecar.get("input_size", DEFAULT_INPUT_SIZE))
+    resize = _resize_mode(files.sidecar, files.weights)
+    return TorchMattingModel(module, device, size, name=GENERAL_MODEL_NAME, resize=resize, half=False, tf32=False)
+
+
+def _shipped_general(device: str, threads: int, precision: str = "auto") -> MattingModel:
+    """The shipped general model. On a CUDA device in torch, on the GPU beside the people model (a GPU
+    worker's onnxruntime seldom has the CUDA provider, and the general model on its CPU held an H200 worker to
+    15 images/s: bench/README.md, section 5). Elsewhere ONNX: ``precision`` ``auto`` takes the int8 file
+    wherever it runs on the CPU (~1.7x faster, the same cut-outs: models/README.md, "General model, int8") and
+    the fp32 one where onnxruntime's CUDA provider runs it on a GPU; ``fp32`` / ``int8`` force one file."""
+    if device.startswith("cuda") and precision != "int8" and (model := _torch_general(device)) is not None:
+        return model
     use_int8 = precision == "int8" or (precision == "auto" and not _onnx_on_cuda(device))
     stem = GENERAL_INT8_NAME if use_int8 else GENERAL_MODEL_NAME
     files = shipped_model_files(stem)

@@ -97,7 +97,8 @@ def convert_u2netp(teacher: Path, min_max: bool = True) -> Any:
 
 
 def export_general(teachers_dir: Path, out_dir: Path, min_max: bool = True) -> Path:
-    """Write ``<out_dir>/general-u2netp.onnx`` and its sidecar JSON; returns the ONNX path."""
+    """Write ``<out_dir>/general-u2netp.onnx``, its sidecar JSON and the same weights for torch
+    (``general-u2netp.safetensors``); returns the ONNX path."""
     import onnx
 
     teacher = Path(teachers_dir) / TEACHER_FILE
@@ -113,6 +114,50 @@ def export_general(teachers_dir: Path, out_dir: Path, min_max: bool = True) -> P
         "teacher_sha256": hashlib.sha256(teacher.read_bytes()).hexdigest(),
     }
     target.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
+    export_general_torch(target)
+    return target
+
+
+def torch_weights_from_onnx(onnx_path: Path) -> dict[str, Any]:
+    """The state dict of :class:`matteflow.core.u2netp.U2NetP` from the general model's ONNX file: its Conv
+    nodes (batch norms folded in by the exporter) in graph order, which is the network's execution order, paired
+    with the torch module's convolutions in theirs; every pair's shape, padding and dilation must agree."""
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    from matteflow.core.u2netp import U2NetP, conv_order
+
+    graph = onnx.load(str(onnx_path)).graph
+    initializers = {init.name: init for init in graph.initializer}
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    network = U2NetP()
+    modules = dict(network.named_modules())
+    order = conv_order(network)
+    if len(convs) != len(order):
+        raise ValueError(f"{onnx_path} has {len(convs)} convolutions; U2NetP has {len(order)}")
+    state: dict[str, Any] = {}
+    for prefix, node in zip(order, convs, strict=True):
+        conv = modules[prefix]
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        weight = numpy_helper.to_array(initializers[node.input[1]])
+        bias = numpy_helper.to_array(initializers[node.input[2]])
+        expected = (tuple(conv.weight.shape), list(conv.dilation), list(conv.padding) * 2)
+        found = (weight.shape, list(attrs.get("dilations", [1, 1])), list(attrs.get("pads", [0, 0, 0, 0])))
+        if expected != found:
+            raise ValueError(f"{prefix}: ONNX node {node.name or node.output[0]} is {found}, expected {expected}")
+        state[f"{prefix}.weight"] = torch.from_numpy(weight.copy())
+        state[f"{prefix}.bias"] = torch.from_numpy(bias.copy())
+    network.load_state_dict(state, strict=True)  # every parameter, no more
+    return state
+
+
+def export_general_torch(onnx_path: Path) -> Path:
+    """Write ``general-u2netp.safetensors`` beside the ONNX file: the same network for torch on a GPU."""
+    from safetensors.torch import save_file
+
+    target = onnx_path.with_suffix(".safetensors")
+    save_file(torch_weights_from_onnx(onnx_path), str(target), metadata={"source": onnx_path.name})
     return target
 
 
