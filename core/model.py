@@ -170,15 +170,12 @@ class TorchMattingModel:
         name: str,
         resize: str = "long-side",
         half: bool = True,
-        tf32: bool = True,
     ) -> None:
         import torch
 
         self._torch = torch
         self._device = torch.device(device)
         self._half = half and self._device.type == "cuda"
-        # cuDNN runs fp32 convolutions in TF32 by default (10-bit mantissa); tf32=False keeps them fp32.
-        self._tf32 = tf32
         module = module.to(self._device).eval()  # type: ignore[attr-defined]
         self._module = module.half() if self._half else module
         self.device = str(self._device)
@@ -194,14 +191,7 @@ class TorchMattingModel:
             tensor = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self._device)
             if self._half:
                 tensor = tensor.half()
-            # A process-wide flag: set and restored under this model's lock; other threads' torch work only
-            # ever sees it tighter, never looser.
-            allowed = torch.backends.cudnn.allow_tf32
-            torch.backends.cudnn.allow_tf32 = allowed and self._tf32
-            try:
-                alpha = self._module(tensor)  # type: ignore[operator]
-            finally:
-                torch.backends.cudnn.allow_tf32 = allowed
+            alpha = self._module(tensor)  # type: ignore[operator]
             return alpha[:, 0].float().cpu().numpy()
 
 
@@ -254,9 +244,10 @@ def _onnx_on_cuda(device: str) -> bool:
 
 def _torch_general(device: str) -> TorchMattingModel | None:
     """The general model in torch on a CUDA ``device`` (:mod:`matteflow.core.u2netp`), or None where torch or
-    the shipped weights are missing. fp32 without TF32: its per-image stretch amplifies rounding where the
-    network's output range is small (TF32 put single pixels 0.09 off the ONNX file's alpha on an H200), and at
-    320 x 320 it is a few ms of a batch either way."""
+    the shipped weights are missing. fp32 (cuDNN's default TF32 convolutions): fp16's rounding would be
+    stretched by the per-image min-max where the network's output range is small. On an H200 TF32 left the
+    alpha 0.002 from the ONNX file's on average (single pixels 0.09); strict fp32 made this network the
+    worker's bottleneck (26 against 43 images/s: bench/README.md, section 5)."""
     files = shipped_model_files(GENERAL_MODEL_NAME)
     if files.weights is None:
         return None
@@ -270,7 +261,7 @@ def _torch_general(device: str) -> TorchMattingModel | None:
         raise ModelError(f"cannot load torch weights {files.weights}: {exc}") from exc
     size = int(files.sidecar.get("input_size", DEFAULT_INPUT_SIZE))
     resize = _resize_mode(files.sidecar, files.weights)
-    return TorchMattingModel(module, device, size, name=GENERAL_MODEL_NAME, resize=resize, half=False, tf32=False)
+    return TorchMattingModel(module, device, size, name=GENERAL_MODEL_NAME, resize=resize, half=False)
 
 
 def _shipped_general(device: str, threads: int, precision: str = "auto") -> MattingModel:
