@@ -279,21 +279,25 @@ def engine_throughput(paths: list[Path], args: argparse.Namespace, device: str) 
 # -- 2. the whole worker path ---------------------------------------------------------------------------------
 
 
-def scrape_metrics(port: int) -> dict[str, Any]:
+def scrape_metrics(ports: list[int]) -> dict[str, Any]:
+    """Stage times summed over the workers' ``/metrics``; the GPU memory metric as each reports it."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     stage_sum: dict[str, float] = {}
     stage_count: dict[str, float] = {}
     gpu_used: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "matteflow_stage_seconds_sum":
-                stage_sum[sample.labels["stage"]] = sample.value
-            elif sample.name == "matteflow_stage_seconds_count":
-                stage_count[sample.labels["stage"]] = sample.value
-            elif sample.name == "matteflow_gpu_memory_used_bytes":
-                gpu_used[sample.labels.get("device", "?")] = sample.value
+    for n, port in enumerate(ports):
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                stage = sample.labels.get("stage", "")
+                if sample.name == "matteflow_stage_seconds_sum":
+                    stage_sum[stage] = stage_sum.get(stage, 0.0) + sample.value
+                elif sample.name == "matteflow_stage_seconds_count":
+                    stage_count[stage] = stage_count.get(stage, 0.0) + sample.value
+                elif sample.name == "matteflow_gpu_memory_used_bytes":
+                    name = sample.labels.get("device", "?")
+                    gpu_used[name if len(ports) == 1 else f"worker {n}, {name}"] = sample.value
     return {"stage_sum": stage_sum, "stage_count": stage_count, "gpu_memory_used_bytes_metric": gpu_used}
 
 
@@ -315,7 +319,9 @@ def run_worker_path(paths: list[Path], args: argparse.Namespace, device: str) ->
 
     work = Path(tempfile.mkdtemp(prefix="matteflow-gpu-bench-"))
     redis = EmbeddedRedis(work / "redis").start()
-    metrics_port = free_port()
+    # Several worker processes may share the GPU (--workers): each its own Python, so its own GIL; the
+    # encoder processes are shared out among them.
+    encoders = args.encode_processes or max(1, (os.cpu_count() or 1) // args.workers)
     settings = Settings(
         redis_url=redis.url,
         storage_dir=work / "storage",
@@ -323,30 +329,36 @@ def run_worker_path(paths: list[Path], args: argparse.Namespace, device: str) ->
         device=device,
         worker_concurrency=args.concurrency,
         worker_pool="threads",
-        worker_metrics_port=metrics_port,
         gpu_batch_size=args.batch,
         task_chunk_size=args.batch,
         postprocess=args.postprocess,
-        encode_processes=args.encode_processes,
+        encode_processes=encoders,
         max_files_per_job=max(5000, len(paths)),
         log_level="WARNING",
     )
-    worker = WorkerProcess(
-        settings,
-        name="gpubench",
-        command=[sys.executable, "-m", "matteflow", "worker", "--name", "gpubench"],
-        log_path=work / "worker.log",
-    )
+    ports = [free_port() for _ in range(args.workers)]
+    workers = [
+        WorkerProcess(
+            settings.replace(worker_metrics_port=port),
+            name=f"gpubench{n}",
+            command=[sys.executable, "-m", "matteflow", "worker", "--name", f"gpubench{n}"],
+            log_path=work / f"worker{n}.log",
+        )
+        for n, port in enumerate(ports)
+    ]
     client = JobClient(settings)
     result: dict[str, Any] = {}
     try:
-        worker.start()
-        worker.wait_ready(client.celery, timeout=180)
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.wait_ready(client.celery, timeout=180)
         options = parse_options(format="png", model=args.request_model)
         files = [(p.name, p.read_bytes()) for p in paths]
-        warm = client.create_job(files[: args.batch * args.concurrency], options)  # model load, cuDNN, pools
+        # Model load, cuDNN, pools: enough chunks for every thread of every worker.
+        warm = client.create_job(files[: args.batch * args.concurrency * args.workers], options)
         wait_done(client, warm, 600)
-        baseline = scrape_metrics(metrics_port)
+        baseline = scrape_metrics(ports)
         sampler = GpuSampler()
         sampler.start()
         started = time.perf_counter()
@@ -355,7 +367,7 @@ def run_worker_path(paths: list[Path], args: argparse.Namespace, device: str) ->
         marks = wait_done(client, job_id, 3600, len(files))
         elapsed = time.perf_counter() - started
         gpu = sampler.stop()
-        after = scrape_metrics(metrics_port)
+        after = scrape_metrics(ports)
         job = client.get_job(job_id) or {}
         result = {
             "request_model": args.request_model,
@@ -376,9 +388,11 @@ def run_worker_path(paths: list[Path], args: argparse.Namespace, device: str) ->
             end = marks["all"][0] if "all" in marks else started + elapsed
             result["steady_images_per_s"] = (len(files) - n10) / max(1e-9, end - t10)
     finally:
-        worker.kill()
+        for worker in workers:
+            worker.kill()
         redis.kill()
-        tail = (work / "worker.log").read_text(errors="replace")[-1500:] if (work / "worker.log").exists() else ""
+        log = work / "worker0.log"
+        tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
         shutil.rmtree(work, ignore_errors=True)
     if result.get("failed"):
         print(f"note: {result['failed']} images failed; worker log tail:\n{tail}")
@@ -414,6 +428,7 @@ def main() -> int:
     )
     parser.add_argument("--batch", type=int, default=16, help="images per task and per device batch")
     parser.add_argument("--concurrency", type=int, default=3, help="worker threads (chunks in flight)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes sharing the GPU")
     parser.add_argument("--encode-processes", type=int, default=0, help="encoder processes (0 = cores)")
     parser.add_argument("--postprocess", default="torch", help="torch (the device path) | numpy | auto")
     parser.add_argument("--one-image", type=int, default=5, help="photos for the one-image comparison (0: skip)")
@@ -452,8 +467,8 @@ def main() -> int:
     if not args.skip_worker:
         paths = photos[:count]
         print(
-            f"\n2. Whole worker path: {len(paths)} 1080p JPEGs -> transparent PNG, one `matteflow worker` "
-            f"(threads x{args.concurrency}, {args.batch} images per task, post-processing {args.postprocess}, "
+            f"\n2. Whole worker path: {len(paths)} 1080p JPEGs -> transparent PNG, {args.workers} `matteflow worker` "
+            f"(threads x{args.concurrency} each, {args.batch} images per task, post-processing {args.postprocess}, "
             f"model {args.request_model})"
         )
         run = run_worker_path(paths, args, device)

@@ -588,8 +588,39 @@ class JobStore:
         """Mark an item running under ``owner``'s lease of ``lease_s`` seconds and count the attempt. Returns
         the attempt number (1, 2, ...), or ALREADY_ENDED / UNKNOWN / LEASED: the caller must then do nothing.
         ``holder`` says where it runs (worker host name and pid), for people and tests: see :meth:`holders`."""
+        return int(self._start_call(job_id, index, owner, lease_s, holder))
+
+    def _start_call(self, job_id: str, index: int, owner: str, lease_s: float, holder: str, client: Any = None) -> Any:
         keys = [_job_key(job_id, s) for s in ("", "state", "attempts", "owner", "lease", "holder")]
-        return int(self._start(keys=keys, args=[index, time.time(), owner, _ms(lease_s), holder]))
+        return self._start(keys=keys, args=[index, time.time(), owner, _ms(lease_s), holder], client=client)
+
+    def start_items(
+        self, job_id: str, indices: Sequence[int], owner: str, lease_s: float, holder: str = ""
+    ) -> list[int]:
+        """:meth:`start_item` for each of ``indices`` (each atomic on its own, as there), in one round trip:
+        a chunk's starts cost one request however many images it holds."""
+        pipe = self.redis.pipeline(transaction=False)
+        for index in indices:
+            self._start_call(job_id, index, owner, lease_s, holder, client=pipe)
+        return [int(value) for value in pipe.execute()]
+
+    def stored_names(self, job_id: str, indices: Sequence[int]) -> list[str | None]:
+        """:meth:`stored_name` of each of ``indices``, in one round trip."""
+        if not indices:
+            return []
+        values = self.redis.hmget(_job_key(job_id, "stored"), list(indices))
+        return [_text(value) if value is not None else None for value in values]
+
+    def end_done_items(self, job_id: str, results: Sequence[tuple[int, str, float, Sequence[str]]]) -> list[int]:
+        """For each ``(index, model, confidence, warnings)``: :meth:`record_result`, then :meth:`end_item` done,
+        in that order and in one round trip. Returns what each end returned (items still open, or
+        ALREADY_ENDED / UNKNOWN), in the order of ``results``."""
+        pipe = self.redis.pipeline(transaction=False)
+        for index, model, confidence, warnings in results:
+            self._record_call(job_id, index, model, confidence, warnings, client=pipe)
+            self._end_call(job_id, index, "done", client=pipe)
+        replies = pipe.execute()
+        return [int(value) for value in replies[1::2]]
 
     def holders(self, job_id: str) -> dict[int, str]:
         """Which worker (``name@host/pid``) holds each leased item of the job."""
@@ -622,9 +653,14 @@ class JobStore:
         last one, so the caller finalises), ALREADY_ENDED when a duplicate got here first, or UNKNOWN."""
         if state not in ENDED:
             raise ValueError(f"an item ends as done or failed, not {state!r}")
+        return int(self._end_call(job_id, index, state, error, error_type))
+
+    def _end_call(
+        self, job_id: str, index: int, state: str, error: str = "", error_type: str = "", client: Any = None
+    ) -> Any:
         keys = [_job_key(job_id, s) for s in ("", "state", "error", "etype", "events", "owner", "lease", "holder")]
         args = [index, state, error, error_type or "MattingError", time.time(), EVENTS_TTL_S]
-        return int(self._end(keys=keys, args=args))
+        return self._end(keys=keys, args=args, client=client)
 
     def record_result(
         self, job_id: str, index: int, model: str, confidence: float, warnings: Sequence[str] = ()
@@ -633,10 +669,14 @@ class JobStore:
         with no subject, a shadow with no floor, a size limit not met); call before ending it done (a
         redelivered duplicate writes the same facts again, which is harmless). A job deleted meanwhile stays
         deleted: nothing is written for it."""
+        self._record_call(job_id, index, model, confidence, warnings)
+
+    def _record_call(
+        self, job_id: str, index: int, model: str, confidence: float, warnings: Sequence[str], client: Any = None
+    ) -> Any:
         keys = [_job_key(job_id, s) for s in ("", "model", "confidence", "warnings")]
-        self._record(
-            keys=keys, args=[index, model, f"{confidence:.4f}", json.dumps(list(warnings)) if warnings else ""]
-        )
+        notes = json.dumps(list(warnings)) if warnings else ""
+        return self._record(keys=keys, args=[index, model, f"{confidence:.4f}", notes], client=client)
 
     def finish_job(self, job_id: str, zip_name: str = "", state: str = "done", error: str = "") -> int:
         """Mark the job done (every item ended) or failed (it could not run). 1 if this call did it, 0 if it

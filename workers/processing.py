@@ -94,7 +94,10 @@ class ChunkRunner:
         self.max_attempts = settings.task_max_retries + 1
 
     def _end(self, index: int, state: str, error: str = "", error_type: str = "") -> None:
-        remaining = self.store.end_item(self.job_id, index, state, error, error_type)
+        self._count_end(index, state, self.store.end_item(self.job_id, index, state, error, error_type))
+
+    def _count_end(self, index: int, state: str, remaining: int) -> None:
+        """Account for an item's end as ``end_item`` answered it (``remaining``: items still open, or < 0)."""
         if remaining < 0:  # a duplicate delivery ended it first: nothing to count
             self.outcome.skipped.append(index)
             return
@@ -111,8 +114,10 @@ class ChunkRunner:
         options = parse_options(json.loads(fields["options"]))
         files = JobFiles(self.settings.jobs_dir, self.job_id)
         todo: list[tuple[int, int]] = []  # (index, attempt)
-        for index in indices:
-            attempt = self.store.start_item(self.job_id, index, self.owner, self.settings.item_lease_s, self.holder)
+        # One round trip for the chunk's starts (and one for its stored names): a GPU worker's chunk is 16
+        # images or more, and its Redis may be a network hop away (bench/chunk_bench.py).
+        attempts = self.store.start_items(self.job_id, indices, self.owner, self.settings.item_lease_s, self.holder)
+        for index, attempt in zip(indices, attempts, strict=True):
             if attempt < 0:
                 self.outcome.skipped.append(index)
             elif _has_checkpoint(files, index, options):
@@ -131,7 +136,12 @@ class ChunkRunner:
             # Leases are renewed from here on: reading an input may mean fetching it from its URL first.
             held = self.keeper.holding(self.job_id, self.owner, [i for i, _ in todo]) if self.keeper else None
             with held or contextlib.nullcontext():
-                pending = [(i, a, data) for i, a in todo if (data := self._read_input(files, i, a)) is not None]
+                names = self.store.stored_names(self.job_id, [i for i, _ in todo])
+                pending = [
+                    (i, a, data)
+                    for (i, a), stored in zip(todo, names, strict=True)
+                    if (data := self._read_input(files, i, a, stored)) is not None
+                ]
                 if pending:
                     self._process(files, options, pending)
         return self.outcome
@@ -140,8 +150,7 @@ class ChunkRunner:
         """The job's background image, decoded (upright RGB), for every item of this chunk."""
         return decode_image(files.backdrop_path.read_bytes(), self.settings.max_pixels).rgb
 
-    def _read_input(self, files: JobFiles, index: int, attempt: int) -> bytes | None:
-        stored = self.store.stored_name(self.job_id, index)
+    def _read_input(self, files: JobFiles, index: int, attempt: int, stored: str | None) -> bytes | None:
         try:
             if not stored:
                 raise FileNotFoundError(f"no stored name recorded for item {index}")
@@ -202,30 +211,45 @@ class ChunkRunner:
                 self._transient(index, attempt, exc)
             return
         per_item = (time.perf_counter() - started) / len(pending)
+        written: list[tuple[int, MatteResult]] = []
+        write_started = time.perf_counter()
         for (index, attempt, _), result in zip(pending, results, strict=True):
             if isinstance(result, InputError):
                 self._end(index, "failed", str(result), type(result).__name__)
             elif isinstance(result, MattingError):
                 self._transient(index, attempt, result)
+            elif self._write_result(files, index, attempt, result):
+                written.append((index, result))
+        if not written:
+            return
+        # Every result is on disk before its item is marked done (a crash in between leaves a checkpoint that
+        # the next attempt finds); the marks go in one round trip, each item recorded then ended, in order.
+        ends = self.store.end_done_items(
+            self.job_id, [(index, r.model, r.confidence, r.warnings) for index, r in written]
+        )
+        per_write = (time.perf_counter() - write_started) / len(written)
+        for (index, result), remaining in zip(written, ends, strict=True):
+            self._count_end(index, "done", remaining)
+            metrics.RESULT_CONFIDENCE.labels(model=result.model).observe(result.confidence)
+            for stage, seconds in result.timings.items():
+                metrics.STAGE_SECONDS.labels(stage=stage).observe(seconds)
+            metrics.ITEM_SECONDS.observe(per_item + per_write)
+
+    def _write_result(self, files: JobFiles, index: int, attempt: int, result: MatteResult) -> bool:
+        """Write an item's result (and mask) atomically; False when it could not be (retried, or skipped for
+        a job deleted meanwhile)."""
+        try:
+            # Never recreate the folders: a missing out/ means the job was deleted meanwhile.
+            write_atomic(files.result_path(index, result.extension), result.image, make_parents=False)
+            if result.mask is not None:
+                write_atomic(files.mask_path(index), result.mask, make_parents=False)
+        except OSError as exc:  # disk full, storage hiccup: worth another attempt
+            if isinstance(exc, FileNotFoundError) and not self.store.exists(self.job_id):
+                self.outcome.skipped.append(index)  # deleted while we worked: nothing to keep
             else:
-                write_started = time.perf_counter()
-                try:
-                    # Never recreate the folders: a missing out/ means the job was deleted meanwhile.
-                    write_atomic(files.result_path(index, result.extension), result.image, make_parents=False)
-                    if result.mask is not None:
-                        write_atomic(files.mask_path(index), result.mask, make_parents=False)
-                except OSError as exc:  # disk full, storage hiccup: worth another attempt
-                    if isinstance(exc, FileNotFoundError) and not self.store.exists(self.job_id):
-                        self.outcome.skipped.append(index)  # deleted while we worked: nothing to keep
-                    else:
-                        self._transient(index, attempt, exc)
-                    continue
-                self.store.record_result(self.job_id, index, result.model, result.confidence, result.warnings)
-                self._end(index, "done")
-                metrics.RESULT_CONFIDENCE.labels(model=result.model).observe(result.confidence)
-                for stage, seconds in result.timings.items():
-                    metrics.STAGE_SECONDS.labels(stage=stage).observe(seconds)
-                metrics.ITEM_SECONDS.observe(per_item + time.perf_counter() - write_started)
+                self._transient(index, attempt, exc)
+            return False
+        return True
 
     def hold_for_retry(self, countdown: float) -> None:
         """Keep the leases of the items to retry over the retry's countdown (the retry keeps this task's id,

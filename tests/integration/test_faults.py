@@ -10,15 +10,17 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
+import redis
 from PIL import Image
 
+from matteflow.core.engine import MatteResult
 from matteflow.core.options import parse_options
 from matteflow.files import write_atomic
 from matteflow.settings import Settings
 from matteflow.web import create_app
 from matteflow.workers.aggregate import finalize_job, rebuild_zip
 from matteflow.workers.client import JobClient
-from matteflow.workers.jobstore import LEASED, JobStore, NewItem, make_redis
+from matteflow.workers.jobstore import ALREADY_ENDED, LEASED, JobStore, NewItem, make_redis
 from matteflow.workers.leases import LeaseKeeper
 from matteflow.workers.processing import ChunkRunner
 from matteflow.workers.procs import WorkerProcess
@@ -213,6 +215,53 @@ def test_a_leased_item_is_left_to_its_holder_and_requeued_when_the_lease_lapses(
     assert store.start_item(job_id, 0, "task-b", lease_s=30) == 2  # the re-sent copy takes it
     assert store.end_item(job_id, 0, "done") == 0
     assert store.end_item(job_id, 0, "done") < 0  # the late old owner's finish is a no-op
+
+
+def test_a_chunks_batched_starts_and_ends_answer_item_by_item_like_the_single_calls(job_client: JobClient) -> None:
+    store, _ = _private_job(job_client)
+    own = f"private-{time.time_ns()}"
+    items = [NewItem(name, f"{i}_{name}") for i, name in enumerate(("a.jpg", "b.jpg", "c.jpg"))]
+    store.create(own, items, parse_options().to_dict())
+    assert store.start_item(own, 1, "task-a", lease_s=30) == 1  # another live task holds item 1
+    assert store.start_item(own, 2, "task-a", lease_s=30) == 1 and store.end_item(own, 2, "done") == 2
+
+    assert store.start_items(own, [0, 1, 2], "task-b", 30, "host/1") == [1, LEASED, ALREADY_ENDED]
+    assert store.holders(own)[0] == "host/1"
+    assert store.stored_names(own, [0, 2, 1]) == ["0_a.jpg", "2_c.jpg", "1_b.jpg"]
+    assert store.end_done_items(own, [(0, "general", 0.75, ["no subject"])]) == [1]  # item 1 still open
+    assert store.item_result_info(own, 0) == ("general", 0.75, ["no subject"])
+    assert store.item_states(own) == {0: "done", 1: "running", 2: "done"}
+    # A duplicate's late marks are refused item by item; the last open item's end says 0 (finalise).
+    assert store.end_done_items(own, [(0, "people", 0.5, []), (1, "people", 0.9, [])]) == [ALREADY_ENDED, 0]
+    assert store.item_result_info(own, 1)[:2] == ("people", 0.9)
+
+
+class _CountedConnection(redis.Connection):
+    requests = 0  # every command, or every pipeline, is one request to Redis
+
+    def send_packed_command(self, command: object, check_health: bool = True) -> None:
+        type(self).requests += 1
+        super().send_packed_command(command, check_health)
+
+
+def test_a_chunks_bookkeeping_costs_a_few_requests_to_redis_not_a_few_per_image(
+    job_client: JobClient, make_jpeg: Callable
+) -> None:
+    job_id, _ = record_job(job_client, [f"p{i}.jpg" for i in range(16)], make_jpeg)
+    pool = redis.ConnectionPool.from_url(job_client.settings.redis_url, connection_class=_CountedConnection)
+    store = JobStore(redis.Redis(connection_pool=pool))
+
+    class ReadyEngine:  # every result ready at once: the bookkeeping alone
+        def process_many(self, datas: list[bytes], options: object, backdrop: object = None) -> list[MatteResult]:
+            return [MatteResult(b"result", None, "png", "image/png", 4, 4, 0.9) for _ in datas]
+
+    store.redis.ping()  # the connection's own handshake is not the chunk's
+    before = _CountedConnection.requests
+    outcome = ChunkRunner(store, job_client.settings, ReadyEngine, job_id, owner="task-1").run(list(range(16)))
+
+    assert sorted(outcome.done) == list(range(16)) and outcome.last_item_ended
+    assert _CountedConnection.requests - before <= 8  # 65 when each image had its own requests
+    assert set(job_client.store.item_states(job_id).values()) == {"done"}
 
 
 def test_a_chunk_of_several_items_is_exact_item_by_item(
