@@ -325,7 +325,8 @@ def decode_image(data: bytes, max_pixels: int, max_side: int | None = None) -> D
         if max_side is not None and reducible and (factor := max(image.size) // max_side) >= 2:
             image = image.reduce(factor)
         image = _to_srgb(image)
-        image = ImageOps.exif_transpose(image) or image
+        # In place: without, Pillow returns a copy of every photo that needs no turn (~1.6 ms at 1080p).
+        ImageOps.exif_transpose(image, in_place=True)
         return _pixels(image)
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(str(exc)) from None
