@@ -125,7 +125,9 @@ def test_export_general_rebuilds_the_shipped_file_byte_for_byte(tmp_path: Path) 
     from matteflow.training.export_general import export_general
 
     built = export_general(TEACHERS, tmp_path)
-    assert built.read_bytes() == shipped_model_files("general-u2netp").onnx.read_bytes()
+    shipped = shipped_model_files("general-u2netp")
+    assert built.read_bytes() == shipped.onnx.read_bytes()
+    assert built.with_suffix(".safetensors").read_bytes() == shipped.weights.read_bytes()  # the GPU's copy too
 
 
 def test_auto_combines_a_person_photo_the_people_model_is_unsure_of(shipped_engine: MatteEngine) -> None:
