@@ -21,7 +21,7 @@ from typing import IO, Any
 import cv2
 import numpy as np
 import pillow_heif
-from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 
 from .errors import ImageTooLargeError, InvalidImageError
 
@@ -306,6 +306,42 @@ def _pixels(image: Image.Image) -> DecodedImage:
     return DecodedImage(rgb=np.asarray(image), alpha=None)
 
 
+# OpenCV >= 4.11 decodes straight to RGB; before that, BGR then a conversion (both without the GIL).
+_IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)
+_JPEG_END = b"\xff\xd9"  # EOI: a file that does not end with it may be truncated
+
+
+def _decode_plain_jpeg(data: bytes, image: Image.Image, max_side: int | None) -> np.ndarray | None:
+    """A plain JPEG photo (YCbCr, untagged or sRGB, upright, ending in EOI, no draft shrink), decoded by OpenCV
+    straight into an array; None for anything else, which Pillow's path then decodes (and reports if broken).
+
+    Why: Pillow's decode is followed by ``tobytes()`` under the GIL (a 6 MB copy per 1080p photo), where the
+    decode threads of a GPU worker spent most of their GIL time (bench/README.md, section 5); OpenCV holds no
+    GIL from the bytes to the array. Both run libjpeg-turbo with its defaults (islow DCT, fancy upsampling):
+    identical pixels (``tests/core/test_imageio.py`` checks the committed photos; 155 of 155 people photos too).
+    """
+    if image.format != "JPEG" or image.mode != "RGB":
+        return None
+    icc = image.info.get("icc_profile")
+    if icc and _transform_to_srgb(bytes(icc), "RGB") is not None:  # a profile to convert from (not sRGB)
+        return None
+    if max_side is not None and max(image.size) > max_side:  # Pillow's draft mode shrinks it while decoding
+        return None
+    if not isinstance(data, (bytes, bytearray)) or bytes(data[-2:]) != _JPEG_END:
+        return None
+    if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+        return None
+    buffer = np.frombuffer(data, np.uint8)
+    if _IMREAD_RGB is not None:
+        rgb = cv2.imdecode(buffer, _IMREAD_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
+    else:
+        bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if bgr is not None else None
+    if rgb is None or rgb.shape != (image.height, image.width, 3):
+        return None
+    return rgb
+
+
 def decode_image(data: bytes, max_pixels: int, max_side: int | None = None) -> DecodedImage:
     """Decode untrusted bytes to an upright RGB array plus the input's own alpha, if it has one.
 
@@ -315,6 +351,8 @@ def decode_image(data: bytes, max_pixels: int, max_side: int | None = None) -> D
     truncated, corrupt) or :class:`ImageTooLargeError` (over ``max_pixels``, checked before decoding).
     """
     image = _open(data, max_pixels)
+    if (plain := _decode_plain_jpeg(data, image, max_side)) is not None:
+        return DecodedImage(rgb=plain, alpha=None)
     try:
         if max_side is not None and image.format in ("JPEG", "MPO"):
             # draft() keeps the long side >= the request; EXIF rotation does not change the long side.

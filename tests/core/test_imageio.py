@@ -3,14 +3,15 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, ImageOps
 
 from matteflow.core import iccprofile as icc
 from matteflow.core.errors import ImageTooLargeError, InvalidImageError
-from matteflow.core.imageio import decode_image, encode_image, encode_mask, probe_image, read_image
+from matteflow.core.imageio import _decode_plain_jpeg, decode_image, encode_image, encode_mask, probe_image, read_image
 
 from .conftest import encode
 
@@ -236,3 +237,41 @@ def test_a_broken_or_mismatched_profile_costs_nothing(portrait_rgb: np.ndarray) 
     for profile in (broken, gray_on_rgb, b"not a profile at all"):
         rgb = read_image(encode(Image.fromarray(portrait_rgb), "PNG", icc_profile=profile), LIMIT)
         assert np.array_equal(rgb, portrait_rgb)
+
+
+PHOTOS = sorted((Path(__file__).resolve().parents[1] / "data").rglob("*.jpg"))
+
+
+def _pillow_pixels(data: bytes) -> np.ndarray:
+    image = Image.open(io.BytesIO(data))
+    return np.asarray(ImageOps.exif_transpose(image.convert("RGB")))
+
+
+@pytest.mark.parametrize("photo", PHOTOS, ids=lambda p: p.name)
+def test_plain_jpeg_photos_decode_to_pillows_pixels_exactly(photo: Path) -> None:
+    data = photo.read_bytes()
+    image = Image.open(io.BytesIO(data))
+    taken = _decode_plain_jpeg(data, image, None)
+    assert taken is not None, "a plain JPEG photo takes OpenCV's path"
+    assert np.array_equal(taken, _pillow_pixels(data))
+    assert np.array_equal(decode_image(data, LIMIT).rgb, taken)
+
+
+def test_jpegs_that_need_pillow_stay_on_its_path(portrait_rgb: np.ndarray, portrait_jpeg: bytes) -> None:
+    def plain(data: bytes, max_side: int | None = None) -> np.ndarray | None:
+        return _decode_plain_jpeg(data, Image.open(io.BytesIO(data)), max_side)
+
+    assert plain(portrait_jpeg) is not None
+    height, width = portrait_rgb.shape[:2]
+    assert plain(portrait_jpeg + b"trailing bytes") is None  # not ending in EOI: truncated, or a trailer
+    assert plain(portrait_jpeg[: len(portrait_jpeg) // 2]) is None
+    assert plain(portrait_jpeg, max_side=max(width, height) // 2) is None  # Pillow's draft mode shrinks it
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    assert plain(encode(Image.fromarray(portrait_rgb), "JPEG", exif=exif.tobytes())) is None  # turned by Pillow
+    adobe = encode(Image.fromarray(portrait_rgb), "JPEG", icc_profile=icc.rgb_profile())
+    assert plain(adobe) is None  # converted to sRGB by LittleCMS
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    assert plain(encode(Image.fromarray(portrait_rgb), "JPEG", icc_profile=srgb)) is not None  # nothing to convert
+    assert plain(encode(Image.fromarray(portrait_rgb).convert("CMYK"), "JPEG")) is None
+    assert plain(encode(Image.fromarray(portrait_rgb).convert("L"), "JPEG")) is None
