@@ -45,18 +45,25 @@ def _pool(x: torch.Tensor) -> torch.Tensor:
 
 
 class RSU(nn.Module):
-    """A residual U-block of ``height`` levels (RSU7 ... RSU4): pooled encoder, dilated bottom, upsampled
-    decoder, plus the input convolution's output."""
+    """A residual U-block of ``height`` levels (the authors' RSU7 ... RSU4): pooled encoder, dilated bottom,
+    upsampled decoder, plus the input convolution's output. ``dilated`` is their RSU4F, the block for the small
+    deep stages: dilations 1, 2, 4 ... instead of pooling and upsampling."""
 
-    def __init__(self, height: int, in_ch: int, mid_ch: int, out_ch: int) -> None:
+    def __init__(self, height: int, in_ch: int, mid_ch: int, out_ch: int, dilated: bool = False) -> None:
         super().__init__()
+        levels = height - 1
+        self.dilated = dilated
+
+        def dilation(level: int) -> int:
+            return 2**level if dilated else 1
+
         self.conv_in = ConvReLU(in_ch, out_ch)
         self.encoders = nn.ModuleList(
-            [ConvReLU(out_ch if level == 0 else mid_ch, mid_ch) for level in range(height - 1)]
+            [ConvReLU(out_ch if level == 0 else mid_ch, mid_ch, dilation(level)) for level in range(levels)]
         )
-        self.bottom = ConvReLU(mid_ch, mid_ch, dilation=2)
+        self.bottom = ConvReLU(mid_ch, mid_ch, dilation=2**levels if dilated else 2)
         self.decoders = nn.ModuleList(
-            [ConvReLU(mid_ch * 2, out_ch if level == 0 else mid_ch) for level in range(height - 1)]
+            [ConvReLU(mid_ch * 2, out_ch if level == 0 else mid_ch, dilation(level)) for level in range(levels)]
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -64,41 +71,14 @@ class RSU(nn.Module):
         skips = []
         hx = x_in
         for level, encoder in enumerate(self.encoders):
-            hx = encoder(hx if level == 0 else _pool(hx))
+            hx = encoder(hx if level == 0 or self.dilated else _pool(hx))
             skips.append(hx)
         hx = self.bottom(hx)
         # decoders[i] makes level i; the deepest runs first, each output upsampled to the next skip's size
         for level in range(len(self.decoders) - 1, -1, -1):
             hx = self.decoders[level](torch.cat((hx, skips[level]), 1))
-            if level:
+            if level and not self.dilated:
                 hx = _upsample_like(hx, skips[level - 1])
-        return hx + x_in
-
-
-class RSU4F(nn.Module):
-    """The bottom U-block: dilations 1, 2, 4, 8 instead of pooling (the image is small there)."""
-
-    def __init__(self, in_ch: int, mid_ch: int, out_ch: int) -> None:
-        super().__init__()
-        self.conv_in = ConvReLU(in_ch, out_ch)
-        self.encoders = nn.ModuleList(
-            [ConvReLU(out_ch if level == 0 else mid_ch, mid_ch, dilation=2**level) for level in range(3)]
-        )
-        self.bottom = ConvReLU(mid_ch, mid_ch, dilation=8)
-        self.decoders = nn.ModuleList(
-            [ConvReLU(mid_ch * 2, out_ch if level == 0 else mid_ch, dilation=2**level) for level in range(3)]
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_in = self.conv_in(x)
-        skips = []
-        hx = x_in
-        for encoder in self.encoders:
-            hx = encoder(hx)
-            skips.append(hx)
-        hx = self.bottom(hx)
-        for level in range(2, -1, -1):
-            hx = self.decoders[level](torch.cat((hx, skips[level]), 1))
         return hx + x_in
 
 
@@ -110,10 +90,11 @@ class U2NetP(nn.Module):
         super().__init__()
         self.encoders = nn.ModuleList(
             [RSU(7, in_ch, 16, 64), RSU(6, 64, 16, 64), RSU(5, 64, 16, 64), RSU(4, 64, 16, 64)]
-            + [RSU4F(64, 16, 64), RSU4F(64, 16, 64)]
+            + [RSU(4, 64, 16, 64, dilated=True), RSU(4, 64, 16, 64, dilated=True)]
         )
         self.decoders = nn.ModuleList(
-            [RSU(7, 128, 16, 64), RSU(6, 128, 16, 64), RSU(5, 128, 16, 64), RSU(4, 128, 16, 64), RSU4F(128, 16, 64)]
+            [RSU(7, 128, 16, 64), RSU(6, 128, 16, 64), RSU(5, 128, 16, 64), RSU(4, 128, 16, 64)]
+            + [RSU(4, 128, 16, 64, dilated=True)]
         )
         self.sides = nn.ModuleList([nn.Conv2d(64, out_ch, 3, padding=1) for _ in range(6)])
         self.fuse = nn.Conv2d(6 * out_ch, out_ch, 1)
