@@ -5,8 +5,9 @@ memory and per-stage times. Prints numbers; never fails on time.
    post-processing and encoding in the calling thread) against the device path (DeviceMatteEngine: torch
    post-processing on the device). Median ms per image over the same photos, alternated so noise hits both.
 2. The whole worker path: an embedded Redis and a real ``matteflow worker`` (threads pool, model and torch
-   post-processing on the device, batches of ``--batch`` images per task, encoder processes = cores), fed
-   one job of ``--images`` 1080p JPEGs through the JobClient, timed from submission to the last item ended.
+   post-processing on the device, batches of ``--batch`` images per task, encoders = cores: threads, or
+   ``--encode-pool processes``), fed one job of ``--images`` 1080p JPEGs through the JobClient, timed from
+   submission to the last item ended.
    While it runs, GPU utilisation and memory are sampled from NVML (nvidia-ml-py, or nvidia-smi); at the end
    the worker's own ``/metrics`` give the stage times and its GPU memory metric.
 
@@ -232,7 +233,7 @@ class StackSampler(threading.Thread):
 
 def engine_throughput(paths: list[Path], args: argparse.Namespace, device: str) -> dict[str, Any]:
     """``--engine-threads`` threads each running chunks of ``--batch`` images through one DeviceMatteEngine
-    (decode threads and encoder processes = cores, as a worker builds it), no queue, no Redis, no files: the
+    (decode threads and encoders = cores, as a worker builds it), no queue, no Redis, no files: the
     ceiling the worker's own plumbing is measured against."""
     from matteflow.core.device_engine import DeviceMatteEngine
     from matteflow.core.encode_pool import EncodePool
@@ -243,7 +244,7 @@ def engine_throughput(paths: list[Path], args: argparse.Namespace, device: str) 
         ModelSet.from_specs(device=device),
         max_pixels=60_000_000,
         device=device,
-        encoder=EncodePool(args.encode_processes),
+        encoder=EncodePool(args.encode_processes, kind=args.encode_pool),
         max_batch=args.batch,
     )
     options = parse_options(format="png", model=args.request_model)
@@ -333,6 +334,7 @@ def run_worker_path(paths: list[Path], args: argparse.Namespace, device: str) ->
         task_chunk_size=args.batch,
         postprocess=args.postprocess,
         encode_processes=encoders,
+        encode_pool=args.encode_pool,
         max_files_per_job=max(5000, len(paths)),
         log_level="WARNING",
     )
@@ -429,7 +431,8 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=16, help="images per task and per device batch")
     parser.add_argument("--concurrency", type=int, default=3, help="worker threads (chunks in flight)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes sharing the GPU")
-    parser.add_argument("--encode-processes", type=int, default=0, help="encoder processes (0 = cores)")
+    parser.add_argument("--encode-processes", type=int, default=0, help="encoders (0 = cores)")
+    parser.add_argument("--encode-pool", default="threads", help="the encoders: threads | processes")
     parser.add_argument("--postprocess", default="torch", help="torch (the device path) | numpy | auto")
     parser.add_argument("--one-image", type=int, default=5, help="photos for the one-image comparison (0: skip)")
     parser.add_argument("--rounds", type=int, default=3)

@@ -1,14 +1,16 @@
-"""Encoding results in a pool of processes, so PNG/WebP/JPEG encoding never serialises a GPU worker.
+"""Encoding results in a pool, so PNG/WebP/JPEG encoding never serialises a GPU worker.
 
-PNG encoding of a 1080p RGBA cut-out costs ~60-90 ms of one core (zlib), more than the GPU spends on a whole
-batch: a worker that encodes in its own threads is bound by the GIL-free but single-core-per-image encoder
-and by the threads it has. A pool of processes sized to the cores encodes a batch in parallel. The
-processes are started with ``spawn`` (never ``fork``: the worker is multi-threaded and holds a CUDA context)
-and import only numpy, OpenCV and Pillow.
+PNG encoding of a 1080p RGBA cut-out costs ~40-100 ms of one core (zlib), more than the GPU spends on a whole
+batch: a worker that encoded each image in the thread that made it would be bound by that. A pool sized to
+the cores encodes a batch in parallel.
 
-A daemonic process (a Celery prefork child, as the GPU worker runs under Kubernetes) may not start children:
-there the pool is made of threads instead. OpenCV releases the GIL while it converts and encodes, so the
-threads encode in parallel too (without the pickling of pixels that processes pay).
+Threads by default: OpenCV releases the GIL while it converts and encodes, so threads encode in parallel
+with no pixels to pickle. Measured on the 2-core dev machine (32 1080p cut-outs, 2 encoders): threads 46.6
+against processes 34.6 images/s, and 1.0 against 2.3 ms of the calling process's GIL per image (py-spy
+``--gil``; a GPU worker's GIL is what limits it, bench/README.md section 5). Processes (``kind="processes"``,
+started with ``spawn``, never ``fork``: the worker is multi-threaded and holds a CUDA context) keep an encoder
+that runs out of memory from taking the worker with it; they import only numpy, OpenCV and Pillow. A daemonic
+process (a Celery prefork child) may not start children: there the pool is always threads.
 """
 
 from __future__ import annotations
@@ -42,16 +44,18 @@ def _init_process() -> None:
 
 
 class EncodePool:
-    """A lazily started pool of ``processes`` encoders (0 = one per core): processes, or threads inside a
-    daemonic process (``kind`` says which). Thread-safe.
+    """A lazily started pool of ``processes`` encoders (0 = one per core): threads, or processes where
+    ``kind`` asks for them outside a daemonic process (``kind`` says which it is). Thread-safe.
 
     A pool whose process died (killed, out of memory) raises ``BrokenProcessPool`` to the caller of that
     batch (a transient error: the worker retries the items) and is rebuilt on the next call.
     """
 
-    def __init__(self, processes: int = 0) -> None:
+    def __init__(self, processes: int = 0, kind: str = "threads") -> None:
+        if kind not in ("threads", "processes"):
+            raise ValueError(f"an encoder pool is threads or processes, not {kind!r}")
         self.processes = processes if processes > 0 else max(1, os.cpu_count() or 1)
-        self.kind = "threads" if multiprocessing.current_process().daemon else "processes"
+        self.kind = "threads" if multiprocessing.current_process().daemon else kind
         self._executor: Executor | None = None
         self._lock = threading.Lock()
 

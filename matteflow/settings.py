@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 PREFIX = "MATTEFLOW_"
+ENCODE_POOLS = ("threads", "processes")  # how a GPU worker encodes results: core/encode_pool.py
 
 
 class SettingsError(ValueError):
@@ -122,7 +123,11 @@ class Settings:
     # second waiting for every image of the first (workers/window.py). 0 = all at once, first come first served.
     bulk_window: int = 64
     postprocess: str = "auto"  # auto (torch on a CUDA device, else numpy/OpenCV) | numpy | torch
-    encode_processes: int = 0  # encoder processes of a device-post-processing worker (0 = one per core)
+    encode_processes: int = 0  # encoders of a device-post-processing worker (0 = one per core)
+    # threads (OpenCV encodes without the GIL; nothing to pickle) | processes (spawned; threads all the same
+    # inside a daemonic prefork child). Threads: 1.35x the PNG encodes per second of processes on 2 cores and
+    # half the worker's GIL time per image (bench/README.md, section 5).
+    encode_pool: str = "threads"
     worker_max_memory_mb: int = 2048  # a pool process past this RSS is replaced after its task (0 = no limit)
     # Peak memory one image may need while it is processed, estimated from its header (core.imageio):
     # above it an image is refused (413) unless max_side brings its working size under it.
@@ -178,6 +183,8 @@ class Settings:
             raise SettingsError(
                 f"{PREFIX}BULK_BATCH_FROM must be 0 (off) or a number of images, got {self.bulk_batch_from}"
             )
+        if self.encode_pool not in ENCODE_POOLS:
+            raise SettingsError(f"{PREFIX}ENCODE_POOL must be {' or '.join(ENCODE_POOLS)}, got {self.encode_pool!r}")
         if self.bulk_window < 0:
             raise SettingsError(f"{PREFIX}BULK_WINDOW must be 0 (off) or a number of tasks, got {self.bulk_window}")
         if self.task_chunk_size <= 0:

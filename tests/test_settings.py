@@ -28,6 +28,13 @@ def test_default_model_is_a_model_name_checked_at_start() -> None:
         Settings.from_env({"MATTEFLOW_DEFAULT_MODEL": "resnet"})
 
 
+def test_the_encoder_pool_is_threads_unless_processes_are_asked_for() -> None:
+    assert Settings.from_env({}).encode_pool == "threads"
+    assert Settings.from_env({"MATTEFLOW_ENCODE_POOL": "processes"}).encode_pool == "processes"
+    with pytest.raises(ValueError, match="MATTEFLOW_ENCODE_POOL must be threads or processes, got 'fibres'"):
+        Settings.from_env({"MATTEFLOW_ENCODE_POOL": "fibres"})
+
+
 def test_bad_number_names_the_variable() -> None:
     with pytest.raises(ValueError, match="MATTEFLOW_WEB_PORT"):
         Settings.from_env({"MATTEFLOW_WEB_PORT": "eighty"})

@@ -77,7 +77,7 @@ def _build_engine(settings: Settings) -> MatteEngine:
         from matteflow.core.encode_pool import EncodePool
 
         _limit_torch_threads(threads)
-        encoder = EncodePool(settings.encode_processes or usable_cpus())
+        encoder = EncodePool(settings.encode_processes or usable_cpus(), kind=settings.encode_pool)
         log.info(
             "pid %s: torch post-processing on %s in batches of %s, %s encoder %s",
             os.getpid(),

@@ -101,21 +101,35 @@ def test_too_large_and_empty_inputs_fail_alone(engines) -> None:
     assert isinstance(outcomes[2], ImageTooLargeError)
 
 
-def test_the_encoder_pool_encodes_in_other_processes_exactly_as_inline(encoder: EncodePool) -> None:
+@pytest.mark.parametrize("kind", ["threads", "processes"])
+def test_the_encoder_pool_encodes_exactly_as_inline(kind: str) -> None:
+    encoder = EncodePool(2, kind=kind)
     rng = np.random.default_rng(3)
     rgba = rng.integers(0, 256, (90, 120, 4), dtype=np.uint8)
     rgb = np.ascontiguousarray(rgba[:, :, :3])
     mask = np.ascontiguousarray(rgba[:, :, 3])
     jobs = [(rgba, "png", mask), (rgb, "jpeg", None), (rgba, "webp", None), (rgb, "png", None)]
 
-    encoded = encoder.encode_many(jobs)
+    try:
+        encoded = encoder.encode_many(jobs)
+        pids = encoder.pids()
+    finally:
+        encoder.close()
 
     for (pixels, fmt, job_mask), (image, mask_bytes, seconds) in zip(jobs, encoded, strict=True):
         assert image == encode_image(pixels, fmt)  # the encoders are deterministic: byte-identical
         assert mask_bytes == (encode_mask(job_mask) if job_mask is not None else None)
         assert seconds >= 0
-    pids = encoder.pids()
-    assert pids and os.getpid() not in pids
+    assert encoder.kind == kind
+    if kind == "processes":
+        assert pids and os.getpid() not in pids
+    else:
+        assert pids == []  # threads of this process
+
+
+def test_an_unknown_encoder_kind_is_refused() -> None:
+    with pytest.raises(ValueError, match="threads or processes"):
+        EncodePool(2, kind="fibres")
 
 
 def test_an_encoding_error_reaches_the_caller(encoder: EncodePool) -> None:
@@ -137,7 +151,7 @@ def test_inside_a_daemonic_process_the_encoders_are_threads() -> None:
 
 
 def _encode_in_a_daemon() -> tuple[str, int]:
-    pool = EncodePool(2)
+    pool = EncodePool(2, kind="processes")  # asked for, but a daemon may not start them
     try:
         encoded = pool.encode_many([(np.zeros((8, 8, 3), np.uint8), "png", None)] * 2)
         assert all(image.startswith(b"\x89PNG") for image, _, _ in encoded)

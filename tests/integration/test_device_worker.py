@@ -34,7 +34,7 @@ def device_stack(
     make_test_settings: Callable[..., Settings],
 ) -> Iterator:
     """A private Redis and a worker like a GPU one, in both pools a GPU worker runs (threads; prefork with the
-    child owning the device, as the Kubernetes prod overlay runs it): encoder processes are spawned from it."""
+    child owning the device, as the Kubernetes prod overlay runs it), with encoder processes asked for."""
     root = tmp_path_factory.mktemp(f"device-worker-{request.param}")
     redis = EmbeddedRedis(root / "redis").start()
     settings = make_test_settings(
@@ -44,6 +44,8 @@ def device_stack(
         gpu_batch_size=3,  # smaller than a chunk: the device batches are split too
         postprocess="torch",
         encode_processes=2,
+        # Processes asked for (threads are the default): the threads pool spawns them, a prefork child cannot.
+        encode_pool="processes",
         worker_pool=request.param,
         worker_concurrency=1 if request.param == "prefork" else 2,
     )
