@@ -212,7 +212,6 @@ class StackSampler(threading.Thread):
 
     def run(self) -> None:
         me = threading.get_ident()
-        names = {}
         while not self._stop_event.wait(self.interval):
             names = {t.ident: t.name for t in threading.enumerate()}
             for ident, frame in sys._current_frames().items():
