@@ -11,7 +11,6 @@ import argparse
 import importlib
 import json
 import logging
-import os
 import signal
 import sys
 import threading
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .inputlist import add_input_list_argument
-from .settings import Settings, SettingsError
+from .settings import Settings, SettingsError, usable_cpus
 from .urls import is_url
 
 if TYPE_CHECKING:
@@ -153,7 +152,9 @@ def _matte_parser() -> argparse.ArgumentParser:
         "in) the input folders, once they have stopped changing; Ctrl-C stops",
     )
     parser.add_argument("--device", help="auto, cpu, cuda (env MATTEFLOW_DEVICE)")
-    parser.add_argument("-j", "--jobs", type=int, default=0, help="images in flight at once (default: cores + 1)")
+    parser.add_argument(
+        "-j", "--jobs", type=int, default=0, help="images in flight at once (default: one per usable core)"
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
         "--report",
@@ -335,6 +336,7 @@ def _read_backdrop(parser: argparse.ArgumentParser, path: str, max_pixels: int) 
 
 
 def run_matte(argv: Sequence[str]) -> int:
+    import cv2
     from tqdm import tqdm
 
     from .core.confidence import WORTH_A_LOOK_BELOW
@@ -374,7 +376,9 @@ def run_matte(argv: Sequence[str]) -> int:
         print(f"matteflow: {resolved.explanation(resolved.interpretation.language, question=False)}", file=sys.stderr)
     if args.jobs < 0:
         parser.error("--jobs must be 0 (automatic) or more")
-    jobs = args.jobs or (os.cpu_count() or 1) + 1
+    # One image per core: each image's decode, network and encode keep one core busy (cores + 1 measured 3 %
+    # slower once OpenCV stopped using its own threads: bench/README.md, section 1).
+    jobs = args.jobs or usable_cpus()
 
     folders = [path for path in args.inputs if isinstance(path, Path) and path.is_dir()]
     if args.watch and not folders:
@@ -400,7 +404,10 @@ def run_matte(argv: Sequence[str]) -> int:
         print(f"matteflow: error: no images found in {', '.join(map(str, args.inputs))}", file=sys.stderr)
         return 1
     # Several images in flight, each on one onnxruntime thread: decoding, inference and encoding of
-    # different images overlap and every core stays busy.
+    # different images overlap and every core stays busy. OpenCV's own thread pool then only adds hand-offs
+    # between the images' threads (bench/README.md, section 1), so OpenCV runs each call on its caller's thread.
+    if jobs > 1:
+        cv2.setNumThreads(1)
     models = ModelSet.from_specs(
         people_spec, settings.general_model, args.device or settings.device, threads=1 if jobs > 1 else 0
     )
