@@ -93,6 +93,12 @@ def _build_engine(settings: Settings) -> MatteEngine:
             encoder=encoder,
             max_batch=settings.gpu_batch_size,
         )
+    # The numpy path's OpenCV calls get the same share of the cores as the network, not OpenCV's default of a
+    # thread per core in every pool process (the CLI ran 7 % faster with OpenCV on one thread per image:
+    # bench/README.md, section 1).
+    import cv2
+
+    cv2.setNumThreads(threads)
     return MatteEngine(models, max_pixels=settings.max_pixels, memory_budget_mb=settings.max_image_memory_mb)
 
 
