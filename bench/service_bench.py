@@ -59,10 +59,14 @@ def photo_folder(count: int) -> Path:
 
 
 def run_cli(photos: Path, out: Path, args: argparse.Namespace) -> float:
+    """The CLI with the service's networks and its default request model (``auto``), as the service gets them:
+    through MATTEFLOW_MODEL. (``--model default`` on the command line would name a model file to run on every
+    image, people only, with no second opinion: not what the service does.)"""
     command = [sys.executable, "-m", "matteflow", "matte", str(photos), "-o", str(out), "-q", "--overwrite"]
-    command += ["--model", args.model, "--device", args.device]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MATTEFLOW_")}
+    env.update(MATTEFLOW_MODEL=args.model, MATTEFLOW_DEVICE=args.device)
     started = time.perf_counter()
-    subprocess.run(command, check=True)
+    subprocess.run(command, check=True, env=env)
     return time.perf_counter() - started
 
 
