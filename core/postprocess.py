@@ -88,6 +88,8 @@ def snap_alpha(alpha: np.ndarray) -> np.ndarray:
     """Clip to [0, 1] and snap what would round to 0 or 255 in 8 bits: the filter leaves a faint ripple in flat
     regions, and the subject must stay solid, the background fully clear, only the true edge band soft."""
     # OpenCV thresholds rather than numpy masks: three passes over the frame instead of five, no boolean arrays.
+    # In place, so on one contiguous float32 array (a no-op for the filters' own results).
+    alpha = np.ascontiguousarray(alpha, dtype=np.float32)
     cv2.threshold(alpha, 0.5 / 255.0, 0.0, cv2.THRESH_TOZERO, dst=alpha)  # below half a level (or negative): 0
     cv2.threshold(alpha, 1.0, 0.0, cv2.THRESH_TRUNC, dst=alpha)  # above 1: 1
     solid = cv2.threshold(alpha, 254.5 / 255.0, 1.0, cv2.THRESH_BINARY)[1]  # 1 above 254.5 levels, else 0
