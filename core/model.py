@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -220,17 +221,27 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def _torch_matting_model(
+    load: Callable[[], object], weights: Path, sidecar: dict, device: str, name: str, half: bool = True
+) -> TorchMattingModel:
+    """A :class:`TorchMattingModel` around the module ``load()`` builds from ``weights``, sized and resized as
+    ``sidecar`` says; a file that does not load is a :class:`ModelError`."""
+    try:
+        module = load()
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ModelError(f"cannot load torch weights {weights}: {exc}") from exc
+    size = int(sidecar.get("input_size", DEFAULT_INPUT_SIZE))
+    return TorchMattingModel(module, device, size, name=name, resize=_resize_mode(sidecar, weights), half=half)
+
+
 def _torch_model(weights: Path, sidecar: dict, device: str) -> TorchMattingModel:
     from . import unet
 
-    arch = sidecar.get("arch", "matteflow-unet-s")
-    try:
-        module = unet.load_unet_safetensors(weights, arch=arch, device="cpu")
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise ModelError(f"cannot load torch weights {weights}: {exc}") from exc
-    module = unet.for_inference(module, sidecar)
-    size = int(sidecar.get("input_size", DEFAULT_INPUT_SIZE))
-    return TorchMattingModel(module, device, size, name=weights.stem, resize=_resize_mode(sidecar, weights))
+    def load() -> object:
+        arch = sidecar.get("arch", "matteflow-unet-s")
+        return unet.for_inference(unet.load_unet_safetensors(weights, arch=arch, device="cpu"), sidecar)
+
+    return _torch_matting_model(load, weights, sidecar, device, name=weights.stem)
 
 
 def _onnx_on_cuda(device: str) -> bool:
@@ -255,13 +266,15 @@ def _torch_general(device: str) -> TorchMattingModel | None:
         from .u2netp import load_general
     except ImportError:  # no torch: the ONNX file serves
         return None
-    try:
-        module = load_general(files.weights, min_max=bool(files.sidecar.get("min_max", True)))
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise ModelError(f"cannot load torch weights {files.weights}: {exc}") from exc
-    size = int(files.sidecar.get("input_size", DEFAULT_INPUT_SIZE))
-    resize = _resize_mode(files.sidecar, files.weights)
-    return TorchMattingModel(module, device, size, name=GENERAL_MODEL_NAME, resize=resize, half=False)
+    weights, sidecar = files.weights, files.sidecar
+    return _torch_matting_model(
+        lambda: load_general(weights, min_max=bool(sidecar.get("min_max", True))),
+        weights,
+        sidecar,
+        device,
+        name=GENERAL_MODEL_NAME,
+        half=False,
+    )
 
 
 def _shipped_general(device: str, threads: int, precision: str = "auto") -> MattingModel:

@@ -406,11 +406,10 @@ def run_matte(argv: Sequence[str]) -> int:
     # Several images in flight, each on one onnxruntime thread: decoding, inference and encoding of
     # different images overlap and every core stays busy. OpenCV's own thread pool then only adds hand-offs
     # between the images' threads (bench/README.md, section 1), so OpenCV runs each call on its caller's thread.
-    if jobs > 1:
-        cv2.setNumThreads(1)
-    models = ModelSet.from_specs(
-        people_spec, settings.general_model, args.device or settings.device, threads=1 if jobs > 1 else 0
-    )
+    threads = 1 if jobs > 1 else 0  # per image, for onnxruntime and OpenCV alike (0: their own default)
+    if threads:
+        cv2.setNumThreads(threads)
+    models = ModelSet.from_specs(people_spec, settings.general_model, args.device or settings.device, threads=threads)
     try:
         # Load what every image needs now, so a missing model is one error, not one per image (ensemble
         # runs both); auto loads the general model on its first photo without a sure subject.
