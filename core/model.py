@@ -226,9 +226,11 @@ def _torch_matting_model(
 ) -> TorchMattingModel:
     """A :class:`TorchMattingModel` around the module ``load()`` builds from ``weights``, sized and resized as
     ``sidecar`` says; a file that does not load is a :class:`ModelError`."""
+    from safetensors import SafetensorError  # not an OSError: a truncated or foreign file raises this
+
     try:
         module = load()
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
         raise ModelError(f"cannot load torch weights {weights}: {exc}") from exc
     size = int(sidecar.get("input_size", DEFAULT_INPUT_SIZE))
     return TorchMattingModel(module, device, size, name=name, resize=_resize_mode(sidecar, weights), half=half)

@@ -108,6 +108,9 @@ def test_model_errors_are_clear(tmp_path) -> None:
     (tmp_path / "broken.onnx").write_bytes(b"garbage")
     with pytest.raises(ModelError, match="cannot load ONNX model"):
         load_model(f"onnx:{tmp_path / 'broken.onnx'}")
+    (tmp_path / "broken.safetensors").write_bytes(b"garbage")  # safetensors' own error, not an OSError
+    with pytest.raises(ModelError, match="cannot load torch weights"):
+        load_model(f"torch:{tmp_path / 'broken.safetensors'}", "cpu")
     with pytest.raises(ModelError, match="unknown model spec"):
         load_model("resnet")
     with pytest.raises(ValueError, match="multiples of 32"):
