@@ -7,6 +7,7 @@
 #   bench/gpu_job.sh --prepare      # here, once, with the project's .venv: copies the queue stack to .carry/pylib
 #   bench/gpu_job.sh [gpu_bench.py arguments]   # there (the device tool: carry [".carry"]); results in $OUT
 #   SKIP_TESTS=1 TAG=b bench/gpu_job.sh ...     # another configuration in the same call: no tests, own log
+#   PYSPY=1 TAG=gil bench/gpu_job.sh ...        # the same under py-spy's GIL sampler (PYSPY_BIN=... --prepare)
 #
 # It runs the device pipeline's equivalence tests on CUDA (same tolerance as on the CPU), then
 # bench/gpu_bench.py (one image both ways, then the whole worker path on 400 1080p photos).
@@ -47,6 +48,8 @@ EOF
       -d .carry/wheels "pillow-heif==$version"
   done
   ls .carry/wheels
+  # PYSPY_BIN=path/to/py-spy: the sampler for PYSPY=1 runs (the device machine cannot download it).
+  if [ -n "${PYSPY_BIN:-}" ]; then mkdir -p .carry/bin && cp "$PYSPY_BIN" .carry/bin/py-spy; fi
   exit 0
 fi
 
@@ -74,5 +77,12 @@ if [ -z "${SKIP_TESTS:-}" ]; then  # SKIP_TESTS=1: a second configuration in the
     || echo "gpu_job: tests FAILED (above, whole log in gpu_tests.log); the benchmark runs all the same"
 fi
 tag=${TAG:+-$TAG}  # TAG=name keeps each configuration's log and JSON apart in $OUT
-"$PYTHON" bench/gpu_bench.py "$@" 2>&1 | tee "$out/gpu_bench$tag.log"
+# PYSPY=1: py-spy (a static binary, carried as .carry/bin/py-spy) samples which threads of the bench and its
+# worker processes hold the GIL, 100 times a second without pausing them; the stacks go to gil$tag.txt.
+profile=()
+if [ -n "${PYSPY:-}" ] && [ -x .carry/bin/py-spy ]; then
+  profile=(.carry/bin/py-spy record ${PYSPY_FLAGS:---gil --nonblocking} --subprocesses --threads --rate 100 --format raw
+           -o "$out/gil$tag.txt" --)
+fi
+"${profile[@]}" "$PYTHON" bench/gpu_bench.py "$@" 2>&1 | tee "$out/gpu_bench$tag.log"
 cp .bench/gpu_bench.json "$out/gpu_bench$tag.json" 2>/dev/null || true
