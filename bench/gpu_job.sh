@@ -49,7 +49,7 @@ EOF
   done
   ls .carry/wheels
   # PYSPY_BIN=path/to/py-spy: the sampler for PYSPY=1 runs (the device machine cannot download it).
-  if [ -n "${PYSPY_BIN:-}" ]; then mkdir -p .carry/bin && cp "$PYSPY_BIN" .carry/bin/py-spy; fi
+  if [ -n "${PYSPY_BIN:-}" ]; then mkdir -p .carry/bin && strip -o .carry/bin/py-spy "$PYSPY_BIN"; fi  # 8 -> 6.6 MiB
   exit 0
 fi
 

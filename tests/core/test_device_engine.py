@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from matteflow.core.imageio import encode_image, encode_mask
 from matteflow.core.model import load_model
 from matteflow.core.options import parse_options
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 
 from matteflow.core.device_engine import DeviceMatteEngine  # noqa: E402
 from matteflow.core.encode_pool import EncodePool  # noqa: E402
@@ -99,6 +100,27 @@ def test_too_large_and_empty_inputs_fail_alone(engines) -> None:
     assert isinstance(outcomes[0], ImageTooLargeError)  # 640 x 427 > 100 000 pixels
     assert isinstance(outcomes[1], InvalidImageError)
     assert isinstance(outcomes[2], ImageTooLargeError)
+
+
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_chunks_from_several_threads_at_once_get_their_own_results(engines, device: str) -> None:
+    """A GPU worker runs several chunks at once, each thread on its own CUDA stream: every chunk must get
+    exactly the cut-outs it would get alone."""
+    _, cpu_engine = engines
+    engine = DeviceMatteEngine(cpu_engine.models, max_pixels=10**8, device=device, decode_threads=2)
+    options = parse_options(mask=True)
+    datas = [p.read_bytes() for p in PHOTOS[:6]]
+    chunks = [datas[i : i + 2 + i % 2] for i in range(5)]  # overlapping chunks of 2 and 3 images
+    try:
+        alone = [engine.process_many(chunk, options) for chunk in chunks]
+        with ThreadPoolExecutor(3) as pool:
+            together = list(pool.map(lambda chunk: engine.process_many(chunk, options), chunks))
+    finally:
+        engine.close()
+    for want_chunk, got_chunk in zip(alone, together, strict=True):
+        for want, got in zip(want_chunk, got_chunk, strict=True):
+            assert isinstance(want, MatteResult) and isinstance(got, MatteResult)
+            assert got.mask == want.mask and got.image == want.image
 
 
 @pytest.mark.parametrize("kind", ["threads", "processes"])

@@ -82,3 +82,22 @@ def test_general_on_cuda_is_the_torch_network_in_fp32() -> None:
     assert isinstance(model, TorchMattingModel) and model.device.startswith("cuda")
     assert next(model._module.parameters()).dtype == torch.float32
     assert isinstance(load_model("general-int8", "cuda"), OnnxMattingModel)  # int8 pins the ONNX file
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_calls_from_several_threads_at_once_give_each_its_own_mattes(device: str) -> None:
+    """A worker's chunk threads call one model at once: on the CPU one after another (a lock), on CUDA
+    overlapped, each on its own stream. Either way every call gets the mattes of its own batch."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = _torch_general(device)
+    assert model is not None
+    batch = photo_batch((320, 224))
+    # Each call its own images and batch size, so a mix-up between calls shows.
+    batches = [batch[i % len(batch) :][: 1 + i % 3] for i in range(12)]
+    alone = [model.predict(b) for b in batches]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(model.predict, batches))
+    for want, got in zip(alone, together, strict=True):
+        assert got.shape == want.shape
+        assert np.abs(got - want).max() < 1e-4
