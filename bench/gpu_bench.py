@@ -4,10 +4,10 @@ memory and per-stage times. Prints numbers; never fails on time.
 1. One image, in-process, side by side: today's path (MatteEngine: the network, then numpy/OpenCV
    post-processing and encoding in the calling thread) against the device path (DeviceMatteEngine: torch
    post-processing on the device). Median ms per image over the same photos, alternated so noise hits both.
-2. The whole worker path: an embedded Redis and a real ``matteflow worker`` (threads pool, model and torch
-   post-processing on the device, batches of ``--batch`` images per task, encoders = cores: threads, or
-   ``--encode-pool processes``), fed one job of ``--images`` 1080p JPEGs through the JobClient, timed from
-   submission to the last item ended.
+2. The whole worker path: an embedded Redis and a real ``matteflow worker`` (threads pool, or ``--pool
+   prefork`` as the prod overlay runs it; model and torch post-processing on the device, batches of
+   ``--batch`` images per task, encoders = cores: threads, or ``--encode-pool processes``), fed one job of
+   ``--images`` 1080p JPEGs through the JobClient, timed from submission to the last item ended.
    While it runs, GPU utilisation and memory are sampled from NVML (nvidia-ml-py, or nvidia-smi); at the end
    the worker's own ``/metrics`` give the stage times and its GPU memory metric.
 
@@ -328,7 +328,7 @@ def run_worker_path(paths: list[Path], args: argparse.Namespace, device: str) ->
         model=args.model,
         device=device,
         worker_concurrency=args.concurrency,
-        worker_pool="threads",
+        worker_pool=args.pool,
         gpu_batch_size=args.batch,
         task_chunk_size=args.batch,
         postprocess=args.postprocess,
@@ -428,7 +428,12 @@ def main() -> int:
         "--request-model", default="auto", help="the jobs' model option in the worker run: auto | people | ensemble"
     )
     parser.add_argument("--batch", type=int, default=16, help="images per task and per device batch")
-    parser.add_argument("--concurrency", type=int, default=3, help="worker threads (chunks in flight)")
+    parser.add_argument(
+        "--concurrency", type=int, default=3, help="worker threads, or prefork children (chunks in flight)"
+    )
+    parser.add_argument(
+        "--pool", default="threads", choices=["threads", "prefork"], help="the worker's Celery pool (prod: prefork)"
+    )
     parser.add_argument("--workers", type=int, default=1, help="worker processes sharing the GPU")
     parser.add_argument("--encode-processes", type=int, default=0, help="encoders (0 = cores)")
     parser.add_argument("--encode-pool", default="threads", help="the encoders: threads | processes")
@@ -470,7 +475,7 @@ def main() -> int:
         paths = photos[:count]
         print(
             f"\n2. Whole worker path: {len(paths)} 1080p JPEGs -> transparent PNG, {args.workers} `matteflow worker` "
-            f"(threads x{args.concurrency} each, {args.batch} images per task, post-processing {args.postprocess}, "
+            f"({args.pool} x{args.concurrency} each, {args.batch} images per task, post-processing {args.postprocess}, "
             f"model {args.request_model})"
         )
         run = run_worker_path(paths, args, device)

@@ -28,13 +28,12 @@ import numpy as np
 import torch
 
 from . import device_postprocess
-from .cuda_streams import thread_stream
 from .encode_pool import EncodePool, encode_result
 from .engine import MatteEngine, MatteResult, _Prepared
 from .errors import MattingError
 from .model import MattingModel
 from .options import MatteOptions
-from .registry import GENERAL, PEOPLE, ModelSet
+from .registry import ModelSet
 
 Shrinks = tuple[np.ndarray, np.ndarray]  # a photo's guide and foreground working copies (shrink_photo)
 
@@ -126,7 +125,7 @@ class DeviceMatteEngine(MatteEngine):
             part = items[start : start + self.max_batch]
             lows = alpha_lows[start : start + self.max_batch]
             part_shrinks = shrinks[start : start + self.max_batch]
-            with thread_stream(self.device), torch.inference_mode():
+            with torch.inference_mode():
                 images = self._upload_images([p.rgb for p in part])
                 guides = self._upload_images([guide for guide, _ in part_shrinks])
                 smalls = self._upload_images([small for _, small in part_shrinks])
@@ -165,9 +164,6 @@ class DeviceMatteEngine(MatteEngine):
             return exc
         started = time.perf_counter()
         shrinks = device_postprocess.shrink_photo(prepared.rgb)
-        # The first network's input too (a resize and a float conversion, ~3 ms at 1080p): here it runs beside
-        # the other decodes instead of one image after another in the chunk's own thread.
-        prepared.network_input(self.models.get(GENERAL if options.model == GENERAL else PEOPLE))
         prepared.timings["decode"] += time.perf_counter() - started
         return prepared, shrinks
 

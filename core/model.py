@@ -20,7 +20,6 @@ for (or, with device ``auto``, when the machine has an NVIDIA GPU to offer).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import threading
@@ -184,21 +183,13 @@ class TorchMattingModel:
         self.input_size = input_size
         self.resize = resize
         self.name = name
-        self._cuda = self._device.type == "cuda"
-        # CPU torch already spreads one call over every core: one call at a time. On a GPU, calls from several
-        # threads overlap, each on its own stream: one thread launches its kernels while another waits for its
-        # results (under one lock the GPU sat ~90 % idle while the lock's holder launched or waited).
-        self._lock = contextlib.nullcontext() if self._cuda else threading.Lock()
+        self._lock = threading.Lock()  # CPU torch already uses every core; one call at a time
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        from .cuda_streams import thread_stream
-
         _check_batch(batch)
         torch = self._torch
-        with self._lock, thread_stream(self._device), torch.inference_mode():
-            host = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
-            # Pinned memory copies at full bus speed; .cpu() below waits for this stream's work only.
-            tensor = host.pin_memory().to(self._device, non_blocking=True) if self._cuda else host
+        with self._lock, torch.inference_mode():
+            tensor = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self._device)
             if self._half:
                 tensor = tensor.half()
             alpha = self._module(tensor)  # type: ignore[operator]

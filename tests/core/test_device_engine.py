@@ -104,8 +104,8 @@ def test_too_large_and_empty_inputs_fail_alone(engines) -> None:
 
 @pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
 def test_chunks_from_several_threads_at_once_get_their_own_results(engines, device: str) -> None:
-    """A GPU worker runs several chunks at once, each thread on its own CUDA stream: every chunk must get
-    exactly the cut-outs it would get alone."""
+    """A GPU worker runs several chunks at once, one per thread, uploads, kernels and downloads interleaved on
+    the device: every chunk must get exactly the cut-outs it would get alone."""
     _, cpu_engine = engines
     engine = DeviceMatteEngine(cpu_engine.models, max_pixels=10**8, device=device, decode_threads=2)
     options = parse_options(mask=True)

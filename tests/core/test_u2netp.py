@@ -86,8 +86,8 @@ def test_general_on_cuda_is_the_torch_network_in_fp32() -> None:
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_calls_from_several_threads_at_once_give_each_its_own_mattes(device: str) -> None:
-    """A worker's chunk threads call one model at once: on the CPU one after another (a lock), on CUDA
-    overlapped, each on its own stream. Either way every call gets the mattes of its own batch."""
+    """A GPU worker's chunk threads call one model at once (its lock lets one in at a time, and the post-
+    processing of another chunk runs meanwhile): every call gets the mattes of its own batch."""
     from concurrent.futures import ThreadPoolExecutor
 
     model = _torch_general(device)
