@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -420,6 +421,9 @@ def wait_done(client: Any, job_id: str, timeout: float, total: int = 0) -> dict[
 
 
 def main() -> int:
+    # SIGTERM (`timeout`, a device call's limit) unwinds like Ctrl-C, so the run's `finally` kills its workers
+    # and Redis: they run in their own sessions and would otherwise outlive it, competing with the next run.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=0, help="photos in the worker run (default 400 GPU, 24 CPU)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present) | cuda | cpu")
