@@ -37,17 +37,21 @@ for name in names:
             shutil.copy2(source, target / file)
 print(f"{target}: {sum(f.stat().st_size for f in target.rglob('*') if f.is_file()) / 2**20:.1f} MiB")
 EOF
-  # pillow-heif (core/imageio.py reads HEIC) is compiled: wheels for the device image's Python 3.12 and for
-  # this machine's, so the same job can be tried here first with a bare python (PYTHON=...).
+  # pillow-heif (core/imageio.py reads HEIC) is compiled: the wheel for the device image's Python 3.12 is
+  # carried; this machine's goes to .bench/wheels (not carried: the tree and .carry must stay under 64 MiB),
+  # so the same job can be tried here first with a bare python (PYTHON=...).
   version=$(.venv/bin/python -c 'from importlib.metadata import version; print(version("pillow-heif"))')
   here=$(.venv/bin/python -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
-  rm -rf .carry/wheels
+  rm -rf .carry/wheels .bench/wheels
   for py in 3.12 "$here"; do
+    dest=.carry/wheels
+    [ "$py" = 3.12 ] || dest=.bench/wheels
     .venv/bin/python -m pip download -q --no-deps --only-binary=:all: --python-version "$py" --implementation cp \
       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-      -d .carry/wheels "pillow-heif==$version"
+      -d "$dest" "pillow-heif==$version"
   done
-  ls .carry/wheels
+  ls .carry/wheels .bench/wheels 2>/dev/null
+  du -sh .carry
   # PYSPY_BIN=path/to/py-spy: the sampler for PYSPY=1 runs (the device machine cannot download it).
   if [ -n "${PYSPY_BIN:-}" ]; then mkdir -p .carry/bin && strip -o .carry/bin/py-spy "$PYSPY_BIN"; fi  # 8 -> 6.6 MiB
   exit 0
@@ -59,8 +63,9 @@ for f in "$repo"/matteflow/*.py; do ln -s "$f" "$shim/matteflow/"; done
 for sub in core workers web training models; do ln -s "$repo/$sub" "$shim/matteflow/$sub"; done
 PYTHON=${PYTHON:-python3}
 # The one compiled package the image lacks, from the wheel that matches its Python.
-"$PYTHON" -m pip install -q --no-index --no-deps --no-compile --find-links .carry/wheels --target "$shim/site" \
-  pillow-heif
+mkdir -p .bench/wheels
+"$PYTHON" -m pip install -q --no-index --no-deps --no-compile --find-links .carry/wheels --find-links .bench/wheels \
+  --target "$shim/site" pillow-heif
 export PYTHONPATH="$shim:$shim/site:$repo/.carry/pylib${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 # The shim, not the repo root's own matteflow/ folder (which lacks core/, workers/...), must win for `python -m`.
