@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -88,8 +89,6 @@ def test_general_on_cuda_is_the_torch_network_in_fp32() -> None:
 def test_calls_from_several_threads_at_once_give_each_its_own_mattes(device: str) -> None:
     """A GPU worker's chunk threads call one model at once (its lock lets one in at a time, and the post-
     processing of another chunk runs meanwhile): every call gets the mattes of its own batch."""
-    from concurrent.futures import ThreadPoolExecutor
-
     model = _torch_general(device)
     assert model is not None
     batch = photo_batch((320, 224))
